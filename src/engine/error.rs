@@ -1,0 +1,77 @@
+//! Errors of the engine, each naming the object it is about.
+//!
+//! SQLSTATE codes are not decided here: the wire layer maps these variants (and
+//! DataFusion's own errors) to codes in one place, `wire::errors`.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::error::DataFusionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedRelation(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateRelation(String),
+    #[error("\"{name}\" is not a {expected}")]
+    WrongObjectType {
+        name: String,
+        expected: &'static str,
+    },
+    #[error("cannot drop {kind} \"{name}\" because other objects depend on it")]
+    DependentObjects {
+        kind: &'static str,
+        name: String,
+        dependents: Vec<String>,
+    },
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    #[error("{0} is not supported")]
+    NotSupported(String),
+    #[error("{0}")]
+    BadCopyData(String),
+    #[error("catalog file {path} is unreadable: {reason}")]
+    CorruptCatalog { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("source \"{name}\" ({location}): {source}")]
+    Source {
+        name: String,
+        location: String,
+        source: DataFusionError,
+    },
+    #[error("storage error on table \"{table}\": {reason}")]
+    Storage { table: String, reason: String },
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+impl EngineError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn storage(table: &str, reason: impl std::fmt::Display) -> Self {
+        EngineError::Storage {
+            table: table.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<EngineError> for DataFusionError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::DataFusion(e) => e,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

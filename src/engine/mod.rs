@@ -1,0 +1,699 @@
+//! The engine: one DataFusion `SessionContext` whose relations persist in the data
+//! directory.
+//!
+//! - [`catalog`] keeps the list of relations on disk (atomically rewritten JSON);
+//! - [`sql`] splits query strings and picks out the statements the engine runs itself
+//!   ([`Command`]): DDL that must persist, DML that must commit to Delta, `COPY`;
+//! - [`crate::storage`] holds managed tables (Delta Lake);
+//! - everything else (queries, `SET`, `SHOW`, transactions) is planned by DataFusion
+//!   directly, through the wire layer.
+//!
+//! DDL is serialised by one lock, so the catalog file, the session's registrations and the
+//! table directories change together: the catalog is written before a change is made
+//! visible, and a failed statement changes neither.
+
+pub mod catalog;
+pub mod copy;
+pub mod error;
+pub mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::storage::ManagedTable;
+use catalog::{Catalog, Entry, RelationKind};
+pub use error::{EngineError, Result};
+pub use sql::Command;
+
+/// The database (catalog) name clients connect to.
+pub const DATABASE: &str = "tessera";
+/// The schema user relations live in.
+pub const SCHEMA: &str = "public";
+
+/// What a statement did, for the command tag (`INSERT 0 3`, `CREATE TABLE`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub tag: &'static str,
+    pub rows: Option<u64>,
+}
+
+impl Outcome {
+    fn tag(tag: &'static str) -> Self {
+        Outcome { tag, rows: None }
+    }
+    fn rows(tag: &'static str, rows: u64) -> Self {
+        Outcome {
+            tag,
+            rows: Some(rows),
+        }
+    }
+}
+
+pub struct Engine {
+    ctx: Arc<SessionContext>,
+    data_dir: PathBuf,
+    catalog: Mutex<Catalog>,
+}
+
+impl Engine {
+    /// Open (or create) the data directory and rebuild every relation in its catalog.
+    /// A relation that cannot be rebuilt (say, its source file is gone) is logged and
+    /// kept in the catalog; the others are served.
+    pub async fn open(data_dir: &Path) -> Result<Arc<Engine>> {
+        std::fs::create_dir_all(data_dir.join("tables"))
+            .map_err(|e| EngineError::io(data_dir, e))?;
+        let data_dir = std::fs::canonicalize(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        let ctx = Arc::new(SessionContext::new_with_config(config));
+        udfs::register_all(&ctx);
+        crate::pg::setup(&ctx)?;
+        let catalog = Catalog::load(&data_dir)?;
+        let engine = Engine {
+            ctx,
+            data_dir,
+            catalog: Mutex::new(catalog),
+        };
+        engine.restore().await;
+        Ok(Arc::new(engine))
+    }
+
+    pub fn session_context(&self) -> Arc<SessionContext> {
+        self.ctx.clone()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    async fn restore(&self) {
+        let catalog = self.catalog.lock().await;
+        for entry in catalog.entries() {
+            match self.register(entry).await {
+                Ok(()) => info!(relation = %entry.name, kind = ?entry.kind, "restored"),
+                Err(e) => warn!(relation = %entry.name, "cannot restore relation: {e}"),
+            }
+        }
+    }
+
+    /// Make a catalog entry visible in the session context.
+    async fn register(&self, entry: &Entry) -> Result<()> {
+        match entry.kind {
+            RelationKind::External => {
+                let DFStatement::CreateExternalTable(mut cet) = sql::parse_one(&entry.sql)? else {
+                    return Err(EngineError::Syntax(format!(
+                        "bad definition of \"{}\"",
+                        entry.name
+                    )));
+                };
+                cet.name = object_name(&entry.name);
+                cet.if_not_exists = false;
+                cet.or_replace = true;
+                let plan = self
+                    .ctx
+                    .state()
+                    .statement_to_plan(DFStatement::CreateExternalTable(cet))
+                    .await?;
+                self.ctx.execute_logical_plan(plan).await?;
+            }
+            RelationKind::View => {
+                self.ctx.sql(&entry.sql).await?;
+            }
+            RelationKind::Table => {
+                let location = entry.location.as_deref().unwrap_or_default();
+                let table = ManagedTable::open(&entry.name, &self.data_dir.join(location)).await?;
+                self.ctx
+                    .register_table(bare(&entry.name), Arc::new(table))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run a [`Command`] other than `COPY` (which needs the protocol: see [`copy`]).
+    pub async fn execute(&self, command: Command) -> Result<Outcome> {
+        match command {
+            Command::CreateExternal(cet) => self.create_external(*cet).await,
+            Command::CreateTable(stmt) => self.create_table(*stmt).await,
+            Command::CreateView(stmt) => self.create_view(*stmt).await,
+            Command::Drop {
+                kind,
+                names,
+                if_exists,
+                cascade,
+            } => self.drop_relations(kind, names, if_exists, cascade).await,
+            Command::Rename {
+                kind,
+                name,
+                new_name,
+                if_exists,
+            } => self.rename(kind, &name, &new_name, if_exists).await,
+            Command::Dml(stmt) => {
+                let tag = dml_tag(&stmt);
+                let plan = self
+                    .ctx
+                    .state()
+                    .statement_to_plan(DFStatement::Statement(stmt))
+                    .await?;
+                self.execute_dml(plan, tag).await
+            }
+            Command::Copy(_) => Err(EngineError::NotSupported(
+                "COPY outside the wire protocol".into(),
+            )),
+            Command::Discard => Ok(Outcome::tag("DISCARD ALL")),
+        }
+    }
+
+    /// Run a script of statements (the demo model, tests): commands through
+    /// [`Engine::execute`], everything else through DataFusion, results discarded.
+    pub async fn run_script(&self, script: &str) -> Result<Vec<Outcome>> {
+        let mut out = Vec::new();
+        for stmt in sql::split_statements(script) {
+            let command = match sql::classify(stmt) {
+                Err(EngineError::Syntax(e)) => {
+                    sql::classify_alter_view(stmt).ok_or(EngineError::Syntax(e))?
+                }
+                other => match other? {
+                    Some(c) => c,
+                    None => {
+                        let batches = self.ctx.sql(stmt).await?.collect().await?;
+                        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                        out.push(Outcome::rows("SELECT", rows));
+                        continue;
+                    }
+                },
+            };
+            out.push(self.execute(command).await?);
+        }
+        Ok(out)
+    }
+
+    /// Execute a planned INSERT/UPDATE/DELETE/TRUNCATE and report its row count.
+    pub async fn execute_dml(&self, plan: LogicalPlan, tag: &'static str) -> Result<Outcome> {
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        Ok(Outcome::rows(tag, count_of(&batches)))
+    }
+
+    async fn create_external(
+        &self,
+        mut cet: datafusion::sql::parser::CreateExternalTable,
+    ) -> Result<Outcome> {
+        let name = sql::relation_name(&cet.name);
+        let mut catalog = self.catalog.lock().await;
+        if self.exists_or_replace(
+            &catalog,
+            &name,
+            cet.if_not_exists,
+            cet.or_replace,
+            RelationKind::External,
+        )? {
+            return Ok(Outcome::tag("CREATE TABLE"));
+        }
+        cet.locations = cet
+            .locations
+            .iter()
+            .map(|l| absolute_location(l))
+            .collect::<Result<_>>()?;
+        cet.name = object_name(&name);
+        let entry = Entry {
+            name: name.clone(),
+            kind: RelationKind::External,
+            sql: DFStatementText::external(&cet),
+            location: None,
+            primary_key: vec![],
+        };
+        // Register first: this validates the location and infers the schema.
+        let location = cet.locations.join(", ");
+        let registered = async {
+            let plan = self
+                .ctx
+                .state()
+                .statement_to_plan(DFStatement::CreateExternalTable(cet))
+                .await?;
+            self.ctx.execute_logical_plan(plan).await
+        };
+        registered.await.map_err(|source| EngineError::Source {
+            name: name.clone(),
+            location,
+            source,
+        })?;
+        if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
+            self.ctx.deregister_table(bare(&name))?;
+            return Err(e);
+        }
+        Ok(Outcome::tag("CREATE TABLE"))
+    }
+
+    async fn create_table(&self, stmt: Statement) -> Result<Outcome> {
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+            .await?;
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmt)) = plan else {
+            return Err(EngineError::NotSupported(
+                "this form of CREATE TABLE".into(),
+            ));
+        };
+        if cmt.temporary {
+            return Err(EngineError::NotSupported("CREATE TEMPORARY TABLE".into()));
+        }
+        let name = cmt.name.table().to_string();
+        let is_ctas = !matches!(cmt.input.as_ref(), LogicalPlan::EmptyRelation(_));
+        let mut catalog = self.catalog.lock().await;
+        if self.exists_or_replace(
+            &catalog,
+            &name,
+            cmt.if_not_exists,
+            cmt.or_replace,
+            RelationKind::Table,
+        )? {
+            return Ok(Outcome::tag("CREATE TABLE"));
+        }
+        let batches: Vec<RecordBatch> = if is_ctas {
+            self.ctx
+                .execute_logical_plan((*cmt.input).clone())
+                .await?
+                .collect()
+                .await?
+        } else {
+            vec![]
+        };
+        let schema = cmt.input.schema().inner().clone();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let location = format!("tables/{name}-{}", unique_suffix());
+        let dir = self.data_dir.join(&location);
+        let primary_key = primary_key_columns(&cmt.constraints, &schema);
+        let created = async {
+            let table = ManagedTable::create(&name, &dir, schema).await?;
+            table.append(batches).await?;
+            Ok::<_, EngineError>(table)
+        }
+        .await;
+        let table = match created {
+            Ok(t) => t.with_constraints(cmt.constraints.clone()),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let entry = Entry {
+            name: name.clone(),
+            kind: RelationKind::Table,
+            sql: String::new(),
+            location: Some(location),
+            primary_key,
+        };
+        if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        self.ctx.register_table(bare(&name), Arc::new(table))?;
+        Ok(if is_ctas {
+            Outcome::rows("SELECT", rows as u64)
+        } else {
+            Outcome::tag("CREATE TABLE")
+        })
+    }
+
+    async fn create_view(&self, stmt: Statement) -> Result<Outcome> {
+        let Statement::CreateView(ref v) = stmt else {
+            return Err(EngineError::NotSupported("this form of CREATE VIEW".into()));
+        };
+        let name = sql::relation_name(&v.name);
+        let (if_not_exists, or_replace) = (v.if_not_exists, v.or_replace);
+        let mut catalog = self.catalog.lock().await;
+        if let Some(existing) = catalog.get(&name) {
+            if if_not_exists {
+                return Ok(Outcome::tag("CREATE VIEW"));
+            }
+            if !or_replace || existing.kind != RelationKind::View {
+                return Err(EngineError::DuplicateRelation(name));
+            }
+        }
+        let entry = Entry {
+            name: name.clone(),
+            kind: RelationKind::View,
+            sql: stmt.to_string(),
+            location: None,
+            primary_key: vec![],
+        };
+        // Planning the view checks that everything it reads exists (42P01 otherwise).
+        let previous = self.ctx.table_provider(bare(&name)).await.ok();
+        self.ctx.sql(&entry.sql).await?;
+        if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
+            self.ctx.deregister_table(bare(&name))?;
+            if let Some(p) = previous {
+                self.ctx.register_table(bare(&name), p)?;
+            }
+            return Err(e);
+        }
+        Ok(Outcome::tag("CREATE VIEW"))
+    }
+
+    /// Handle IF NOT EXISTS / OR REPLACE for a name about to be created. Returns true
+    /// when the statement is already satisfied (IF NOT EXISTS on an existing name).
+    fn exists_or_replace(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+        if_not_exists: bool,
+        or_replace: bool,
+        kind: RelationKind,
+    ) -> Result<bool> {
+        match catalog.get(name) {
+            None if self.ctx.table_exist(bare(name)).unwrap_or(false) => {
+                // A built-in relation (information_schema etc. live elsewhere; this is a
+                // name registered outside the catalog).
+                Err(EngineError::DuplicateRelation(name.to_string()))
+            }
+            None => Ok(false),
+            Some(_) if if_not_exists => Ok(true),
+            Some(e) if or_replace && e.kind == kind && kind != RelationKind::Table => Ok(false),
+            Some(_) => Err(EngineError::DuplicateRelation(name.to_string())),
+        }
+    }
+
+    async fn drop_relations(
+        &self,
+        kind: ObjectType,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Outcome> {
+        let tag = if kind == ObjectType::View {
+            "DROP VIEW"
+        } else {
+            "DROP TABLE"
+        };
+        let mut catalog = self.catalog.lock().await;
+        let mut doomed: Vec<String> = Vec::new();
+        for name in &names {
+            match catalog.get(name) {
+                None if if_exists => continue,
+                None => return Err(EngineError::UndefinedRelation(name.clone())),
+                Some(e) if (e.kind == RelationKind::View) != (kind == ObjectType::View) => {
+                    return Err(EngineError::WrongObjectType {
+                        name: name.clone(),
+                        expected: if kind == ObjectType::View {
+                            "view"
+                        } else {
+                            "table"
+                        },
+                    })
+                }
+                Some(_) => doomed.push(name.clone()),
+            }
+        }
+        // Close over dependents: views that read a doomed relation.
+        let mut i = 0;
+        while i < doomed.len() {
+            let target = doomed[i].clone();
+            for dep in dependents(&catalog, &target) {
+                if doomed.contains(&dep) {
+                    continue;
+                }
+                if !cascade {
+                    return Err(EngineError::DependentObjects {
+                        kind: catalog.get(&target).map_or("table", |e| e.kind.noun()),
+                        name: target,
+                        dependents: vec![dep],
+                    });
+                }
+                doomed.push(dep);
+            }
+            i += 1;
+        }
+        let removed: Vec<Entry> = doomed
+            .iter()
+            .filter_map(|n| catalog.get(n).cloned())
+            .collect();
+        catalog.update(|entries| {
+            entries.retain(|e| !doomed.contains(&e.name));
+            Ok(())
+        })?;
+        for entry in removed {
+            self.ctx.deregister_table(bare(&entry.name))?;
+            if let Some(loc) = entry.location {
+                let dir = self.data_dir.join(loc);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    warn!(
+                        "dropped table \"{}\" but could not remove {}: {e}",
+                        entry.name,
+                        dir.display()
+                    );
+                }
+            }
+        }
+        Ok(Outcome::tag(tag))
+    }
+
+    async fn rename(
+        &self,
+        kind: ObjectType,
+        name: &str,
+        new_name: &str,
+        if_exists: bool,
+    ) -> Result<Outcome> {
+        let tag = if kind == ObjectType::View {
+            "ALTER VIEW"
+        } else {
+            "ALTER TABLE"
+        };
+        let mut catalog = self.catalog.lock().await;
+        let Some(entry) = catalog.get(name).cloned() else {
+            return if if_exists {
+                Ok(Outcome::tag(tag))
+            } else {
+                Err(EngineError::UndefinedRelation(name.to_string()))
+            };
+        };
+        if catalog.get(new_name).is_some() || self.ctx.table_exist(bare(new_name)).unwrap_or(false)
+        {
+            return Err(EngineError::DuplicateRelation(new_name.to_string()));
+        }
+        // Views that read the relation follow it, as in PostgreSQL.
+        let mut rewritten: Vec<Entry> = Vec::new();
+        for dep in dependents(&catalog, name) {
+            if let Some(e) = catalog.get(&dep) {
+                let mut e = e.clone();
+                if let DFStatement::Statement(mut s) = sql::parse_one(&e.sql)? {
+                    sql::rename_references(&mut s, name, new_name);
+                    // The view's own name must stay (it is not the renamed relation).
+                    if let Statement::CreateView(ref mut v) = *s {
+                        v.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+                            datafusion::sql::sqlparser::ast::Ident::with_quote('"', e.name.clone()),
+                        ]);
+                        v.or_replace = true;
+                    }
+                    e.sql = s.to_string();
+                }
+                rewritten.push(e);
+            }
+        }
+        let mut renamed = entry.clone();
+        renamed.name = new_name.to_string();
+        if renamed.kind == RelationKind::View {
+            if let DFStatement::Statement(mut s) = sql::parse_one(&renamed.sql)? {
+                if let Statement::CreateView(ref mut v) = *s {
+                    v.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+                        datafusion::sql::sqlparser::ast::Ident::with_quote('"', new_name),
+                    ]);
+                }
+                renamed.sql = s.to_string();
+            }
+        }
+        catalog.update(|entries| {
+            for e in entries.iter_mut() {
+                if e.name == name {
+                    *e = renamed.clone();
+                } else if let Some(r) = rewritten.iter().find(|r| r.name == e.name) {
+                    *e = r.clone();
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(provider) = self.ctx.deregister_table(bare(name))? {
+            self.ctx.register_table(bare(new_name), provider)?;
+        }
+        for e in &rewritten {
+            if let Err(err) = self.register(e).await {
+                warn!(
+                    "view \"{}\" could not be rebuilt after the rename: {err}",
+                    e.name
+                );
+            }
+        }
+        Ok(Outcome::tag(tag))
+    }
+
+    /// The provider of a relation, or 42P01.
+    pub async fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
+        self.ctx
+            .table_provider(bare(name))
+            .await
+            .map_err(|_| EngineError::UndefinedRelation(name.to_string()))
+    }
+
+    /// Primary key columns of a managed table (for pg_catalog / JDBC).
+    pub async fn primary_keys(&self) -> Vec<(String, Vec<String>)> {
+        self.catalog
+            .lock()
+            .await
+            .entries()
+            .iter()
+            .filter(|e| !e.primary_key.is_empty())
+            .map(|e| (e.name.clone(), e.primary_key.clone()))
+            .collect()
+    }
+}
+
+/// Views in the catalog that read `name`.
+fn dependents(catalog: &Catalog, name: &str) -> Vec<String> {
+    catalog
+        .entries()
+        .iter()
+        .filter(|e| e.kind == RelationKind::View && e.name != name)
+        .filter(|e| match sql::parse_one(&e.sql) {
+            Ok(DFStatement::Statement(s)) => {
+                sql::referenced_relations(&s).iter().any(|r| r == name)
+            }
+            _ => false,
+        })
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+fn upsert(entries: &mut Vec<Entry>, entry: Entry) -> Result<()> {
+    match entries.iter_mut().find(|e| e.name == entry.name) {
+        Some(e) => *e = entry,
+        None => entries.push(entry),
+    }
+    Ok(())
+}
+
+fn object_name(name: &str) -> datafusion::sql::sqlparser::ast::ObjectName {
+    datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+        datafusion::sql::sqlparser::ast::Ident::with_quote('"', name),
+    ])
+}
+
+fn bare(name: &str) -> TableReference {
+    TableReference::bare(name.to_string())
+}
+
+fn dml_tag(stmt: &Statement) -> &'static str {
+    match stmt {
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        _ => "TRUNCATE TABLE",
+    }
+}
+
+/// The `count` a DML plan returns.
+pub fn count_of(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name("count"))
+        .filter_map(|c| c.as_any().downcast_ref::<UInt64Array>())
+        .flat_map(|a| a.iter().flatten())
+        .sum()
+}
+
+fn primary_key_columns(
+    constraints: &datafusion::common::Constraints,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Vec<String> {
+    constraints
+        .iter()
+        .find_map(|c| match c {
+            datafusion::common::Constraint::PrimaryKey(cols) => Some(
+                cols.iter()
+                    .filter_map(|i| schema.fields().get(*i).map(|f| f.name().clone()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Local paths are stored absolute, so a restart from another directory finds them.
+fn absolute_location(location: &str) -> Result<String> {
+    if location.contains("://") {
+        return Ok(location.to_string());
+    }
+    let path = Path::new(location);
+    if path.is_absolute() {
+        return Ok(location.to_string());
+    }
+    let cwd = std::env::current_dir().map_err(|e| EngineError::io(Path::new("."), e))?;
+    let mut abs = cwd.join(path).to_string_lossy().into_owned();
+    if location.ends_with('/') && !abs.ends_with('/') {
+        abs.push('/');
+    }
+    Ok(abs)
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}")
+}
+
+/// The text stored for an external table: DataFusion's `Display` drops the column list
+/// and OPTIONS, so the definition is written out here in full.
+struct DFStatementText;
+
+impl DFStatementText {
+    fn external(cet: &datafusion::sql::parser::CreateExternalTable) -> String {
+        use std::fmt::Write;
+        let mut s = format!("CREATE EXTERNAL TABLE {} ", cet.name);
+        if !cet.columns.is_empty() {
+            let cols: Vec<String> = cet.columns.iter().map(|c| c.to_string()).collect();
+            let _ = write!(s, "({}) ", cols.join(", "));
+        }
+        let _ = write!(s, "STORED AS {} ", cet.file_type);
+        if !cet.table_partition_cols.is_empty() {
+            let _ = write!(
+                s,
+                "PARTITIONED BY ({}) ",
+                cet.table_partition_cols.join(", ")
+            );
+        }
+        let locs: Vec<String> = cet
+            .locations
+            .iter()
+            .map(|l| format!("'{}'", l.replace('\'', "''")))
+            .collect();
+        if locs.len() == 1 {
+            let _ = write!(s, "LOCATION {}", locs[0]);
+        } else {
+            let _ = write!(s, "LOCATION ({})", locs.join(", "));
+        }
+        if !cet.options.is_empty() {
+            let opts: Vec<String> = cet
+                .options
+                .iter()
+                .map(|(k, v)| format!("'{}' {v}", k.replace('\'', "''")))
+                .collect();
+            let _ = write!(s, " OPTIONS ({})", opts.join(", "));
+        }
+        s
+    }
+}

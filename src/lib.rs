@@ -1,0 +1,22 @@
+//! tessera: a Customer Data Platform engine served over the PostgreSQL wire protocol.
+//!
+//! - [`engine`] owns the DataFusion session and the persistent catalog, and runs the
+//!   statements DataFusion cannot (durable DDL and DML, COPY);
+//! - [`storage`] keeps managed tables as Delta Lake tables in the data directory;
+//! - [`wire`] is the pgwire endpoint built on datafusion-postgres, and [`server`] the
+//!   accept loop;
+//! - [`pg`] makes the session look like PostgreSQL 16 to clients;
+//! - [`demo`] generates the messy multi-source demo dataset.
+
+pub mod demo;
+pub mod engine;
+pub mod pg;
+pub mod server;
+pub mod storage;
+pub mod wire;
+
+/// Install the process-wide rustls crypto provider (two are compiled into this tree, so
+/// rustls cannot pick one by itself).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

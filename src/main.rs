@@ -1,0 +1,141 @@
+//! The `tessera` command: parse the command line, open the engine, run the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use tessera::engine::Engine;
+use tessera::wire::Handlers;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "A Customer Data Platform engine you query as PostgreSQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory holding the catalog and managed tables.
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "./tessera-data")]
+    data_dir: PathBuf,
+    /// Address of the PostgreSQL endpoint.
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:5433")]
+    listen: SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the data directory over the PostgreSQL protocol.
+    Serve(ServeArgs),
+    /// Generate the demo dataset into the data directory, register it, apply sql/, serve.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Number of customers to generate.
+        #[arg(long, default_value_t = 10_000)]
+        customers: usize,
+        /// Random seed (the same seed gives the same data).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Directory of the SQL model applied after loading (`*.sql`, in name order).
+        #[arg(long, default_value = "sql")]
+        sql_dir: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,datafusion_postgres=warn,pgwire=warn".into()),
+        )
+        .init();
+    tessera::install_crypto_provider();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Cmd::Serve(args) => serve(args, None).await,
+        Cmd::Demo {
+            serve: args,
+            customers,
+            seed,
+            sql_dir,
+        } => {
+            let demo = tessera::demo::Demo {
+                customers,
+                seed,
+                sql_dir,
+            };
+            serve(args, Some(demo)).await
+        }
+    }
+}
+
+async fn serve(
+    args: ServeArgs,
+    demo: Option<tessera::demo::Demo>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::open(&args.data_dir).await?;
+    if let Some(demo) = demo {
+        demo.install(&engine).await?;
+    }
+    let listener = TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    info!(data_dir = %engine.data_dir().display(), "tessera listening on {addr}");
+    eprintln!(
+        "connect with: psql -h {} -p {} tessera",
+        addr.ip(),
+        addr.port()
+    );
+    let handlers = Arc::new(Handlers::new(engine));
+    tessera::server::serve(listener, handlers, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,362 @@
+//! Managed tables: durable tables stored as plain Delta Lake tables in the data directory.
+//!
+//! A [`ManagedTable`] is the DataFusion `TableProvider` of one Delta table. Reads go to a
+//! provider pinned to the latest committed snapshot; every write (`INSERT`, `COPY`,
+//! `DELETE`, `UPDATE`, `TRUNCATE`) runs as one Delta commit under the table's write lock
+//! and swaps in a provider over the new snapshot before it reports its row count, so a
+//! write is acknowledged only once committed, and a read after it sees it. A statement
+//! that fails never commits, so it leaves nothing behind.
+//!
+//! DataFusion plans the DML statements and calls `insert_into`, `delete_from`, `update`
+//! and `truncate`; each returns a [`DataSinkExec`] whose sink performs the commit when
+//! the plan is executed (never at planning time, so `EXPLAIN DELETE ...` deletes nothing).
+
+mod types;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, Constraints};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use futures::TryStreamExt;
+
+use crate::engine::error::{EngineError, Result};
+
+pub use types::delta_compatible_schema;
+
+/// State shared by a managed table's provider and the sinks of its pending writes.
+struct TableState {
+    name: String,
+    schema: SchemaRef,
+    /// The table at its latest commit; also the write lock, so commits are serialised.
+    table: tokio::sync::Mutex<DeltaTable>,
+    /// A scan provider pinned to the latest committed snapshot.
+    reader: RwLock<Arc<dyn TableProvider>>,
+}
+
+/// The `TableProvider` of a managed (Delta) table.
+#[derive(Clone)]
+pub struct ManagedTable {
+    state: Arc<TableState>,
+    constraints: Constraints,
+}
+
+impl fmt::Debug for ManagedTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedTable")
+            .field("name", &self.state.name)
+            .finish()
+    }
+}
+
+fn table_url(dir: &Path) -> Result<url::Url> {
+    url::Url::from_directory_path(dir)
+        .map_err(|_| EngineError::storage(&dir.display().to_string(), "not an absolute path"))
+}
+
+impl ManagedTable {
+    /// Create a new, empty Delta table with `schema` in `dir` (which must not hold one).
+    pub async fn create(name: &str, dir: &Path, schema: SchemaRef) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        let schema = delta_compatible_schema(&schema).map_err(|e| EngineError::storage(name, e))?;
+        let table = DeltaTable::try_from_url(table_url(dir)?)
+            .await
+            .map_err(|e| EngineError::storage(name, e))?;
+        let table = table
+            .write(vec![RecordBatch::new_empty(schema)])
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .with_table_name(name)
+            .await
+            .map_err(|e| EngineError::storage(name, e))?;
+        Self::from_table(name, table).await
+    }
+
+    /// Open the Delta table in `dir`.
+    pub async fn open(name: &str, dir: &Path) -> Result<Self> {
+        let table = deltalake::open_table(table_url(dir)?)
+            .await
+            .map_err(|e| EngineError::storage(name, e))?;
+        Self::from_table(name, table).await
+    }
+
+    async fn from_table(name: &str, table: DeltaTable) -> Result<Self> {
+        let reader = reader_for(name, &table).await?;
+        let schema = reader.schema();
+        Ok(ManagedTable {
+            state: Arc::new(TableState {
+                name: name.to_string(),
+                schema,
+                table: tokio::sync::Mutex::new(table),
+                reader: RwLock::new(reader),
+            }),
+            constraints: Constraints::default(),
+        })
+    }
+
+    /// Declare the table's constraints (primary key), as reported to clients.
+    pub fn with_constraints(mut self, constraints: Constraints) -> Self {
+        self.constraints = constraints;
+        self
+    }
+
+    /// Append `batches` as one commit; returns the number of rows written.
+    pub async fn append(&self, batches: Vec<RecordBatch>) -> Result<u64> {
+        self.state.commit(WriteOp::Append, batches).await
+    }
+
+    fn sink_exec(
+        &self,
+        op: WriteOp,
+        input: Option<Arc<dyn ExecutionPlan>>,
+    ) -> Arc<dyn ExecutionPlan> {
+        let input = input.unwrap_or_else(|| Arc::new(EmptyExec::new(self.state.schema.clone())));
+        Arc::new(DataSinkExec::new(
+            input,
+            Arc::new(TableSink {
+                state: self.state.clone(),
+                op,
+            }),
+            None,
+        ))
+    }
+}
+
+async fn reader_for(name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    table
+        .table_provider()
+        .await
+        .map_err(|e| EngineError::storage(name, e))
+}
+
+impl TableState {
+    async fn commit(&self, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
+        let mut guard = self.table.lock().await;
+        let current = guard.clone();
+        let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
+        let (table, rows) = match op {
+            WriteOp::Append | WriteOp::Overwrite => {
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                if rows == 0 && matches!(op, WriteOp::Append) {
+                    return Ok(0);
+                }
+                let batches = batches
+                    .into_iter()
+                    .map(|b| types::cast_batch(&b, &self.schema))
+                    .collect::<DfResult<Vec<_>>>()?;
+                let mode = if matches!(op, WriteOp::Append) {
+                    SaveMode::Append
+                } else {
+                    SaveMode::Overwrite
+                };
+                let table = current
+                    .write(batches)
+                    .with_save_mode(mode)
+                    .await
+                    .map_err(storage)?;
+                (table, rows as u64)
+            }
+            WriteOp::Delete(predicate) => {
+                let mut builder = current.delete();
+                if let Some(p) = predicate {
+                    builder = builder.with_predicate(p);
+                }
+                let (table, metrics) = builder.await.map_err(storage)?;
+                (table, metrics.num_deleted_rows.unwrap_or(0) as u64)
+            }
+            WriteOp::Update {
+                assignments,
+                predicate,
+            } => {
+                let mut builder = current.update();
+                if let Some(p) = predicate {
+                    builder = builder.with_predicate(p);
+                }
+                for (column, value) in assignments {
+                    builder = builder.with_update(column, value);
+                }
+                let (table, metrics) = builder.await.map_err(storage)?;
+                (table, metrics.num_updated_rows as u64)
+            }
+        };
+        let reader = reader_for(&self.name, &table).await?;
+        *guard = table;
+        *self
+            .reader
+            .write()
+            .map_err(|_| EngineError::storage(&self.name, "lock poisoned"))? = reader;
+        Ok(rows)
+    }
+
+    fn reader(&self) -> Arc<dyn TableProvider> {
+        match self.reader.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// What a sink does with the table when its plan runs.
+#[derive(Debug, Clone)]
+enum WriteOp {
+    Append,
+    Overwrite,
+    Delete(Option<Expr>),
+    Update {
+        assignments: Vec<(String, Expr)>,
+        predicate: Option<Expr>,
+    },
+}
+
+struct TableSink {
+    state: Arc<TableState>,
+    op: WriteOp,
+}
+
+impl fmt::Debug for TableSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TableSink({}, {:?})", self.state.name, self.op)
+    }
+}
+
+impl DisplayAs for TableSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let op = match &self.op {
+            WriteOp::Append => "append",
+            WriteOp::Overwrite => "overwrite",
+            WriteOp::Delete(_) => "delete",
+            WriteOp::Update { .. } => "update",
+        };
+        write!(f, "DeltaCommit: table={} op={op}", self.state.name)
+    }
+}
+
+#[async_trait]
+impl DataSink for TableSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.state.schema
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> DfResult<u64> {
+        let batches: Vec<RecordBatch> = data.try_collect().await?;
+        Ok(self.state.commit(self.op.clone(), batches).await?)
+    }
+}
+
+/// Delta evaluates predicates against its own schema, where columns are unqualified.
+fn unqualified(expr: Expr) -> DfResult<Expr> {
+    expr.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+            Column::new_unqualified(c.name),
+        ))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+fn conjunction(filters: Vec<Expr>) -> DfResult<Option<Expr>> {
+    let filters = filters
+        .into_iter()
+        .map(unqualified)
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(datafusion::logical_expr::utils::conjunction(filters))
+}
+
+#[async_trait]
+impl TableProvider for ManagedTable {
+    fn schema(&self) -> SchemaRef {
+        self.state.schema.clone()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.state
+            .reader()
+            .scan(state, projection, filters, limit)
+            .await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.state.reader().supports_filters_pushdown(filters)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let op = match insert_op {
+            InsertOp::Append => WriteOp::Append,
+            InsertOp::Overwrite => WriteOp::Overwrite,
+            InsertOp::Replace => {
+                return Err(DataFusionError::NotImplemented(
+                    "REPLACE INTO is not supported; use DELETE then INSERT".into(),
+                ))
+            }
+        };
+        Ok(self.sink_exec(op, Some(input)))
+    }
+
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self.sink_exec(WriteOp::Delete(conjunction(filters)?), None))
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let assignments = assignments
+            .into_iter()
+            .map(|(c, e)| Ok((c, unqualified(e)?)))
+            .collect::<DfResult<Vec<_>>>()?;
+        let op = WriteOp::Update {
+            assignments,
+            predicate: conjunction(filters)?,
+        };
+        Ok(self.sink_exec(op, None))
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self.sink_exec(WriteOp::Delete(None), None))
+    }
+}

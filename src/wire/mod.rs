@@ -1,0 +1,359 @@
+//! The PostgreSQL wire endpoint.
+//!
+//! [`Handlers`] plugs tessera into pgwire. Its query service wraps datafusion-postgres'
+//! `DfSessionService` (which brings `pg_catalog`, `SET`/`SHOW`, transactions, cursors and
+//! result encoding) and takes over what that service cannot do:
+//! - statements the [`Engine`] runs itself (persistent DDL, Delta DML, `COPY`), answered
+//!   with proper command tags in both the simple and the extended protocol;
+//! - the `COPY` sub-protocol, in both directions ([`copy`]);
+//! - SQLSTATE codes and error positions ([`errors`]), for every error either path raises.
+
+mod copy;
+pub mod errors;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::sql::sqlparser;
+use datafusion_postgres::arrow_pg::datatypes::df;
+use datafusion_postgres::{DfSessionService, Parser as DfParser};
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::Portal;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use tracing::debug;
+
+use crate::engine::sql::{classify, classify_alter_view, split_statements, Command};
+use crate::engine::{Engine, EngineError, Outcome};
+use errors::{engine_error, to_pg};
+
+/// The statement type datafusion-postgres uses; kept so its cursor hook finds its portals.
+/// `(sql, None)` marks a statement the engine runs itself.
+type Statement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
+
+/// All pgwire handlers of one server.
+pub struct Handlers {
+    service: Arc<QueryService>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        let connections = Arc::new(ConnectionManager::new());
+        let inner = Arc::new(DfSessionService::new(engine.session_context()));
+        Handlers {
+            service: Arc::new(QueryService {
+                parser: Arc::new(TesseraParser {
+                    inner: inner.query_parser(),
+                    engine: engine.clone(),
+                }),
+                engine,
+                inner,
+            }),
+            startup: Arc::new(Startup {
+                connections: connections.clone(),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.service.clone()
+    }
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LogErrors)
+    }
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Startup without authentication (roles and SCRAM arrive with the privacy work);
+/// registers each connection so a CancelRequest can reach its running query.
+pub struct Startup {
+    connections: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+struct LogErrors;
+
+impl ErrorHandler for LogErrors {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        debug!(peer = %client.socket_addr(), "error sent to client: {error}");
+    }
+}
+
+pub struct QueryService {
+    engine: Arc<Engine>,
+    inner: Arc<DfSessionService>,
+    parser: Arc<TesseraParser>,
+}
+
+fn tag(o: Outcome) -> Response {
+    let mut t = Tag::new(o.tag);
+    if o.tag == "INSERT" {
+        t = t.with_oid(0);
+    }
+    if let Some(n) = o.rows {
+        t = t.with_rows(n as usize);
+    }
+    Response::Execution(t)
+}
+
+/// Where `part` (a slice of `whole`) starts in `whole`.
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize)
+        .saturating_sub(whole.as_ptr() as usize)
+        .min(whole.len())
+}
+
+impl QueryService {
+    /// Run one statement of a simple query.
+    async fn run_one<C>(&self, client: &mut C, sql: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (command, syntax_error) = match classify(sql) {
+            Ok(c) => (c, None),
+            // What our parser rejects may still be PostgreSQL that datafusion-postgres'
+            // compatibility parser rewrites; let it try.
+            Err(EngineError::Syntax(msg)) => (classify_alter_view(sql), Some(msg)),
+            Err(e) => return Err(engine_error(e)),
+        };
+        match command {
+            Some(Command::Copy(c)) => Ok(vec![copy::start(&self.engine, client, c).await?]),
+            Some(command) => Ok(vec![tag(self
+                .engine
+                .execute(command)
+                .await
+                .map_err(engine_error)?)]),
+            None => match SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await {
+                // Both parsers refuse it: ours reports where.
+                Err(e) if syntax_error.is_some() && errors::is_syntax_error(&e) => Err(
+                    engine_error(EngineError::Syntax(syntax_error.unwrap_or_default())),
+                ),
+                other => other,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryService {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = split_statements(query);
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut out = Vec::new();
+        for sql in statements {
+            match self.run_one(client, sql).await {
+                Ok(r) => out.extend(r),
+                Err(e) => {
+                    // Earlier statements' results still go out, then the error, as in
+                    // PostgreSQL; the rest of the query string is not run.
+                    match to_pg(e, query, offset_in(query, sql)) {
+                        PgWireError::UserError(info) if !out.is_empty() => {
+                            out.push(Response::Error(info))
+                        }
+                        other => return Err(other),
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub struct TesseraParser {
+    inner: Arc<DfParser>,
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl QueryParser for TesseraParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let own = match classify(sql) {
+            Ok(Some(Command::Dml(_))) | Ok(None) => false,
+            // PostgreSQL checks a COPY's relation when it is parsed; clients such as
+            // tokio-postgres rely on that (an error after Bind leaves them out of step).
+            Ok(Some(Command::Copy(c))) => {
+                copy::check(&self.engine, &c)
+                    .await
+                    .map_err(|e| to_pg(e, sql, 0))?;
+                true
+            }
+            Ok(Some(_)) => true,
+            Err(EngineError::Syntax(_)) => classify_alter_view(sql).is_some(),
+            Err(e) => return Err(to_pg(engine_error(e), sql, 0)),
+        };
+        if own {
+            return Ok(Some((sql.to_string(), None)));
+        }
+        // DML is planned here too, so its parameters get types; it is executed below.
+        self.inner
+            .parse_sql(client, sql, types)
+            .await
+            .map_err(|e| to_pg(e, sql, 0))
+    }
+
+    fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Statement,
+        column_format: Option<&pgwire::api::portal::Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match stmt {
+            (_, Some((_, plan))) if is_write(plan) => Ok(vec![]),
+            _ => self.inner.get_result_schema(stmt, column_format),
+        }
+    }
+}
+
+fn is_write(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Dml(DmlStatement {
+            op: WriteOp::Insert(_) | WriteOp::Update | WriteOp::Delete | WriteOp::Truncate,
+            ..
+        })
+    )
+}
+
+fn write_tag(plan: &LogicalPlan) -> &'static str {
+    match plan {
+        LogicalPlan::Dml(d) => match d.op {
+            WriteOp::Insert(_) => "INSERT",
+            WriteOp::Update => "UPDATE",
+            WriteOp::Delete => "DELETE",
+            _ => "TRUNCATE TABLE",
+        },
+        _ => "SELECT",
+    }
+}
+
+impl QueryService {
+    /// Bind a portal's parameters into its plan.
+    fn bind(&self, portal: &Portal<Statement>, plan: &LogicalPlan) -> PgWireResult<LogicalPlan> {
+        let stmt = &portal.statement.statement;
+        let wire_types = self.parser.get_parameter_types(stmt)?;
+        let param_types = plan
+            .get_parameter_types()
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        let mut ordered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = param_types
+            .into_iter()
+            .filter_map(|(k, v)| {
+                k.trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .map(|n| (n, v))
+            })
+            .collect();
+        ordered.sort_by_key(|(n, _)| *n);
+        let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
+            ordered.iter().map(|(_, t)| t.as_ref()).collect();
+        let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
+        let params: ParamValues =
+            df::deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
+        plan.clone()
+            .replace_params_with_values(&params)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryService {
+    type Statement = Statement;
+    type QueryParser = TesseraParser;
+
+    fn query_parser(&self) -> Arc<TesseraParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (sql, planned) = &portal.statement.statement;
+        let result = match planned {
+            None if !sql.trim().is_empty() => self
+                .run_one(client, sql)
+                .await
+                .map(|mut r| r.pop().unwrap_or(Response::EmptyQuery)),
+            Some((_, plan)) if is_write(plan) => match self.bind(portal, plan) {
+                Ok(bound) => self
+                    .engine
+                    .execute_dml(bound, write_tag(plan))
+                    .await
+                    .map(tag)
+                    .map_err(engine_error),
+                Err(e) => Err(e),
+            },
+            _ => {
+                ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await
+            }
+        };
+        result.map_err(|e| to_pg(e, sql, 0))
+    }
+}

@@ -1,0 +1,142 @@
+//! A real `tessera serve` process on a free loopback port, with its own data directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Start a server on a fresh data directory.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::start_in(&dir);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Start a server on an existing data directory (to test restarts).
+    pub fn start_in(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("TESSERA_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tessera");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    // "connect with: psql -h 127.0.0.1 -p PORT tessera"
+                    if let Some(rest) = line
+                        .split(" -p ")
+                        .nth(1)
+                        .filter(|_| line.starts_with("connect with:"))
+                    {
+                        let port = rest
+                            .split_whitespace()
+                            .next()
+                            .and_then(|p| p.parse::<u16>().ok());
+                        let _ = tx.send(port);
+                        sent = true;
+                    }
+                }
+                if std::env::var_os("TESSERA_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(60))
+            .ok()
+            .flatten()
+            .expect("server did not report its address");
+        Server {
+            child,
+            port,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        let (client, conn) = tokio_postgres::connect(&self.conn_str(), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    pub fn conn_str(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=tessera dbname=tessera",
+            self.port
+        )
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data_dir.clone()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The SQLSTATE of a failed statement.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| format!("not a db error: {e}"))
+}
+
+/// All rows of a simple query, as text (NULL as "NULL").
+pub async fn rows(c: &Client, sql: &str) -> Vec<Vec<String>> {
+    let msgs = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}

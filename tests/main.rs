@@ -1,0 +1,9 @@
+//! Integration tests: one binary (link time on a 2-core machine), a real `tessera`
+//! server process on loopback per test, and real clients.
+
+mod common;
+
+mod copy;
+mod persistence;
+mod psql;
+mod sql;

@@ -1,0 +1,304 @@
+//! SQL over the wire: DDL, DML with command tags in both protocols, views, errors.
+
+use crate::common::{rows, sqlstate, Server};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::SimpleQueryMessage;
+
+type P = dyn ToSql + Sync;
+
+fn tags(msgs: &[SimpleQueryMessage]) -> Vec<u64> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn managed_table_dml_round_trip() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION)",
+    )
+    .await
+    .expect("create");
+    let m = c
+        .simple_query("INSERT INTO people VALUES (1, 'ann', 1.5), (2, 'bob', 2.0), (3, 'cy', NULL)")
+        .await
+        .expect("insert");
+    assert_eq!(tags(&m), vec![3]);
+    assert_eq!(
+        tags(
+            &c.simple_query("UPDATE people SET score = 9.5 WHERE id >= 2")
+                .await
+                .expect("update")
+        ),
+        vec![2]
+    );
+    assert_eq!(
+        tags(
+            &c.simple_query("DELETE FROM people WHERE name = 'ann'")
+                .await
+                .expect("delete")
+        ),
+        vec![1]
+    );
+    assert_eq!(
+        rows(&c, "SELECT id, name, score FROM people ORDER BY id").await,
+        vec![vec!["2", "bob", "9.5"], vec!["3", "cy", "9.5"]]
+    );
+    c.batch_execute("TRUNCATE people").await.expect("truncate");
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM people").await,
+        vec![vec!["0"]]
+    );
+}
+
+#[tokio::test]
+async fn extended_protocol_params_and_command_tags() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE t (id INT, name TEXT)")
+        .await
+        .expect("create");
+    let insert = c
+        .prepare("INSERT INTO t VALUES ($1, $2)")
+        .await
+        .expect("prepare");
+    for i in 0..7 {
+        // Past the 5th execution, as pgjdbc switches to a named server-side statement.
+        let name = format!("n{i}");
+        let n = c
+            .execute(&insert, &[&i as &P, &name])
+            .await
+            .expect("insert");
+        assert_eq!(n, 1);
+    }
+    assert_eq!(
+        c.execute(
+            "UPDATE t SET name = $1 WHERE id < $2",
+            &[&"low" as &P, &3i32]
+        )
+        .await
+        .expect("update"),
+        3
+    );
+    assert_eq!(
+        c.execute("DELETE FROM t WHERE id = $1", &[&6i32 as &P])
+            .await
+            .expect("delete"),
+        1
+    );
+    let row = c
+        .query_one(
+            "SELECT count(*) AS n, max(id) AS m FROM t WHERE name = $1",
+            &[&"low"],
+        )
+        .await
+        .expect("select");
+    assert_eq!(row.get::<_, i64>("n"), 3);
+    assert_eq!(row.get::<_, i32>("m"), 2);
+    // CREATE TABLE AS answers with a tag, not rows, in the extended protocol too.
+    assert_eq!(
+        c.execute("CREATE TABLE t2 AS SELECT * FROM t WHERE id > 2", &[])
+            .await
+            .expect("ctas"),
+        3
+    );
+    assert_eq!(rows(&c, "SELECT count(*) FROM t2").await, vec![vec!["3"]]);
+}
+
+#[tokio::test]
+async fn views_drop_cascade_and_rename() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE base (id INT, v TEXT);
+         INSERT INTO base VALUES (1, 'x'), (2, 'y');
+         CREATE VIEW only_x AS SELECT * FROM base WHERE v = 'x';
+         CREATE VIEW on_view AS SELECT count(*) AS n FROM only_x;",
+    )
+    .await
+    .expect("setup");
+    assert_eq!(rows(&c, "SELECT n FROM on_view").await, vec![vec!["1"]]);
+
+    let e = c
+        .batch_execute("DROP TABLE base")
+        .await
+        .expect_err("dependents");
+    assert_eq!(sqlstate(&e), "2BP01");
+    assert!(
+        e.to_string().contains("only_x") || format!("{:?}", e.as_db_error()).contains("only_x")
+    );
+
+    c.batch_execute("ALTER TABLE base RENAME TO renamed")
+        .await
+        .expect("rename table");
+    assert_eq!(
+        rows(&c, "SELECT n FROM on_view").await,
+        vec![vec!["1"]],
+        "views follow a renamed table"
+    );
+    c.batch_execute("ALTER VIEW only_x RENAME TO just_x")
+        .await
+        .expect("rename view");
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM just_x").await,
+        vec![vec!["1"]]
+    );
+    assert_eq!(
+        sqlstate(
+            &c.batch_execute("SELECT * FROM only_x")
+                .await
+                .expect_err("old name")
+        ),
+        "42P01"
+    );
+
+    c.batch_execute("DROP TABLE renamed CASCADE")
+        .await
+        .expect("cascade");
+    for gone in ["renamed", "just_x", "on_view"] {
+        let e = c
+            .batch_execute(&format!("SELECT * FROM {gone}"))
+            .await
+            .expect_err("dropped");
+        assert_eq!(sqlstate(&e), "42P01", "{gone}");
+    }
+    c.batch_execute("DROP VIEW IF EXISTS nothing_here")
+        .await
+        .expect("if exists");
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_position() {
+    let s = Server::start();
+    let c = s.client().await;
+    let e = c
+        .batch_execute("SELECT 1; SELEC 2")
+        .await
+        .expect_err("syntax");
+    assert_eq!(sqlstate(&e), "42601");
+    let pos = e.as_db_error().and_then(|d| d.position().cloned());
+    assert!(
+        matches!(
+            pos,
+            Some(tokio_postgres::error::ErrorPosition::Original(11))
+        ),
+        "position of SELEC in the whole string: {pos:?}"
+    );
+    assert_eq!(
+        sqlstate(
+            &c.batch_execute("SELECT * FROM missing_table")
+                .await
+                .expect_err("undef")
+        ),
+        "42P01"
+    );
+    assert_eq!(
+        sqlstate(
+            &c.batch_execute("CREATE VIEW bad AS SELECT * FROM missing_table")
+                .await
+                .expect_err("view")
+        ),
+        "42P01"
+    );
+    c.batch_execute("CREATE TABLE dup (a INT)")
+        .await
+        .expect("create");
+    assert_eq!(
+        sqlstate(
+            &c.batch_execute("CREATE TABLE dup (a INT)")
+                .await
+                .expect_err("dup")
+        ),
+        "42P07"
+    );
+    c.batch_execute("CREATE TABLE IF NOT EXISTS dup (a INT)")
+        .await
+        .expect("if not exists");
+    // A failed statement leaves nothing behind, and the connection stays usable.
+    assert!(c
+        .batch_execute("CREATE TABLE ctas_fail AS SELECT 1/0 AS x")
+        .await
+        .is_err());
+    assert_eq!(
+        sqlstate(
+            &c.batch_execute("SELECT * FROM ctas_fail")
+                .await
+                .expect_err("gone")
+        ),
+        "42P01"
+    );
+    assert_eq!(rows(&c, "SELECT 1").await, vec![vec!["1"]]);
+}
+
+#[tokio::test]
+async fn server_functions_answer_like_postgres() {
+    let s = Server::start();
+    let c = s.client().await;
+    let v = rows(&c, "SELECT version()").await;
+    assert!(v[0][0].starts_with("PostgreSQL 16."), "{v:?}");
+    assert!(v[0][0].contains("tessera"));
+    assert_eq!(
+        rows(&c, "SELECT current_setting('server_version_num')").await,
+        vec![vec!["160006"]]
+    );
+    assert_eq!(
+        rows(&c, "SELECT current_database()").await,
+        vec![vec!["tessera"]]
+    );
+    c.batch_execute("DISCARD ALL").await.expect("discard");
+}
+
+#[tokio::test]
+async fn external_csv_source_and_bad_rows() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let good = dir.path().join("crm.csv");
+    std::fs::write(&good, "id,email\n1,a@x.com\n2,b@y.com\n").expect("write");
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE EXTERNAL TABLE crm STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+        good.display()
+    ))
+    .await
+    .expect("external");
+    assert_eq!(
+        rows(&c, "SELECT email FROM crm ORDER BY id").await,
+        vec![vec!["a@x.com"], vec!["b@y.com"]]
+    );
+
+    // A malformed row within the rows read for schema inference fails CREATE, naming
+    // the file and the line.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "id,email\n1,a@x.com\n2,b@y.com,extra,fields\n").expect("write");
+    let e = c
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE bad STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            bad.display()
+        ))
+        .await
+        .expect_err("malformed row");
+    assert_eq!(sqlstate(&e), "22P04");
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("bad.csv") && msg.contains("line 3"),
+        "names file and line: {msg}"
+    );
+    assert_eq!(
+        sqlstate(
+            &c.batch_execute("SELECT * FROM bad")
+                .await
+                .expect_err("not created")
+        ),
+        "42P01"
+    );
+    // The server is still up.
+    assert_eq!(rows(&c, "SELECT count(*) FROM crm").await, vec![vec!["2"]]);
+}
