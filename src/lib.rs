@@ -6,6 +6,7 @@
 //! - [`wire`] is the pgwire endpoint built on datafusion-postgres, and [`server`] the
 //!   accept loop;
 //! - [`pg`] makes the session look like PostgreSQL 16 to clients;
+//! - [`system`] holds the `tessera.*` system tables;
 //! - [`demo`] generates the messy multi-source demo dataset.
 
 pub mod demo;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod pg;
 pub mod server;
 pub mod storage;
+pub mod system;
 pub mod wire;
 
 /// Install the process-wide rustls crypto provider (two are compiled into this tree, so

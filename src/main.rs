@@ -58,7 +58,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,datafusion_postgres=warn,pgwire=warn".into()),
+                .unwrap_or_else(|_| "info,datafusion_postgres=warn,pgwire=warn,buoyant_kernel=off,deltalake_core=warn".into()),
         )
         .init();
     tessera::install_crypto_provider();

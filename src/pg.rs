@@ -2,7 +2,11 @@
 //! the server functions clients call at connect time, answered as a PostgreSQL 16 server
 //! would (`version()`, `current_setting()`), because clients such as SQLAlchemy parse them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::ViewTable;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::DataType;
@@ -30,7 +34,7 @@ pub fn version_string() -> String {
 }
 
 /// Server settings readable with `current_setting(name)` and `SHOW`.
-fn setting(name: &str) -> Option<&'static str> {
+pub fn setting(name: &str) -> Option<&'static str> {
     Some(match name.to_ascii_lowercase().as_str() {
         "server_version" => SERVER_VERSION,
         "server_version_num" => SERVER_VERSION_NUM,
@@ -58,7 +62,7 @@ fn setting(name: &str) -> Option<&'static str> {
     })
 }
 
-pub fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
+pub async fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
     setup_pg_catalog(ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| EngineError::DataFusion(*e))?;
 
@@ -81,7 +85,7 @@ pub fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
         Volatility::Stable,
         Arc::new(current_setting),
     ));
-    Ok(())
+    install_overlay(ctx).await
 }
 
 /// `current_setting(name)`: unknown names are an error, as in PostgreSQL.
@@ -130,5 +134,150 @@ mod tests {
         assert_eq!(setting("server_version_num"), Some("160006"));
         assert_eq!(setting("TimeZone"), Some("UTC"));
         assert!(setting("no_such_thing").is_none());
+    }
+}
+
+/// `pg_catalog` with some relations replaced by views over `pg_class`: datafusion-pg-catalog
+/// lists views in `pg_tables` and leaves `pg_views` empty, which makes dbt take a view for
+/// a table.
+#[derive(Debug)]
+struct PgCatalogOverlay {
+    base: Arc<dyn SchemaProvider>,
+    views: HashMap<&'static str, Arc<dyn TableProvider>>,
+}
+
+const OVERLAY_VIEWS: [(&str, &str); 2] = [
+    (
+        "pg_tables",
+        "SELECT n.nspname AS schemaname, c.relname AS tablename, 'tessera' AS tableowner, \
+         CAST(NULL AS VARCHAR) AS tablespace, false AS hasindexes, false AS hasrules, \
+         false AS hastriggers, false AS rowsecurity \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p')",
+    ),
+    (
+        "pg_views",
+        "SELECT n.nspname AS schemaname, c.relname AS viewname, 'tessera' AS viewowner, \
+         CAST(NULL AS VARCHAR) AS definition \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'v'",
+    ),
+];
+
+/// Rows added to static `pg_catalog` tables: each view has one rewrite rule (whose oid is
+/// the view's), and the rule depends on every relation the view reads
+/// (`tessera.view_dependencies`), as in PostgreSQL.
+const OVERLAY_ROWS: [(&str, &str); 2] = [
+    (
+        "pg_rewrite",
+        "SELECT c.oid AS oid, '_RETURN' AS rulename, c.oid AS ev_class, '1' AS ev_type, \
+         'O' AS ev_enabled, true AS is_instead \
+         FROM pg_catalog.pg_class c WHERE c.relkind = 'v'",
+    ),
+    (
+        "pg_depend",
+        // An internal row ties each view's rule to the view, and a normal row to each
+        // relation the view reads. Catalog oids are pg_class's own, so '...'::regclass
+        // lookups match.
+        "SELECT k.rw AS classid, v.oid AS objid, 0 AS objsubid, k.pc AS refclassid, \
+                r.oid AS refobjid, 0 AS refobjsubid, 'n' AS deptype \
+         FROM tessera.view_dependencies d \
+         JOIN pg_catalog.pg_class v ON v.relname = d.view AND v.relnamespace <> 11 \
+         JOIN pg_catalog.pg_class r ON r.relname = d.depends_on AND r.relnamespace <> 11 \
+         CROSS JOIN (SELECT max(CASE WHEN relname = 'pg_rewrite' THEN oid END) AS rw, \
+                            max(CASE WHEN relname = 'pg_class' THEN oid END) AS pc \
+                     FROM pg_catalog.pg_class WHERE relnamespace = 11) k \
+         UNION ALL \
+         SELECT k.rw AS classid, v.oid AS objid, 0 AS objsubid, k.pc AS refclassid, \
+                v.oid AS refobjid, 0 AS refobjsubid, 'i' AS deptype \
+         FROM pg_catalog.pg_class v \
+         CROSS JOIN (SELECT max(CASE WHEN relname = 'pg_rewrite' THEN oid END) AS rw, \
+                            max(CASE WHEN relname = 'pg_class' THEN oid END) AS pc \
+                     FROM pg_catalog.pg_class WHERE relnamespace = 11) k \
+         WHERE v.relkind = 'v'",
+    ),
+];
+
+async fn install_overlay(ctx: &SessionContext) -> Result<(), EngineError> {
+    let catalog = ctx
+        .catalog(DATABASE)
+        .ok_or_else(|| EngineError::NotSupported("catalog missing".into()))?;
+    let Some(base) = catalog.schema("pg_catalog") else {
+        return Ok(());
+    };
+    let mut sources: Vec<(&'static str, String)> = OVERLAY_VIEWS
+        .iter()
+        .map(|(n, sql)| (*n, sql.to_string()))
+        .collect();
+    for (name, extra) in OVERLAY_ROWS {
+        if let Some(table) = base.table(name).await? {
+            sources.push((name, union_with_base(name, &table.schema(), extra)));
+        }
+    }
+    let mut views = HashMap::new();
+    for (name, sql) in sources {
+        let plan = ctx.state().create_logical_plan(&sql).await?;
+        let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
+        views.insert(name, view);
+    }
+    catalog.register_schema("pg_catalog", Arc::new(PgCatalogOverlay { base, views }))?;
+    Ok(())
+}
+
+/// `SELECT * FROM pg_catalog.<name> UNION ALL <extra rows>`, with the extra rows cast to
+/// the base table's column types and NULL for the columns they do not set.
+fn union_with_base(
+    name: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    extra: &str,
+) -> String {
+    let provided: Vec<&str> = extra
+        .split(" AS ")
+        .skip(1)
+        .filter_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()).next())
+        .collect();
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let value = if provided.contains(&f.name().as_str()) {
+                format!("x.\"{}\"", f.name())
+            } else {
+                "NULL".to_string()
+            };
+            format!(
+                "arrow_cast({value}, '{}') AS \"{}\"",
+                f.data_type(),
+                f.name()
+            )
+        })
+        .collect();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    format!(
+        "SELECT {} FROM pg_catalog.{name} UNION ALL SELECT {} FROM ({extra}) x",
+        names.join(", "),
+        cols.join(", ")
+    )
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for PgCatalogOverlay {
+    fn table_names(&self) -> Vec<String> {
+        self.base.table_names()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        match self.views.get(name) {
+            Some(v) => Ok(Some(v.clone())),
+            None => self.base.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.views.contains_key(name) || self.base.table_exist(name)
     }
 }

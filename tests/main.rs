@@ -3,6 +3,7 @@
 
 mod common;
 
+mod clients;
 mod copy;
 mod persistence;
 mod psql;

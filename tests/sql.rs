@@ -302,3 +302,152 @@ async fn external_csv_source_and_bad_rows() {
     // The server is still up.
     assert_eq!(rows(&c, "SELECT count(*) FROM crm").await, vec![vec!["2"]]);
 }
+
+#[tokio::test]
+async fn external_source_over_http() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("remote.csv"),
+        "id,email\n1,a@x.com\n2,b@y.com\n3,c@z.com\n",
+    )
+    .expect("write");
+    // A real HTTP server on loopback.
+    let mut http = std::process::Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(http.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("banner");
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("port")
+        .to_string();
+    let s = Server::start();
+    let c = s.client().await;
+    let result = c
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE remote STORED AS CSV LOCATION 'http://127.0.0.1:{port}/remote.csv' OPTIONS ('format.has_header' 'true')"
+        ))
+        .await;
+    let count = match result {
+        Ok(()) => rows(&c, "SELECT count(*), max(email) FROM remote").await,
+        Err(e) => vec![vec![format!("{e:?}")]],
+    };
+    let _ = http.kill();
+    assert_eq!(count, vec![vec!["3", "c@z.com"]]);
+    // The definition (and its store) survives a restart.
+    let data = s.kill9();
+    let _ = data;
+}
+
+#[tokio::test]
+async fn session_statements_clients_send() {
+    let s = Server::start();
+    let c = s.client().await;
+    assert_eq!(rows(&c, "SHOW server_version").await, vec![vec!["16.6"]]);
+    assert_eq!(
+        rows(&c, "SHOW standard_conforming_strings").await,
+        vec![vec!["on"]]
+    );
+    assert_eq!(
+        rows(&c, "SHOW TRANSACTION ISOLATION LEVEL").await,
+        vec![vec!["read committed"]]
+    );
+    c.batch_execute("SET application_name = 'probe'")
+        .await
+        .expect("set");
+    assert_eq!(rows(&c, "SHOW application_name").await, vec![vec!["probe"]]);
+    // The extended protocol describes SHOW's one column.
+    let row = c
+        .query_one("SHOW client_encoding", &[])
+        .await
+        .expect("extended show");
+    assert_eq!(row.columns()[0].name(), "client_encoding");
+    assert_eq!(row.get::<_, String>(0), "UTF8");
+
+    c.batch_execute("CREATE TABLE sp (a INT)")
+        .await
+        .expect("create");
+    let m = c
+        .simple_query("BEGIN; SAVEPOINT s1; INSERT INTO sp VALUES (1); RELEASE SAVEPOINT s1; ROLLBACK TO SAVEPOINT s1; COMMIT; DEALLOCATE ALL")
+        .await
+        .expect("savepoints are accepted");
+    assert_eq!(
+        m.iter()
+            .filter(|x| matches!(x, tokio_postgres::SimpleQueryMessage::CommandComplete(_)))
+            .count(),
+        7
+    );
+    // Writes commit per statement: the savepoint did not undo the insert.
+    assert_eq!(rows(&c, "SELECT count(*) FROM sp").await, vec![vec!["1"]]);
+}
+
+#[tokio::test]
+async fn pg_catalog_tells_views_from_tables() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE cat_t (a INT); CREATE VIEW cat_v AS SELECT * FROM cat_t")
+        .await
+        .expect("setup");
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY 1"
+        )
+        .await,
+        vec![vec!["cat_t"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT viewname FROM pg_catalog.pg_views WHERE schemaname = 'public' ORDER BY 1"
+        )
+        .await,
+        vec![vec!["cat_v"]]
+    );
+    // The dependency graph as dbt reads it: view -> rewrite rule -> pg_depend -> relation.
+    let deps = "SELECT v.relname, t.relname FROM pg_catalog.pg_rewrite rw \
+                JOIN pg_catalog.pg_class v ON rw.ev_class = v.oid \
+                JOIN pg_catalog.pg_depend d ON d.objid = rw.oid \
+                JOIN pg_catalog.pg_class t ON d.refobjid = t.oid \
+                WHERE v.relname LIKE 'cat%' AND d.deptype = 'n'";
+    assert_eq!(rows(&c, deps).await, vec![vec!["cat_v", "cat_t"]]);
+    // dbt-postgres 1.9's relation-dependency query, verbatim in substance.
+    let dbt = "select distinct dependent_namespace.nspname as dependent_schema, dependent_class.relname as dependent_name, \
+        referenced_namespace.nspname as referenced_schema, referenced_class.relname as referenced_name \
+        from pg_class as dependent_class \
+        join pg_namespace as dependent_namespace on dependent_namespace.oid = dependent_class.relnamespace \
+        join pg_depend as dependent_depend on dependent_depend.refobjid = dependent_class.oid \
+            and dependent_depend.classid = 'pg_rewrite'::regclass and dependent_depend.refclassid = 'pg_class'::regclass \
+            and dependent_depend.deptype = 'i' \
+        join pg_depend as joining_depend on joining_depend.objid = dependent_depend.objid \
+            and joining_depend.classid = 'pg_rewrite'::regclass and joining_depend.refclassid = 'pg_class'::regclass \
+            and joining_depend.refobjid != dependent_depend.refobjid \
+        join pg_class as referenced_class on referenced_class.oid = joining_depend.refobjid \
+        join pg_namespace as referenced_namespace on referenced_namespace.oid = referenced_class.relnamespace \
+            and referenced_namespace.nspname != 'information_schema' and referenced_namespace.nspname not like 'pg\\_%' \
+        order by dependent_schema, dependent_name, referenced_schema, referenced_name";
+    assert_eq!(
+        rows(&c, dbt).await,
+        vec![vec!["public", "cat_v", "public", "cat_t"]]
+    );
+    c.batch_execute("DROP VIEW cat_v").await.expect("drop");
+    assert!(rows(&c, deps).await.is_empty());
+}

@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod copy;
 pub mod error;
+pub mod object_stores;
 pub mod sql;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::storage::ManagedTable;
+use crate::system::SystemTables;
 use catalog::{Catalog, Entry, RelationKind};
 pub use error::{EngineError, Result};
 pub use sql::Command;
@@ -63,6 +65,7 @@ impl Outcome {
 
 pub struct Engine {
     ctx: Arc<SessionContext>,
+    system: SystemTables,
     data_dir: PathBuf,
     catalog: Mutex<Catalog>,
 }
@@ -81,10 +84,12 @@ impl Engine {
             .with_information_schema(true);
         let ctx = Arc::new(SessionContext::new_with_config(config));
         udfs::register_all(&ctx);
-        crate::pg::setup(&ctx)?;
+        let system = SystemTables::register(&ctx)?;
+        crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
             ctx,
+            system,
             data_dir,
             catalog: Mutex::new(catalog),
         };
@@ -108,6 +113,29 @@ impl Engine {
                 Err(e) => warn!(relation = %entry.name, "cannot restore relation: {e}"),
             }
         }
+        self.publish_dependencies(&catalog);
+    }
+
+    /// Refresh `tessera.view_dependencies` from the catalog.
+    fn publish_dependencies(&self, catalog: &Catalog) {
+        let pairs: Vec<(String, String)> = catalog
+            .entries()
+            .iter()
+            .filter(|e| e.kind == RelationKind::View)
+            .flat_map(|e| {
+                let refs = match sql::parse_one(&e.sql) {
+                    Ok(DFStatement::Statement(s)) => sql::referenced_relations(&s),
+                    _ => vec![],
+                };
+                let mut refs: Vec<String> = refs.into_iter().filter(|r| *r != e.name).collect();
+                refs.sort();
+                refs.dedup();
+                refs.into_iter().map(move |r| (e.name.clone(), r))
+            })
+            .collect();
+        if let Err(e) = self.system.set_view_dependencies(&pairs) {
+            warn!("cannot publish view dependencies: {e}");
+        }
     }
 
     /// Make a catalog entry visible in the session context.
@@ -123,6 +151,9 @@ impl Engine {
                 cet.name = object_name(&entry.name);
                 cet.if_not_exists = false;
                 cet.or_replace = true;
+                for l in &cet.locations {
+                    object_stores::register_for(&self.ctx, l)?;
+                }
                 let plan = self
                     .ctx
                     .state()
@@ -145,6 +176,18 @@ impl Engine {
 
     /// Run a [`Command`] other than `COPY` (which needs the protocol: see [`copy`]).
     pub async fn execute(&self, command: Command) -> Result<Outcome> {
+        let ddl = matches!(
+            command,
+            Command::CreateView(_) | Command::Drop { .. } | Command::Rename { .. }
+        );
+        let outcome = self.execute_command(command).await;
+        if ddl {
+            self.publish_dependencies(&*self.catalog.lock().await);
+        }
+        outcome
+    }
+
+    async fn execute_command(&self, command: Command) -> Result<Outcome> {
         match command {
             Command::CreateExternal(cet) => self.create_external(*cet).await,
             Command::CreateTable(stmt) => self.create_table(*stmt).await,
@@ -174,6 +217,10 @@ impl Engine {
                 "COPY outside the wire protocol".into(),
             )),
             Command::Discard => Ok(Outcome::tag("DISCARD ALL")),
+            Command::Accept(tag) => Ok(Outcome::tag(tag)),
+            Command::Show(_) | Command::RollbackToSavepoint => Err(EngineError::NotSupported(
+                "session statements outside the wire protocol".into(),
+            )),
         }
     }
 
@@ -236,6 +283,9 @@ impl Engine {
             primary_key: vec![],
         };
         // Register first: this validates the location and infers the schema.
+        for l in &cet.locations {
+            object_stores::register_for(&self.ctx, l)?;
+        }
         let location = cet.locations.join(", ");
         let registered = async {
             let plan = self

@@ -36,6 +36,14 @@ pub enum Command {
     Dml(Box<Statement>),
     Copy(CopyCommand),
     Discard,
+    /// `SHOW name`: answered from the session's settings by the wire layer.
+    Show(String),
+    /// Statements accepted for client compatibility that change nothing here, answered
+    /// with their tag: `SAVEPOINT`, `RELEASE`, `DEALLOCATE [ALL]` (writes commit per
+    /// statement, so there is nothing to roll back to).
+    Accept(&'static str),
+    /// `ROLLBACK TO SAVEPOINT`: the transaction stays open (and leaves the failed state).
+    RollbackToSavepoint,
 }
 
 /// `COPY table [(columns)] FROM STDIN` or `COPY {table | (query)} TO STDOUT`.
@@ -241,8 +249,33 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         | Statement::Delete(_)
         | Statement::Truncate(_) => Command::Dml(Box::new(stmt)),
         Statement::Discard { .. } => Command::Discard,
+        Statement::ShowVariable { ref variable } => Command::Show(show_name(variable)),
+        Statement::Savepoint { .. } => Command::Accept("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Command::Accept("RELEASE"),
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Command::RollbackToSavepoint,
+        Statement::Deallocate { ref name, .. } if name.value.eq_ignore_ascii_case("all") => {
+            Command::Accept("DEALLOCATE ALL")
+        }
+        Statement::Deallocate { .. } => Command::Accept("DEALLOCATE"),
         _ => return Ok(None),
     }))
+}
+
+/// The setting a `SHOW` names, with PostgreSQL's spellings of the multi-word forms.
+fn show_name(words: &[Ident]) -> String {
+    let words: Vec<String> = words.iter().map(|w| w.value.to_lowercase()).collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["time", "zone"] => "timezone".into(),
+        ["transaction", "isolation", "level"] => "transaction_isolation".into(),
+        _ => words.join("."),
+    }
 }
 
 /// `ALTER VIEW v RENAME TO w` does not parse as ALTER TABLE; catch it by its words.
@@ -427,6 +460,48 @@ fn ascii(c: char) -> Result<u8> {
         })
 }
 
+/// PostgreSQL resolves `'pg_class'::regclass` through a search path that always holds
+/// `pg_catalog`; datafusion-pg-catalog's rewrite only looks in `public`. Qualify such
+/// literals (names starting with `pg_`) so catalog queries of clients like dbt match.
+/// Returns the rewritten statement, or `None` when there is nothing to change.
+pub fn qualify_catalog_regclass(sql: &str) -> Option<String> {
+    if !sql.to_ascii_lowercase().contains("regclass") {
+        return None;
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut stmts = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
+    let mut changed = false;
+    for stmt in &mut stmts {
+        let _ = ast::visit_expressions_mut(stmt, |e| {
+            if let ast::Expr::Cast {
+                expr, data_type, ..
+            } = e
+            {
+                let is_regclass = data_type
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .ends_with("regclass");
+                if let ast::Expr::Value(v) = expr.as_mut() {
+                    if let ast::Value::SingleQuotedString(name) = &mut v.value {
+                        if is_regclass && name.starts_with("pg_") && !name.contains('.') {
+                            *name = format!("pg_catalog.{name}");
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    changed.then(|| {
+        stmts
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
 /// Names of the relations a statement reads from.
 pub fn referenced_relations(stmt: &Statement) -> Vec<String> {
     let mut out = Vec::new();
@@ -524,6 +599,20 @@ mod tests {
         };
         assert!(c.format.csv && c.format.header);
         assert!(classify("COPY t FROM '/etc/passwd'").is_err());
+    }
+
+    #[test]
+    fn qualifies_catalog_regclass_literals() {
+        let q = qualify_catalog_regclass(
+            "SELECT 1 WHERE x = 'pg_rewrite'::regclass AND y = 'mine'::regclass",
+        )
+        .expect("rewritten");
+        assert!(
+            q.contains("'pg_catalog.pg_rewrite'") && q.contains("'mine'"),
+            "{q}"
+        );
+        assert!(qualify_catalog_regclass("SELECT 'pg_catalog.pg_class'::regclass").is_none());
+        assert!(qualify_catalog_regclass("SELECT 1").is_none());
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub fn to_pg(err: PgWireError, query: &str, offset: usize) -> PgWireError {
             }
             PgWireError::UserError(Box::new(info))
         }
+        // datafusion-postgres reports statements in a failed transaction as 25P01;
+        // PostgreSQL (and clients matching on it) use in_failed_sql_transaction.
+        PgWireError::UserError(mut info)
+            if info.code == "25P01" && info.message.contains("aborted") =>
+        {
+            info.code = "25P02".into();
+            PgWireError::UserError(info)
+        }
         other => other,
     }
 }

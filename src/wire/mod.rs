@@ -10,6 +10,7 @@
 
 mod copy;
 pub mod errors;
+mod session;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -20,22 +21,27 @@ use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::sql::sqlparser;
 use datafusion_postgres::arrow_pg::datatypes::df;
 use datafusion_postgres::{DfSessionService, Parser as DfParser};
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
-use crate::engine::sql::{classify, classify_alter_view, split_statements, Command};
+use crate::engine::sql::{
+    classify, classify_alter_view, qualify_catalog_regclass, split_statements, Command,
+};
 use crate::engine::{Engine, EngineError, Outcome};
 use errors::{engine_error, to_pg};
 
@@ -155,12 +161,27 @@ impl QueryService {
         };
         match command {
             Some(Command::Copy(c)) => Ok(vec![copy::start(&self.engine, client, c).await?]),
+            Some(Command::Show(name)) => match session::show_value(client, &name) {
+                Some(value) => Ok(vec![Response::Query(session::show_response(
+                    &name, &value,
+                )?)]),
+                None => SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await,
+            },
+            Some(Command::RollbackToSavepoint) => {
+                Ok(vec![Response::TransactionStart(Tag::new("ROLLBACK"))])
+            }
             Some(command) => Ok(vec![tag(self
                 .engine
                 .execute(command)
                 .await
                 .map_err(engine_error)?)]),
-            None => match SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await {
+            None => match SimpleQueryHandler::do_query(
+                self.inner.as_ref(),
+                client,
+                qualify_catalog_regclass(sql).as_deref().unwrap_or(sql),
+            )
+            .await
+            {
                 // Both parsers refuse it: ours reports where.
                 Err(e) if syntax_error.is_some() && errors::is_syntax_error(&e) => Err(
                     engine_error(EngineError::Syntax(syntax_error.unwrap_or_default())),
@@ -241,10 +262,11 @@ impl QueryParser for TesseraParser {
             return Ok(Some((sql.to_string(), None)));
         }
         // DML is planned here too, so its parameters get types; it is executed below.
+        let sql = qualify_catalog_regclass(sql).unwrap_or_else(|| sql.to_string());
         self.inner
-            .parse_sql(client, sql, types)
+            .parse_sql(client, &sql, types)
             .await
-            .map_err(|e| to_pg(e, sql, 0))
+            .map_err(|e| to_pg(e, &sql, 0))
     }
 
     fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
@@ -257,6 +279,10 @@ impl QueryParser for TesseraParser {
         column_format: Option<&pgwire::api::portal::Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
+            (sql, None) => Ok(match classify(sql) {
+                Ok(Some(Command::Show(name))) => session::show_fields(&name),
+                _ => vec![],
+            }),
             (_, Some((_, plan))) if is_write(plan) => Ok(vec![]),
             _ => self.inner.get_result_schema(stmt, column_format),
         }
@@ -321,6 +347,36 @@ impl ExtendedQueryHandler for QueryService {
 
     fn query_parser(&self) -> Arc<TesseraParser> {
         self.parser.clone()
+    }
+
+    /// A statement that returns no rows is described with NoData (pgjdbc checks), where
+    /// pgwire would send an empty RowDescription.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let described = self.do_describe_statement(client, &stmt).await?;
+                if described.fields.is_empty() {
+                    let oids = described.parameters.iter().map(|t| t.oid()).collect();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(oids),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_query<C>(
