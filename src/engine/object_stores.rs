@@ -68,9 +68,11 @@ fn store_for(url: &Url) -> Result<Option<Arc<dyn ObjectStore>>> {
             )
         }
         "file" => return Ok(None),
-        other => return Err(EngineError::NotSupported(format!(
+        other => {
+            return Err(EngineError::NotSupported(format!(
             "location scheme \"{other}://\" (use a local path, s3://, gs://, az:// or http(s)://)"
-        ))),
+        )))
+        }
     };
     Ok(Some(store))
 }

@@ -10,6 +10,7 @@
 
 mod copy;
 pub mod errors;
+mod names;
 mod session;
 
 use std::fmt::Debug;
@@ -181,7 +182,11 @@ impl QueryService {
                 qualify_catalog_regclass(sql).as_deref().unwrap_or(sql),
             )
             .await
-            {
+            .map(|r| {
+                r.into_iter()
+                    .map(|r| names::rename_response(sql, r))
+                    .collect()
+            }) {
                 // Both parsers refuse it: ours reports where.
                 Err(e) if syntax_error.is_some() && errors::is_syntax_error(&e) => Err(
                     engine_error(EngineError::Syntax(syntax_error.unwrap_or_default())),
@@ -279,13 +284,44 @@ impl QueryParser for TesseraParser {
         column_format: Option<&pgwire::api::portal::Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match stmt {
-            (sql, None) => Ok(match classify(sql) {
-                Ok(Some(Command::Show(name))) => session::show_fields(&name),
-                _ => vec![],
-            }),
+            (sql, None) => match classify(sql) {
+                Ok(Some(Command::Show(name))) => Ok(session::show_fields(&name)),
+                // A cursor's query (DECLARE stores it unplanned): describe its rows.
+                Ok(None) if !sql.trim().is_empty() => self.describe_query(sql, column_format),
+                _ => Ok(vec![]),
+            },
             (_, Some((_, plan))) if is_write(plan) => Ok(vec![]),
-            _ => self.inner.get_result_schema(stmt, column_format),
+            (sql, _) => {
+                let fields = self.inner.get_result_schema(stmt, column_format)?;
+                Ok(names::postgres_names(sql)
+                    .and_then(|n| names::rename_fields(&fields, &n))
+                    .unwrap_or(fields))
+            }
         }
+    }
+}
+
+impl TesseraParser {
+    /// Result fields of a query that has no plan yet. Describe is synchronous in pgwire,
+    /// so planning (which touches no I/O for registered tables) runs in place.
+    fn describe_query(
+        &self,
+        sql: &str,
+        format: Option<&pgwire::api::portal::Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let state = self.engine.session_context().state();
+        let plan = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(state.create_logical_plan(sql))
+        })
+        .map_err(|e| to_pg(PgWireError::ApiError(Box::new(e)), sql, 0))?;
+        let fields = datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields(
+            plan.schema().as_arrow(),
+            format.unwrap_or(&pgwire::api::portal::Format::UnifiedText),
+            None,
+        )?;
+        Ok(names::postgres_names(sql)
+            .and_then(|n| names::rename_fields(&fields, &n))
+            .unwrap_or(fields))
     }
 }
 
@@ -406,9 +442,9 @@ impl ExtendedQueryHandler for QueryService {
                     .map_err(engine_error),
                 Err(e) => Err(e),
             },
-            _ => {
-                ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await
-            }
+            _ => ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
+                .await
+                .map(|r| names::rename_response(sql, r)),
         };
         result.map_err(|e| to_pg(e, sql, 0))
     }

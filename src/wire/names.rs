@@ -1,0 +1,143 @@
+//! Result column names as PostgreSQL gives them.
+//!
+//! DataFusion names an unaliased select item after its whole expression
+//! (`count(*)`, `max(t.id)`, `Int64(1)`); PostgreSQL uses the function's name (`count`,
+//! `max`), the column's name, or `?column?`. Clients show these names and some look
+//! columns up by them, so the names in RowDescription are replaced; aliased items keep
+//! their alias.
+
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use pgwire::api::results::{FieldInfo, Response};
+
+/// For each output column of a plain `SELECT` (no `*`), the name PostgreSQL would give
+/// it, or `None` where the current name is already right.
+pub fn postgres_names(sql: &str) -> Option<Vec<Option<String>>> {
+    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [Statement::Query(q)] = stmts.as_slice() else {
+        return None;
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) => Some(colname(e)),
+            SelectItem::ExprWithAlias { .. } => Some(None),
+            _ => None, // a wildcard: the column count is not known here
+        })
+        .collect()
+}
+
+/// PostgreSQL's FigureColname, for the expressions it names.
+fn colname(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(_) => None,
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+        Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|i| i.value.to_lowercase()),
+        Expr::Cast {
+            expr, data_type, ..
+        } => colname(expr).or_else(|| match expr.as_ref() {
+            Expr::Identifier(_) => None,
+            _ => Some(pg_type_name(&data_type.to_string())),
+        }),
+        Expr::Nested(inner) => colname(inner),
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        Expr::Array(_) => Some("array".into()),
+        _ => Some("?column?".into()),
+    }
+}
+
+fn pg_type_name(t: &str) -> String {
+    match t.to_ascii_lowercase().as_str() {
+        "int" | "integer" | "int4" => "int4".into(),
+        "bigint" | "int8" => "int8".into(),
+        "smallint" | "int2" => "int2".into(),
+        "text" => "text".into(),
+        "boolean" | "bool" => "bool".into(),
+        "double precision" | "float8" => "float8".into(),
+        "real" | "float4" => "float4".into(),
+        other => other.split('(').next().unwrap_or(other).trim().to_string(),
+    }
+}
+
+/// Apply `names` to result fields (only when the counts agree).
+pub fn rename_fields(fields: &[FieldInfo], names: &[Option<String>]) -> Option<Vec<FieldInfo>> {
+    if fields.len() != names.len() || names.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(
+        fields
+            .iter()
+            .zip(names)
+            .map(|(f, n)| match n {
+                None => f.clone(),
+                Some(n) => FieldInfo::new(
+                    n.clone(),
+                    f.table_id(),
+                    f.column_id(),
+                    f.datatype().clone(),
+                    f.format(),
+                )
+                .with_format_options(f.format_options().clone())
+                .with_type_size(f.type_size())
+                .with_type_modifier(f.type_modifier()),
+            })
+            .collect(),
+    )
+}
+
+/// Rename the columns of a query response of `sql`.
+pub fn rename_response(sql: &str, response: Response) -> Response {
+    match response {
+        Response::Query(mut q) => {
+            if let Some(names) = postgres_names(sql) {
+                if let Some(fields) = rename_fields(&q.row_schema, &names) {
+                    q.row_schema = Arc::new(fields);
+                }
+            }
+            Response::Query(q)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_like_postgres() {
+        let n = postgres_names("SELECT count(*), max(t.id), 1, t.id + 1, lower(name), id, t.x, a AS b, CAST(x AS int), '1'::int FROM t")
+            .expect("names");
+        let n: Vec<Option<&str>> = n.iter().map(|x| x.as_deref()).collect();
+        assert_eq!(
+            n,
+            vec![
+                Some("count"),
+                Some("max"),
+                Some("?column?"),
+                Some("?column?"),
+                Some("lower"),
+                None,
+                Some("x"),
+                None,
+                None,
+                Some("int4")
+            ]
+        );
+        assert!(postgres_names("SELECT * FROM t").is_none());
+        assert!(postgres_names("INSERT INTO t VALUES (1)").is_none());
+    }
+}
