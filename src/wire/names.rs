@@ -45,12 +45,14 @@ fn colname(e: &Expr) -> Option<String> {
             .last()
             .and_then(|p| p.as_ident())
             .map(|i| i.value.to_lowercase()),
+        // A cast keeps its operand's name; an unnamed operand takes the type's name.
         Expr::Cast {
             expr, data_type, ..
-        } => colname(expr).or_else(|| match expr.as_ref() {
-            Expr::Identifier(_) => None,
+        } => match (expr.as_ref(), colname(expr)) {
+            (Expr::Identifier(_), _) => None,
+            (_, Some(n)) if n != "?column?" => Some(n),
             _ => Some(pg_type_name(&data_type.to_string())),
-        }),
+        },
         Expr::Nested(inner) => colname(inner),
         Expr::Case { .. } => Some("case".into()),
         Expr::Exists { .. } => Some("exists".into()),
