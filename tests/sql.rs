@@ -451,3 +451,40 @@ async fn pg_catalog_tells_views_from_tables() {
     c.batch_execute("DROP VIEW cat_v").await.expect("drop");
     assert!(rows(&c, deps).await.is_empty());
 }
+
+const LONG_QUERY: &str = "SELECT count(*) FROM generate_series(1, 20000000000) WHERE value % 7 = 3";
+
+#[tokio::test]
+async fn statement_timeout_and_cancel_stop_a_running_query() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .expect("set");
+    let started = std::time::Instant::now();
+    let e = c.simple_query(LONG_QUERY).await.expect_err("times out");
+    assert_eq!(sqlstate(&e), "57014");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "stopped promptly"
+    );
+    c.batch_execute("SET statement_timeout = '0'")
+        .await
+        .expect("reset");
+    assert_eq!(rows(&c, "SHOW statement_timeout").await, vec![vec!["0"]]);
+
+    let token = c.cancel_token();
+    let running = tokio::spawn(async move {
+        let r = c.simple_query(LONG_QUERY).await.map(|_| ());
+        (r, c)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    token
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel request sent");
+    let (result, c) = running.await.expect("join");
+    assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
+    // The connection goes on.
+    assert_eq!(rows(&c, "SELECT 1").await, vec![vec!["1"]]);
+}

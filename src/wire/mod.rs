@@ -8,6 +8,7 @@
 //! - the `COPY` sub-protocol, in both directions ([`copy`]);
 //! - SQLSTATE codes and error positions ([`errors`]), for every error either path raises.
 
+mod cancel;
 mod copy;
 pub mod errors;
 mod names;
@@ -160,6 +161,27 @@ impl QueryService {
             Err(EngineError::Syntax(msg)) => (classify_alter_view(sql), Some(msg)),
             Err(e) => return Err(engine_error(e)),
         };
+        let responses = self.run_command(client, sql, command, syntax_error).await?;
+        let mut out = Vec::with_capacity(responses.len());
+        for r in responses {
+            out.push(cancel::cancellable(client, r).await);
+        }
+        Ok(out)
+    }
+
+    async fn run_command<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        command: Option<Command>,
+        syntax_error: Option<String>,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         match command {
             Some(Command::Copy(c)) => Ok(vec![copy::start(&self.engine, client, c).await?]),
             Some(Command::Show(name)) => match session::show_value(client, &name) {
@@ -442,9 +464,14 @@ impl ExtendedQueryHandler for QueryService {
                     .map_err(engine_error),
                 Err(e) => Err(e),
             },
-            _ => ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
-                .await
-                .map(|r| names::rename_response(sql, r)),
+            _ => {
+                match ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
+                    .await
+                {
+                    Ok(r) => Ok(cancel::cancellable(client, names::rename_response(sql, r)).await),
+                    Err(e) => Err(e),
+                }
+            }
         };
         result.map_err(|e| to_pg(e, sql, 0))
     }
