@@ -299,6 +299,33 @@ async fn external_csv_source_and_bad_rows() {
         ),
         "42P01"
     );
+    // With declared columns nothing is inferred: the bad row is found when it is read,
+    // and the error names the source, its file and the line.
+    let late = dir.path().join("late.csv");
+    std::fs::write(&late, "id,email\n1,a@x.com\n2,b@y.com\n3,c@z.com,extra\n").expect("write");
+    c.batch_execute(&format!(
+        "CREATE EXTERNAL TABLE late (id BIGINT, email TEXT) STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+        late.display()
+    ))
+    .await
+    .expect("declared schema");
+    let e = c
+        .batch_execute("SELECT * FROM late")
+        .await
+        .expect_err("bad row read");
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("source \"late\"") && msg.contains("late.csv") && msg.contains("line"),
+        "{msg}"
+    );
+    // Sources are read-only.
+    assert!(c
+        .batch_execute("INSERT INTO crm VALUES (3, 'c@z.com')")
+        .await
+        .is_err());
     // The server is still up.
     assert_eq!(rows(&c, "SELECT count(*) FROM crm").await, vec![vec!["2"]]);
 }

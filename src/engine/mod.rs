@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod copy;
 pub mod error;
 pub mod object_stores;
+pub mod source;
 pub mod sql;
 
 use std::path::{Path, PathBuf};
@@ -154,12 +155,14 @@ impl Engine {
                 for l in &cet.locations {
                     object_stores::register_for(&self.ctx, l)?;
                 }
+                let location = cet.locations.join(", ");
                 let plan = self
                     .ctx
                     .state()
                     .statement_to_plan(DFStatement::CreateExternalTable(cet))
                     .await?;
                 self.ctx.execute_logical_plan(plan).await?;
+                self.wrap_source(&entry.name, &location)?;
             }
             RelationKind::View => {
                 self.ctx.sql(&entry.sql).await?;
@@ -170,6 +173,16 @@ impl Engine {
                 self.ctx
                     .register_table(bare(&entry.name), Arc::new(table))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Replace the table DataFusion registered for an external source by its
+    /// read-only [`source::SourceTable`] wrapper.
+    fn wrap_source(&self, name: &str, location: &str) -> Result<()> {
+        if let Some(table) = self.ctx.deregister_table(bare(name))? {
+            let wrapped = source::SourceTable::new(table, name, location);
+            self.ctx.register_table(bare(name), Arc::new(wrapped))?;
         }
         Ok(())
     }
@@ -297,9 +310,10 @@ impl Engine {
         };
         registered.await.map_err(|source| EngineError::Source {
             name: name.clone(),
-            location,
+            location: location.clone(),
             source,
         })?;
+        self.wrap_source(&name, &location)?;
         if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
             self.ctx.deregister_table(bare(&name))?;
             return Err(e);
