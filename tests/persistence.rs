@@ -15,6 +15,8 @@ async fn restart_keeps_tables_views_and_sources() {
          CREATE TABLE managed (id INT, label TEXT);
          INSERT INTO managed VALUES (1, 'a'), (2, 'b');
          CREATE VIEW joined AS SELECT m.id, s.v, m.label FROM managed m JOIN src s ON s.k = m.id;
+         CREATE TABLE keyed (id INT PRIMARY KEY, label TEXT);
+         INSERT INTO keyed VALUES (1, 'one');
          CREATE TABLE doomed (x INT);
          DROP TABLE doomed;
          ALTER TABLE managed RENAME TO managed2;",
@@ -31,6 +33,11 @@ async fn restart_keeps_tables_views_and_sources() {
         vec![vec!["1", "one", "a"], vec!["2", "two", "b"]]
     );
     assert!(c.batch_execute("SELECT * FROM doomed").await.is_err());
+    // The primary key survives: label is functionally dependent on id.
+    assert_eq!(
+        rows(&c, "SELECT id, label FROM keyed GROUP BY id").await,
+        vec![vec!["1", "one"]]
+    );
     assert!(c.batch_execute("SELECT * FROM managed").await.is_err());
     assert_eq!(
         rows(&c, "SELECT count(*) FROM managed2").await,

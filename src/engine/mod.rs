@@ -170,6 +170,19 @@ impl Engine {
             RelationKind::Table => {
                 let location = entry.location.as_deref().unwrap_or_default();
                 let table = ManagedTable::open(&entry.name, &self.data_dir.join(location)).await?;
+                let schema = datafusion::catalog::TableProvider::schema(&table);
+                let key: Vec<usize> = entry
+                    .primary_key
+                    .iter()
+                    .filter_map(|c| schema.index_of(c).ok())
+                    .collect();
+                let table = if key.is_empty() {
+                    table
+                } else {
+                    table.with_constraints(datafusion::common::Constraints::new_unverified(vec![
+                        datafusion::common::Constraint::PrimaryKey(key),
+                    ]))
+                };
                 self.ctx
                     .register_table(bare(&entry.name), Arc::new(table))?;
             }
@@ -610,18 +623,6 @@ impl Engine {
             .table_provider(bare(name))
             .await
             .map_err(|_| EngineError::UndefinedRelation(name.to_string()))
-    }
-
-    /// Primary key columns of a managed table (for pg_catalog / JDBC).
-    pub async fn primary_keys(&self) -> Vec<(String, Vec<String>)> {
-        self.catalog
-            .lock()
-            .await
-            .entries()
-            .iter()
-            .filter(|e| !e.primary_key.is_empty())
-            .map(|e| (e.name.clone(), e.primary_key.clone()))
-            .collect()
     }
 }
 
