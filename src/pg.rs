@@ -85,7 +85,45 @@ pub async fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
         Volatility::Stable,
         Arc::new(current_setting),
     ));
+    ctx.register_udf(create_udf(
+        "quote_literal",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(quote_literal),
+    ));
     install_overlay(ctx).await
+}
+
+/// `quote_literal(text)`: the value as an SQL string literal (NULL stays NULL), with
+/// PostgreSQL's `E'...'` form when it holds a backslash.
+fn quote_literal(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+    let quote = |v: &str| {
+        let body = v.replace('\'', "''");
+        if v.contains('\\') {
+            format!("E'{}'", body.replace('\\', "\\\\"))
+        } else {
+            format!("'{body}'")
+        }
+    };
+    match &args[0] {
+        ColumnarValue::Scalar(s) => {
+            let v = match s {
+                ScalarValue::Utf8(v) | ScalarValue::Utf8View(v) | ScalarValue::LargeUtf8(v) => {
+                    v.clone()
+                }
+                other if other.is_null() => None,
+                other => Some(other.to_string()),
+            };
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(
+                v.as_deref().map(quote),
+            )))
+        }
+        ColumnarValue::Array(a) => {
+            let out: StringArray = as_string_array(a)?.iter().map(|v| v.map(quote)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }
+    }
 }
 
 /// `current_setting(name)`: unknown names are an error, as in PostgreSQL.
@@ -127,6 +165,18 @@ mod tests {
         let v = version_string();
         assert!(v.starts_with("PostgreSQL 16.6 "), "{v}");
         assert!(v.contains("tessera"));
+    }
+
+    #[test]
+    fn quote_literal_escapes_like_postgres() {
+        let q = |v: &str| match quote_literal(&[ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            v.into(),
+        )))]) {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(s)))) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(q("it's"), "'it''s'");
+        assert_eq!(q("a\\b"), "E'a\\\\b'");
     }
 
     #[test]

@@ -137,3 +137,69 @@ async fn copy_into_a_view_or_missing_table_is_refused() {
         "0A000"
     );
 }
+
+#[tokio::test]
+async fn copy_in_binary_format() {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE bin (id INT, name TEXT, score DOUBLE PRECISION, ok BOOLEAN, at TIMESTAMP)",
+    )
+    .await
+    .expect("create");
+    let sink = c
+        .copy_in("COPY bin FROM STDIN (FORMAT binary)")
+        .await
+        .expect("copy");
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT4,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::BOOL,
+            Type::TIMESTAMP,
+        ],
+    );
+    futures::pin_mut!(writer);
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_704_164_645_500);
+    let rows_in: [[&(dyn ToSql + Sync); 5]; 2] = [
+        [&1i32, &"anna, \"quoted\"", &1.5f64, &true, &at],
+        [
+            &2i32,
+            &None::<&str>,
+            &-0.25f64,
+            &false,
+            &None::<std::time::SystemTime>,
+        ],
+    ];
+    for r in &rows_in {
+        writer.as_mut().write(r).await.expect("row");
+    }
+    assert_eq!(writer.finish().await.expect("finish"), 2);
+    assert_eq!(
+        rows(&c, "SELECT id, name, score, ok, at = TIMESTAMP '2024-01-02 03:04:05.5' FROM bin ORDER BY id").await,
+        vec![
+            vec!["1", "anna, \"quoted\"", "1.5", "t", "t"],
+            vec!["2", "NULL", "-0.25", "f", "NULL"],
+        ]
+    );
+    // A truncated stream is rejected whole.
+    let sink = c
+        .copy_in::<_, Bytes>("COPY bin FROM STDIN (FORMAT binary)")
+        .await
+        .expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from_static(
+        b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\0\x05",
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        sqlstate(&sink.finish().await.expect_err("truncated")),
+        "22P04"
+    );
+    assert_eq!(rows(&c, "SELECT count(*) FROM bin").await, vec![vec!["2"]]);
+}

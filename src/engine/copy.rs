@@ -19,6 +19,8 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use super::error::{EngineError, Result};
 use super::sql::CopyFormat;
 
+mod binary;
+
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// An in-progress `COPY ... FROM STDIN`.
@@ -119,7 +121,16 @@ impl CopyIn {
         while pos < buf.len() && !self.ended {
             fields.clear();
             let start_line = self.line;
-            let parsed = if self.format.csv {
+            let parsed = if self.format.binary && self.skip_header {
+                binary::parse_header(&buf[pos..], at_end)
+            } else if self.format.binary {
+                let types: Vec<&DataType> = self
+                    .columns
+                    .iter()
+                    .map(|&i| self.schema.field(i).data_type())
+                    .collect();
+                binary::parse_tuple(&buf[pos..], &types, at_end, &mut fields)
+            } else if self.format.csv {
                 parse_csv_record(&buf[pos..], &self.format, at_end, &mut fields)
             } else {
                 parse_text_record(&buf[pos..], &self.format, at_end, &mut fields)
@@ -129,7 +140,12 @@ impl CopyIn {
             let raw = &buf[pos..pos + used];
             pos += used;
             self.line += lines;
-            if is_end_marker(raw) {
+            let end = if self.format.binary {
+                raw == binary::TRAILER && !self.skip_header
+            } else {
+                is_end_marker(raw)
+            };
+            if end {
                 self.ended = true;
                 break;
             }
@@ -154,7 +170,12 @@ impl CopyIn {
         }
         self.pending = buf[pos..].to_vec();
         if at_end && !self.pending.is_empty() && !self.ended {
-            return Err(self.bad(self.line, "unterminated CSV quoted field".into()));
+            let what = if self.format.binary {
+                "incomplete binary COPY data"
+            } else {
+                "unterminated CSV quoted field"
+            };
+            return Err(self.bad(self.line, what.into()));
         }
         Ok(())
     }
@@ -550,6 +571,7 @@ mod tests {
         let fmt = CopyFormat {
             ..CopyFormat {
                 csv: false,
+                binary: false,
                 delimiter: b'\t',
                 null: "\\N".into(),
                 header: false,
@@ -638,6 +660,7 @@ mod tests {
         .expect("batch");
         let text = CopyFormat {
             csv: false,
+            binary: false,
             delimiter: b'\t',
             null: "\\N".into(),
             header: false,

@@ -69,6 +69,8 @@ pub enum CopyDirection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyFormat {
     pub csv: bool,
+    /// PostgreSQL's binary COPY format (FROM STDIN only).
+    pub binary: bool,
     pub delimiter: u8,
     pub null: String,
     pub header: bool,
@@ -80,6 +82,7 @@ impl CopyFormat {
     fn text() -> Self {
         CopyFormat {
             csv: false,
+            binary: false,
             delimiter: b'\t',
             null: "\\N".into(),
             header: false,
@@ -342,6 +345,12 @@ fn parse_copy(sql: &str) -> Result<CopyCommand> {
             CopyOption::Format(f) => match f.value.to_lowercase().as_str() {
                 "csv" => format = CopyFormat::csv(),
                 "text" => format = CopyFormat::text(),
+                "binary" => {
+                    format = CopyFormat {
+                        binary: true,
+                        ..CopyFormat::text()
+                    }
+                }
                 other => {
                     return Err(EngineError::NotSupported(format!(
                         "COPY format \"{other}\""
@@ -405,6 +414,12 @@ fn parse_copy(sql: &str) -> Result<CopyCommand> {
                 explicit.null = n.clone();
                 set.push("null")
             }
+            CopyLegacyOption::Binary => {
+                format = CopyFormat {
+                    binary: true,
+                    ..CopyFormat::text()
+                }
+            }
             CopyLegacyOption::Header => {
                 explicit.header = true;
                 set.push("header")
@@ -421,7 +436,15 @@ fn parse_copy(sql: &str) -> Result<CopyCommand> {
             _ => format.escape = explicit.escape,
         }
     }
-    if !format.csv && format.header {
+    if format.binary {
+        // The binary header is not optional; `skip_header` reads it.
+        format.header = true;
+        if to {
+            return Err(EngineError::NotSupported(
+                "COPY TO STDOUT in binary format".into(),
+            ));
+        }
+    } else if !format.csv && format.header {
         return Err(EngineError::NotSupported(
             "COPY HEADER in text format".into(),
         ));
