@@ -63,6 +63,13 @@ async fn copy_in_text_and_csv_then_out() {
         text,
         "id,email\n1,a@x.com\n2,\n3,\"c,quoted\"\"@x.com\"\n4,\n"
     );
+    // A header still comes out when there are no rows.
+    let out = c
+        .copy_out("COPY (SELECT id, email FROM contacts WHERE id < 0) TO STDOUT WITH (FORMAT csv, HEADER)")
+        .await
+        .expect("out");
+    let chunks: Vec<Bytes> = out.try_collect().await.expect("collect");
+    assert_eq!(chunks.concat(), b"id,email\n");
 }
 
 #[tokio::test]

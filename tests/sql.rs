@@ -29,6 +29,30 @@ async fn managed_table_dml_round_trip() {
         .await
         .expect("insert");
     assert_eq!(tags(&m), vec![3]);
+    // Shapes DataFusion would hand the table as "no filter" never touch every row.
+    let e = c
+        .batch_execute("DELETE FROM people WHERE id IN (SELECT id FROM people WHERE id = 2)")
+        .await
+        .expect_err("subquery");
+    assert_eq!(sqlstate(&e), "0A000");
+    let m = c
+        .simple_query("DELETE FROM people WHERE false")
+        .await
+        .expect("where false");
+    assert_eq!(tags(&m), vec![0]);
+    let m = c
+        .simple_query("UPDATE people SET score = 0 WHERE 1 = 0")
+        .await
+        .expect("no rows");
+    assert_eq!(tags(&m), vec![0]);
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) FROM people WHERE score IS NULL OR score > 0"
+        )
+        .await,
+        vec![vec!["3"]]
+    );
     assert_eq!(
         tags(
             &c.simple_query("UPDATE people SET score = 9.5 WHERE id >= 2")
@@ -49,7 +73,12 @@ async fn managed_table_dml_round_trip() {
         rows(&c, "SELECT id, name, score FROM people ORDER BY id").await,
         vec![vec!["2", "bob", "9.5"], vec!["3", "cy", "9.5"]]
     );
-    c.batch_execute("TRUNCATE people").await.expect("truncate");
+    let m = c.simple_query("TRUNCATE people").await.expect("truncate");
+    assert_eq!(
+        tags(&m),
+        vec![0],
+        "TRUNCATE reports no row count, as in PostgreSQL"
+    );
     assert_eq!(
         rows(&c, "SELECT count(*) FROM people").await,
         vec![vec!["0"]]
@@ -514,4 +543,53 @@ async fn statement_timeout_and_cancel_stop_a_running_query() {
     assert_eq!(sqlstate(&result.expect_err("cancelled")), "57014");
     // The connection goes on.
     assert_eq!(rows(&c, "SELECT 1").await, vec![vec!["1"]]);
+}
+
+#[tokio::test]
+async fn not_null_defaults_and_failed_transactions() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE nn (id INT NOT NULL, v TEXT)")
+        .await
+        .expect("create");
+    let e = c
+        .batch_execute("INSERT INTO nn VALUES (NULL, 'x')")
+        .await
+        .expect_err("not null");
+    assert_eq!(sqlstate(&e), "23502");
+    c.batch_execute("INSERT INTO nn VALUES (1, NULL)")
+        .await
+        .expect("nullable column");
+    assert_eq!(rows(&c, "SELECT count(*) FROM nn").await, vec![vec!["1"]]);
+    let e = c
+        .batch_execute("CREATE TABLE d (a INT DEFAULT 5)")
+        .await
+        .expect_err("defaults");
+    assert_eq!(sqlstate(&e), "0A000");
+    // CREATE TABLE AS columns are nullable even when the query's are not.
+    c.batch_execute("CREATE TABLE lit AS SELECT 1 AS one")
+        .await
+        .expect("ctas");
+    c.batch_execute("INSERT INTO lit VALUES (NULL)")
+        .await
+        .expect("nullable");
+
+    let e = c
+        .batch_execute("ROLLBACK TO SAVEPOINT nowhere")
+        .await
+        .expect_err("no transaction");
+    assert_eq!(sqlstate(&e), "25P01");
+    // After an error in a transaction block, writes are refused until ROLLBACK.
+    c.batch_execute("BEGIN").await.expect("begin");
+    assert!(c
+        .batch_execute("SELECT * FROM missing_table")
+        .await
+        .is_err());
+    let e = c
+        .batch_execute("INSERT INTO nn VALUES (2, 'lost')")
+        .await
+        .expect_err("aborted");
+    assert_eq!(sqlstate(&e), "25P02");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(rows(&c, "SELECT count(*) FROM nn").await, vec![vec!["1"]]);
 }

@@ -84,6 +84,11 @@ impl CopyIn {
         self.columns.len()
     }
 
+    /// The wire format code of this COPY (0 text/CSV, 1 binary).
+    pub fn wire_format(&self) -> i8 {
+        i8::from(self.format.binary)
+    }
+
     /// Take the next chunk of COPY data.
     pub fn feed(&mut self, data: &[u8]) {
         if self.error.is_some() || self.ended {
@@ -485,7 +490,7 @@ pub fn encode_rows(batch: &RecordBatch, f: &CopyFormat) -> Result<Vec<Vec<u8>>> 
             if f.csv {
                 write_csv_field(&mut line, &value, f);
             } else {
-                write_text_field(&mut line, &value);
+                write_text_field(&mut line, &value, f.delimiter);
             }
         }
         line.push(b'\n');
@@ -494,10 +499,11 @@ pub fn encode_rows(batch: &RecordBatch, f: &CopyFormat) -> Result<Vec<Vec<u8>>> 
     Ok(rows)
 }
 
-fn write_text_field(out: &mut Vec<u8>, v: &str) {
+fn write_text_field(out: &mut Vec<u8>, v: &str, delimiter: u8) {
     for &b in v.as_bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
+            d if d == delimiter => out.extend_from_slice(&[b'\\', d]),
             b'\t' => out.extend_from_slice(b"\\t"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),

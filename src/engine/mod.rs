@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod copy;
+mod dml;
 pub mod error;
 pub mod object_stores;
 pub mod source;
@@ -108,11 +109,25 @@ impl Engine {
 
     async fn restore(&self) {
         let catalog = self.catalog.lock().await;
-        for entry in catalog.entries() {
-            match self.register(entry).await {
-                Ok(()) => info!(relation = %entry.name, kind = ?entry.kind, "restored"),
-                Err(e) => warn!(relation = %entry.name, "cannot restore relation: {e}"),
+        // Catalog order is creation order, but CREATE OR REPLACE VIEW keeps a view's
+        // place while letting it read relations created later: retry what fails until
+        // a round makes no progress.
+        let mut pending: Vec<&Entry> = catalog.entries().iter().collect();
+        loop {
+            let mut failed = Vec::new();
+            for entry in &pending {
+                match self.register(entry).await {
+                    Ok(()) => info!(relation = %entry.name, kind = ?entry.kind, "restored"),
+                    Err(e) => failed.push((*entry, e)),
+                }
             }
+            if failed.is_empty() || failed.len() == pending.len() {
+                for (entry, e) in failed {
+                    warn!(relation = %entry.name, "cannot restore relation: {e}");
+                }
+                break;
+            }
+            pending = failed.into_iter().map(|(e, _)| e).collect();
         }
         self.publish_dependencies(&catalog);
     }
@@ -170,19 +185,6 @@ impl Engine {
             RelationKind::Table => {
                 let location = entry.location.as_deref().unwrap_or_default();
                 let table = ManagedTable::open(&entry.name, &self.data_dir.join(location)).await?;
-                let schema = datafusion::catalog::TableProvider::schema(&table);
-                let key: Vec<usize> = entry
-                    .primary_key
-                    .iter()
-                    .filter_map(|c| schema.index_of(c).ok())
-                    .collect();
-                let table = if key.is_empty() {
-                    table
-                } else {
-                    table.with_constraints(datafusion::common::Constraints::new_unverified(vec![
-                        datafusion::common::Constraint::PrimaryKey(key),
-                    ]))
-                };
                 self.ctx
                     .register_table(bare(&entry.name), Arc::new(table))?;
             }
@@ -276,8 +278,22 @@ impl Engine {
 
     /// Execute a planned INSERT/UPDATE/DELETE/TRUNCATE and report its row count.
     pub async fn execute_dml(&self, plan: LogicalPlan, tag: &'static str) -> Result<Outcome> {
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        Ok(Outcome::rows(tag, count_of(&batches)))
+        let optimized = self.ctx.state().optimize(&plan)?;
+        if dml::check(&optimized)? == dml::DmlCheck::NoRows {
+            return Ok(Outcome::rows(tag, 0));
+        }
+        let batches = self
+            .ctx
+            .execute_logical_plan(optimized)
+            .await?
+            .collect()
+            .await?;
+        let rows = count_of(&batches);
+        Ok(if tag == "TRUNCATE TABLE" {
+            Outcome::tag(tag) // PostgreSQL reports no count for TRUNCATE
+        } else {
+            Outcome::rows(tag, rows)
+        })
     }
 
     async fn create_external(
@@ -313,6 +329,9 @@ impl Engine {
             object_stores::register_for(&self.ctx, l)?;
         }
         let location = cet.locations.join(", ");
+        // OR REPLACE drops the old table before building the new one: keep it to put
+        // back if the new definition fails.
+        let previous = self.ctx.table_provider(bare(&name)).await.ok();
         let registered = async {
             let plan = self
                 .ctx
@@ -321,11 +340,17 @@ impl Engine {
                 .await?;
             self.ctx.execute_logical_plan(plan).await
         };
-        registered.await.map_err(|source| EngineError::Source {
-            name: name.clone(),
-            location: location.clone(),
-            source,
-        })?;
+        if let Err(source) = registered.await {
+            if let Some(p) = previous {
+                self.ctx.deregister_table(bare(&name))?;
+                self.ctx.register_table(bare(&name), p)?;
+            }
+            return Err(EngineError::Source {
+                name: name.clone(),
+                location: location.clone(),
+                source,
+            });
+        }
         self.wrap_source(&name, &location)?;
         if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
             self.ctx.deregister_table(bare(&name))?;
@@ -369,7 +394,24 @@ impl Engine {
         } else {
             vec![]
         };
-        let schema = cmt.input.schema().inner().clone();
+        if !cmt.column_defaults.is_empty() {
+            return Err(EngineError::NotSupported(
+                "DEFAULT values for columns".into(),
+            ));
+        }
+        let declared = cmt.input.schema().inner().clone();
+        // Columns of CREATE TABLE keep their NOT NULL; those of CREATE TABLE AS are
+        // nullable, as in PostgreSQL (a query's literal columns are not constraints).
+        let schema = if is_ctas {
+            let fields: Vec<_> = declared
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+        } else {
+            declared
+        };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let location = format!("tables/{name}-{}", unique_suffix());
         let dir = self.data_dir.join(&location);
@@ -381,7 +423,9 @@ impl Engine {
         }
         .await;
         let table = match created {
-            Ok(t) => t.with_constraints(cmt.constraints.clone()),
+            // The primary key is recorded, not enforced, so DataFusion must not rely on
+            // it (it would drop a DISTINCT over duplicate keys).
+            Ok(t) => t,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);

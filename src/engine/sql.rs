@@ -427,14 +427,18 @@ fn parse_copy(sql: &str) -> Result<CopyCommand> {
             other => return Err(EngineError::NotSupported(format!("COPY option {other}"))),
         }
     }
-    for s in set {
-        match s {
+    for s in &set {
+        match *s {
             "delimiter" => format.delimiter = explicit.delimiter,
             "null" => format.null = explicit.null.clone(),
             "header" => format.header = explicit.header,
             "quote" => format.quote = explicit.quote,
             _ => format.escape = explicit.escape,
         }
+    }
+    if !set.contains(&"escape") {
+        // PostgreSQL: ESCAPE defaults to the QUOTE character.
+        format.escape = format.quote;
     }
     if format.binary {
         // The binary header is not optional; `skip_header` reads it.
@@ -612,6 +616,15 @@ mod tests {
                 c.format.null.as_str()
             ),
             (true, b',', true, "x")
+        );
+        let Ok(Some(Command::Copy(q))) = classify("COPY t FROM STDIN (FORMAT csv, QUOTE '''')")
+        else {
+            panic!("not a copy")
+        };
+        assert_eq!(
+            (q.format.quote, q.format.escape),
+            (b'\'', b'\''),
+            "escape follows quote"
         );
         let Ok(Some(Command::Copy(c))) = classify("copy t from stdin") else {
             panic!("not a copy")

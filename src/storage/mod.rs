@@ -22,7 +22,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, Constraints};
+use datafusion::common::Column;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -52,7 +52,6 @@ struct TableState {
 #[derive(Clone)]
 pub struct ManagedTable {
     state: Arc<TableState>,
-    constraints: Constraints,
 }
 
 impl fmt::Debug for ManagedTable {
@@ -103,14 +102,7 @@ impl ManagedTable {
                 table: tokio::sync::Mutex::new(table),
                 reader: RwLock::new(reader),
             }),
-            constraints: Constraints::default(),
         })
-    }
-
-    /// Declare the table's constraints (primary key), as reported to clients.
-    pub fn with_constraints(mut self, constraints: Constraints) -> Self {
-        self.constraints = constraints;
-        self
     }
 
     /// Append `batches` as one commit; returns the number of rows written.
@@ -143,7 +135,17 @@ async fn reader_for(name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvi
 }
 
 impl TableState {
-    async fn commit(&self, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
+    /// Commit `op` on a task of its own: if the statement is cancelled or its client goes
+    /// away while the commit runs, the commit still finishes and the table's state still
+    /// follows it (a half-observed commit would leave reads on the old version).
+    async fn commit(self: &Arc<Self>, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
+        let state = self.clone();
+        tokio::spawn(async move { state.commit_now(op, batches).await })
+            .await
+            .map_err(|e| EngineError::storage(&self.name, format!("commit task failed: {e}")))?
+    }
+
+    async fn commit_now(&self, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
         let mut guard = self.table.lock().await;
         let current = guard.clone();
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
@@ -283,10 +285,6 @@ fn conjunction(filters: Vec<Expr>) -> DfResult<Option<Expr>> {
 impl TableProvider for ManagedTable {
     fn schema(&self) -> SchemaRef {
         self.state.schema.clone()
-    }
-
-    fn constraints(&self) -> Option<&Constraints> {
-        Some(&self.constraints)
     }
 
     fn table_type(&self) -> TableType {

@@ -18,10 +18,12 @@ pub fn delta_compatible_schema(schema: &Schema) -> Result<SchemaRef> {
         .fields()
         .iter()
         .map(|f| {
-            Ok(
-                Field::new(f.name(), delta_type(f.data_type(), f.name())?, true)
-                    .with_metadata(f.metadata().clone()),
+            Ok(Field::new(
+                f.name(),
+                delta_type(f.data_type(), f.name())?,
+                f.is_nullable(),
             )
+            .with_metadata(f.metadata().clone()))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(Schema::new(fields)))

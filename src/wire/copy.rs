@@ -87,13 +87,14 @@ pub async fn start<C: ClientInfo>(
         CopyDirection::FromStdin { table, columns } => {
             let (parser, managed) = target(engine, &table, &columns, &command.format).await?;
             let columns = parser.column_count();
+            let wire_format = parser.wire_format();
             *pending(client)
                 .0
                 .lock()
                 .map_err(|_| PgWireError::ApiError("copy state poisoned".into()))? =
                 Some((parser, managed));
             Ok(Response::CopyIn(CopyResponse::new(
-                0,
+                wire_format,
                 columns,
                 stream::empty(),
             )))
@@ -111,7 +112,12 @@ pub async fn start<C: ClientInfo>(
                 .await
                 .map_err(|e| engine_error(e.into()))?;
             let format = command.format;
-            let mut header = format.header.then(|| header_row(&schema, &format));
+            // The header goes in front of the first row (PostgreSQL's row count excludes
+            // it), or alone when there are no rows.
+            let header = Arc::new(Mutex::new(
+                format.header.then(|| header_row(&schema, &format)),
+            ));
+            let first = header.clone();
             let rows = batches.flat_map(move |batch| {
                 let rows: Vec<PgWireResult<CopyData>> = match batch
                     .map_err(EngineError::from)
@@ -120,7 +126,7 @@ pub async fn start<C: ClientInfo>(
                     Ok(rows) => rows
                         .into_iter()
                         .map(|mut r| {
-                            if let Some(mut h) = header.take() {
+                            if let Some(mut h) = first.lock().ok().and_then(|mut h| h.take()) {
                                 h.append(&mut r);
                                 r = h;
                             }
@@ -131,6 +137,10 @@ pub async fn start<C: ClientInfo>(
                 };
                 stream::iter(rows)
             });
+            let header_only =
+                stream::once(async move { header.lock().ok().and_then(|mut h| h.take()) })
+                    .filter_map(|h| async move { h.map(|h| Ok(CopyData::new(Bytes::from(h)))) });
+            let rows = rows.chain(header_only);
             Ok(Response::CopyOut(CopyResponse::new(0, columns, rows)))
         }
     }

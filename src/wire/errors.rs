@@ -134,6 +134,7 @@ fn classify_df(e: &DataFusionError) -> (&'static str, String) {
         DataFusionError::ResourcesExhausted(_) => "53200",
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "22012",
+            ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => "23502",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ComputeError(_) | ArrowError::ArithmeticOverflow(_) => "22003",
             ArrowError::CsvError(_) | ArrowError::JsonError(_) => "22P04",

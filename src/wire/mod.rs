@@ -38,6 +38,7 @@ use pgwire::api::{
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
@@ -147,7 +148,12 @@ fn offset_in(whole: &str, part: &str) -> usize {
 
 impl QueryService {
     /// Run one statement of a simple query.
-    async fn run_one<C>(&self, client: &mut C, sql: &str) -> PgWireResult<Vec<Response>>
+    async fn run_one<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        status: TransactionStatus,
+    ) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -161,6 +167,9 @@ impl QueryService {
             Err(EngineError::Syntax(msg)) => (classify_alter_view(sql), Some(msg)),
             Err(e) => return Err(engine_error(e)),
         };
+        if let Some(c) = &command {
+            session::check_transaction_state(status, c)?;
+        }
         let responses = self.run_command(client, sql, command, syntax_error).await?;
         let mut out = Vec::with_capacity(responses.len());
         for r in responses {
@@ -233,9 +242,13 @@ impl SimpleQueryHandler for QueryService {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut out = Vec::new();
+        let mut status = client.transaction_status();
         for sql in statements {
-            match self.run_one(client, sql).await {
-                Ok(r) => out.extend(r),
+            match self.run_one(client, sql, status).await {
+                Ok(r) => {
+                    status = r.iter().fold(status, session::status_after);
+                    out.extend(r)
+                }
                 Err(e) => {
                     // Earlier statements' results still go out, then the error, as in
                     // PostgreSQL; the rest of the query string is not run.
@@ -452,9 +465,14 @@ impl ExtendedQueryHandler for QueryService {
         let (sql, planned) = &portal.statement.statement;
         let result = match planned {
             None if !sql.trim().is_empty() => self
-                .run_one(client, sql)
+                .run_one(client, sql, client.transaction_status())
                 .await
                 .map(|mut r| r.pop().unwrap_or(Response::EmptyQuery)),
+            Some((_, plan))
+                if is_write(plan) && client.transaction_status() == TransactionStatus::Error =>
+            {
+                Err(session::aborted_transaction())
+            }
             Some((_, plan)) if is_write(plan) => match self.bind(portal, plan) {
                 Ok(bound) => self
                     .engine

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
 use pgwire::api::{ClientInfo, Type};
-use pgwire::error::PgWireResult;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::TransactionStatus;
+
+use crate::engine::Command;
 
 /// The value `SHOW name` reports, or `None` for a setting tessera does not know.
 pub fn show_value<C: ClientInfo + ?Sized>(client: &C, name: &str) -> Option<String> {
@@ -41,4 +44,53 @@ pub fn show_response(name: &str, value: &str) -> PgWireResult<QueryResponse> {
         fields,
         futures::stream::once(async move { Ok(row) }),
     ))
+}
+
+/// PostgreSQL's answer to anything but ROLLBACK in a failed transaction.
+pub fn aborted_transaction() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        "25P02".into(),
+        "current transaction is aborted, commands ignored until end of transaction block".into(),
+    )))
+}
+
+/// Refuse a statement the engine runs itself when the transaction state forbids it: any
+/// statement but ROLLBACK TO after an error (25P02), savepoint statements outside a
+/// transaction block (25P01).
+pub fn check_transaction_state(status: TransactionStatus, command: &Command) -> PgWireResult<()> {
+    let savepoint = match command {
+        Command::RollbackToSavepoint => Some("ROLLBACK TO SAVEPOINT"),
+        Command::Accept("SAVEPOINT") => Some("SAVEPOINT"),
+        Command::Accept("RELEASE") => Some("RELEASE SAVEPOINT"),
+        _ => None,
+    };
+    match (status, savepoint) {
+        (TransactionStatus::Idle, Some(stmt)) => {
+            Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "25P01".into(),
+                format!("{stmt} can only be used in transaction blocks"),
+            ))))
+        }
+        (TransactionStatus::Error, Some("ROLLBACK TO SAVEPOINT")) => Ok(()),
+        (TransactionStatus::Error, _) => Err(aborted_transaction()),
+        _ => Ok(()),
+    }
+}
+
+/// The transaction status after a statement answered with `response`, as pgwire will
+/// compute it once the whole query string is done (statements of one simple query see
+/// the status their predecessors left).
+pub fn status_after(
+    status: TransactionStatus,
+    response: &pgwire::api::results::Response,
+) -> TransactionStatus {
+    use pgwire::api::results::Response;
+    match response {
+        Response::TransactionStart(_) => status.to_in_transaction_state(),
+        Response::TransactionEnd(_) => status.to_idle_state(),
+        Response::Error(_) => status.to_error_state(),
+        _ => status,
+    }
 }

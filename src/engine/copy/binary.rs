@@ -114,7 +114,10 @@ fn to_text(v: &[u8], t: &DataType) -> Result<String, String> {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => String::from_utf8(v.to_vec())
             .map_err(|_| "invalid byte sequence for encoding \"UTF8\"".to_string())?,
         DataType::Date32 | DataType::Date64 => {
-            let days = i32::try_from(int(v)?).map_err(|_| wrong())? + PG_EPOCH_DAYS;
+            let days = i32::try_from(int(v)?)
+                .ok()
+                .and_then(|d| d.checked_add(PG_EPOCH_DAYS))
+                .ok_or_else(|| format!("date out of range for type {t}"))?;
             let date =
                 chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0).ok_or_else(wrong)?;
             date.format("%Y-%m-%d").to_string()
