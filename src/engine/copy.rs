@@ -503,10 +503,10 @@ fn write_text_field(out: &mut Vec<u8>, v: &str, delimiter: u8) {
     for &b in v.as_bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
-            d if d == delimiter => out.extend_from_slice(&[b'\\', d]),
             b'\t' => out.extend_from_slice(b"\\t"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
+            d if d == delimiter => out.extend_from_slice(&[b'\\', d]),
             other => out.push(other),
         }
     }
