@@ -593,3 +593,33 @@ async fn not_null_defaults_and_failed_transactions() {
     c.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(rows(&c, "SELECT count(*) FROM nn").await, vec![vec!["1"]]);
 }
+
+#[tokio::test]
+async fn prepared_insert_does_not_write_into_a_dropped_table() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE swap (id INT)")
+        .await
+        .expect("create");
+    let insert = c
+        .prepare("INSERT INTO swap VALUES ($1)")
+        .await
+        .expect("prepare");
+    c.execute(&insert, &[&1i32]).await.expect("first insert");
+    c.batch_execute("DROP TABLE swap; CREATE TABLE swap (id INT)")
+        .await
+        .expect("replace");
+    let e = c
+        .execute(&insert, &[&2i32])
+        .await
+        .expect_err("stale statement");
+    assert_eq!(sqlstate(&e), "0A000");
+    assert_eq!(rows(&c, "SELECT count(*) FROM swap").await, vec![vec!["0"]]);
+    // Prepared again, it writes to the new table.
+    let insert = c
+        .prepare("INSERT INTO swap VALUES ($1)")
+        .await
+        .expect("prepare again");
+    assert_eq!(c.execute(&insert, &[&3i32]).await.expect("insert"), 1);
+    assert_eq!(rows(&c, "SELECT id FROM swap").await, vec![vec!["3"]]);
+}

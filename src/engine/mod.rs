@@ -278,6 +278,22 @@ impl Engine {
 
     /// Execute a planned INSERT/UPDATE/DELETE/TRUNCATE and report its row count.
     pub async fn execute_dml(&self, plan: LogicalPlan, tag: &'static str) -> Result<Outcome> {
+        // A statement prepared before its table was dropped (and perhaps created again)
+        // still holds the old table: writing through it would land in a dropped directory.
+        if let LogicalPlan::Dml(d) = &plan {
+            let planned = datafusion::datasource::source_as_provider(&d.target)?;
+            let current = self
+                .ctx
+                .table_provider(d.table_name.clone())
+                .await
+                .map_err(|_| EngineError::UndefinedRelation(d.table_name.table().to_string()))?;
+            if Arc::as_ptr(&planned) as *const () != Arc::as_ptr(&current) as *const () {
+                return Err(EngineError::NotSupported(format!(
+                    "writing to \"{}\" through a statement prepared before the table was dropped or replaced (prepare it again)",
+                    d.table_name.table()
+                )));
+            }
+        }
         let optimized = self.ctx.state().optimize(&plan)?;
         if dml::check(&optimized)? == dml::DmlCheck::NoRows {
             return Ok(Outcome::rows(tag, 0));
