@@ -336,7 +336,7 @@ impl Engine {
         let entry = Entry {
             name: name.clone(),
             kind: RelationKind::External,
-            sql: DFStatementText::external(&cet),
+            sql: external_definition(&cet),
             location: None,
             primary_key: vec![],
         };
@@ -631,9 +631,7 @@ impl Engine {
                     sql::rename_references(&mut s, name, new_name);
                     // The view's own name must stay (it is not the renamed relation).
                     if let Statement::CreateView(ref mut v) = *s {
-                        v.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
-                            datafusion::sql::sqlparser::ast::Ident::with_quote('"', e.name.clone()),
-                        ]);
+                        v.name = object_name(&e.name);
                         v.or_replace = true;
                     }
                     e.sql = s.to_string();
@@ -646,9 +644,7 @@ impl Engine {
         if renamed.kind == RelationKind::View {
             if let DFStatement::Statement(mut s) = sql::parse_one(&renamed.sql)? {
                 if let Statement::CreateView(ref mut v) = *s {
-                    v.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
-                        datafusion::sql::sqlparser::ast::Ident::with_quote('"', new_name),
-                    ]);
+                    v.name = object_name(new_name);
                 }
                 renamed.sql = s.to_string();
             }
@@ -783,42 +779,38 @@ fn unique_suffix() -> String {
 
 /// The text stored for an external table: DataFusion's `Display` drops the column list
 /// and OPTIONS, so the definition is written out here in full.
-struct DFStatementText;
-
-impl DFStatementText {
-    fn external(cet: &datafusion::sql::parser::CreateExternalTable) -> String {
-        use std::fmt::Write;
-        let mut s = format!("CREATE EXTERNAL TABLE {} ", cet.name);
-        if !cet.columns.is_empty() {
-            let cols: Vec<String> = cet.columns.iter().map(|c| c.to_string()).collect();
-            let _ = write!(s, "({}) ", cols.join(", "));
-        }
-        let _ = write!(s, "STORED AS {} ", cet.file_type);
-        if !cet.table_partition_cols.is_empty() {
-            let _ = write!(
-                s,
-                "PARTITIONED BY ({}) ",
-                cet.table_partition_cols.join(", ")
-            );
-        }
-        let locs: Vec<String> = cet
-            .locations
-            .iter()
-            .map(|l| format!("'{}'", l.replace('\'', "''")))
-            .collect();
-        if locs.len() == 1 {
-            let _ = write!(s, "LOCATION {}", locs[0]);
-        } else {
-            let _ = write!(s, "LOCATION ({})", locs.join(", "));
-        }
-        if !cet.options.is_empty() {
-            let opts: Vec<String> = cet
-                .options
-                .iter()
-                .map(|(k, v)| format!("'{}' {v}", k.replace('\'', "''")))
-                .collect();
-            let _ = write!(s, " OPTIONS ({})", opts.join(", "));
-        }
-        s
+fn external_definition(cet: &datafusion::sql::parser::CreateExternalTable) -> String {
+    use std::fmt::Write;
+    let mut s = format!("CREATE EXTERNAL TABLE {} ", cet.name);
+    if !cet.columns.is_empty() {
+        let cols: Vec<String> = cet.columns.iter().map(|c| c.to_string()).collect();
+        let _ = write!(s, "({}) ", cols.join(", "));
     }
+    let _ = write!(s, "STORED AS {} ", cet.file_type);
+    if !cet.table_partition_cols.is_empty() {
+        let _ = write!(
+            s,
+            "PARTITIONED BY ({}) ",
+            cet.table_partition_cols.join(", ")
+        );
+    }
+    let locs: Vec<String> = cet
+        .locations
+        .iter()
+        .map(|l| format!("'{}'", l.replace('\'', "''")))
+        .collect();
+    if locs.len() == 1 {
+        let _ = write!(s, "LOCATION {}", locs[0]);
+    } else {
+        let _ = write!(s, "LOCATION ({})", locs.join(", "));
+    }
+    if !cet.options.is_empty() {
+        let opts: Vec<String> = cet
+            .options
+            .iter()
+            .map(|(k, v)| format!("'{}' {v}", k.replace('\'', "''")))
+            .collect();
+        let _ = write!(s, " OPTIONS ({})", opts.join(", "));
+    }
+    s
 }
