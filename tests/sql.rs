@@ -623,3 +623,35 @@ async fn prepared_insert_does_not_write_into_a_dropped_table() {
     assert_eq!(c.execute(&insert, &[&3i32]).await.expect("insert"), 1);
     assert_eq!(rows(&c, "SELECT id FROM swap").await, vec![vec!["3"]]);
 }
+
+#[tokio::test]
+async fn garbage_bytes_close_only_that_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start();
+    let c = s.client().await;
+    for garbage in [
+        &b"\x00\x00\x00\x08\xde\xad\xbe\xef"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[0xffu8; 64][..],
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .expect("connect");
+        raw.write_all(garbage).await.expect("write");
+        let mut buf = vec![0u8; 1024];
+        // The server answers with an error or just hangs up; either way it closes.
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                match raw.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "connection closed after {garbage:?}");
+    }
+    // The established session and new ones still work.
+    assert_eq!(rows(&c, "SELECT 1").await, vec![vec!["1"]]);
+    assert_eq!(rows(&s.client().await, "SELECT 2").await, vec![vec!["2"]]);
+}
