@@ -96,3 +96,10 @@ async fn other_engines_read_managed_tables_as_delta() {
         "{text}"
     );
 }
+
+#[test]
+fn psycopg3_program_passes() {
+    run_client(
+        Command::new(venv().join("bin/python")).arg(root().join("tests/clients/test_psycopg3.py")),
+    );
+}

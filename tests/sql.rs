@@ -655,3 +655,44 @@ async fn garbage_bytes_close_only_that_connection() {
     assert_eq!(rows(&c, "SELECT 1").await, vec![vec!["1"]]);
     assert_eq!(rows(&s.client().await, "SELECT 2").await, vec![vec!["2"]]);
 }
+
+#[tokio::test]
+async fn postgres_column_names_and_cursors_with_parameters() {
+    let s = Server::start();
+    let c = s.client().await;
+    // Duplicate unnamed columns are allowed and named as PostgreSQL names them.
+    let row = c
+        .query_one("SELECT 1, 1, count(*) FROM (VALUES (1)) t(x)", &[])
+        .await
+        .expect("extended");
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["?column?", "?column?", "count"]);
+    let m = c.simple_query("SELECT 2, 2").await.expect("simple");
+    let Some(tokio_postgres::SimpleQueryMessage::Row(r)) = m
+        .iter()
+        .find(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+    else {
+        panic!("no row")
+    };
+    assert_eq!(r.columns()[1].name(), "?column?");
+
+    // A cursor declared with a bound parameter (psycopg 3's named cursors do this).
+    c.batch_execute("CREATE TABLE cur (id INT); INSERT INTO cur VALUES (1), (2), (3), (4)")
+        .await
+        .expect("setup");
+    c.batch_execute("BEGIN").await.expect("begin");
+    let declare = c
+        .prepare_typed(
+            "DECLARE big CURSOR FOR SELECT id FROM cur WHERE id > $1 ORDER BY id",
+            &[tokio_postgres::types::Type::INT4],
+        )
+        .await
+        .expect("prepare declare");
+    c.execute(&declare, &[&1i32]).await.expect("declare");
+    assert_eq!(
+        rows(&c, "FETCH 2 FROM big").await,
+        vec![vec!["2"], vec!["3"]]
+    );
+    assert_eq!(rows(&c, "FETCH ALL FROM big").await, vec![vec!["4"]]);
+    c.batch_execute("CLOSE big; COMMIT").await.expect("close");
+}

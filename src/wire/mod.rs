@@ -178,6 +178,26 @@ impl QueryService {
         Ok(out)
     }
 
+    /// Run a query through datafusion-postgres; when DataFusion refuses duplicate output
+    /// names, run it again with unique aliases (the caller renames the columns back).
+    async fn delegate_query<C>(&self, client: &mut C, sql: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await {
+            Err(e) if names::is_duplicate_name_error(&e) => match names::alias_unnamed(sql) {
+                Some(aliased) => {
+                    SimpleQueryHandler::do_query(self.inner.as_ref(), client, &aliased).await
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
     async fn run_command<C>(
         &self,
         client: &mut C,
@@ -207,17 +227,17 @@ impl QueryService {
                 .execute(command)
                 .await
                 .map_err(engine_error)?)]),
-            None => match SimpleQueryHandler::do_query(
-                self.inner.as_ref(),
-                client,
-                qualify_catalog_regclass(sql).as_deref().unwrap_or(sql),
-            )
-            .await
-            .map(|r| {
-                r.into_iter()
-                    .map(|r| names::rename_response(sql, r))
-                    .collect()
-            }) {
+            None => match self
+                .delegate_query(
+                    client,
+                    qualify_catalog_regclass(sql).as_deref().unwrap_or(sql),
+                )
+                .await
+                .map(|r| {
+                    r.into_iter()
+                        .map(|r| names::rename_response(sql, r))
+                        .collect()
+                }) {
                 // Both parsers refuse it: ours reports where.
                 Err(e) if syntax_error.is_some() && errors::is_syntax_error(&e) => Err(
                     engine_error(EngineError::Syntax(syntax_error.unwrap_or_default())),
@@ -302,11 +322,23 @@ impl QueryParser for TesseraParser {
             return Ok(Some((sql.to_string(), None)));
         }
         // DML is planned here too, so its parameters get types; it is executed below.
-        let sql = qualify_catalog_regclass(sql).unwrap_or_else(|| sql.to_string());
-        self.inner
-            .parse_sql(client, &sql, types)
-            .await
-            .map_err(|e| to_pg(e, &sql, 0))
+        let rewritten = qualify_catalog_regclass(sql).unwrap_or_else(|| sql.to_string());
+        match self.inner.parse_sql(client, &rewritten, types).await {
+            // Plan with unique aliases but keep the original text, from which the result
+            // columns get PostgreSQL's names.
+            Err(e) if names::is_duplicate_name_error(&e) => {
+                match names::alias_unnamed(&rewritten) {
+                    Some(aliased) => self
+                        .inner
+                        .parse_sql(client, &aliased, types)
+                        .await
+                        .map(|stmt| stmt.map(|(_, planned)| (sql.to_string(), planned)))
+                        .map_err(|e| to_pg(e, sql, 0)),
+                    None => Err(to_pg(e, sql, 0)),
+                }
+            }
+            other => other.map_err(|e| to_pg(e, &rewritten, 0)),
+        }
     }
 
     fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
@@ -385,30 +417,85 @@ fn write_tag(plan: &LogicalPlan) -> &'static str {
 impl QueryService {
     /// Bind a portal's parameters into its plan.
     fn bind(&self, portal: &Portal<Statement>, plan: &LogicalPlan) -> PgWireResult<LogicalPlan> {
-        let stmt = &portal.statement.statement;
-        let wire_types = self.parser.get_parameter_types(stmt)?;
-        let param_types = plan
-            .get_parameter_types()
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        let mut ordered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = param_types
-            .into_iter()
-            .filter_map(|(k, v)| {
-                k.trim_start_matches('$')
-                    .parse::<usize>()
-                    .ok()
-                    .map(|n| (n, v))
-            })
-            .collect();
-        ordered.sort_by_key(|(n, _)| *n);
-        let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
-            ordered.iter().map(|(_, t)| t.as_ref()).collect();
-        let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
-        let params: ParamValues =
-            df::deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
-        plan.clone()
-            .replace_params_with_values(&params)
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))
+        let wire_types = self
+            .parser
+            .get_parameter_types(&portal.statement.statement)?;
+        bind_params(portal, plan, wire_types)
     }
+
+    /// `DECLARE c CURSOR FOR <query with $n>` in the extended protocol: datafusion-postgres'
+    /// cursor hook plans the query without its parameters, so bind them here and open the
+    /// cursor's portal the way the hook does.
+    async fn declare_with_params<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        declare: &sqlparser::ast::Declare,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+    {
+        let api = |e: datafusion::error::DataFusionError| PgWireError::ApiError(Box::new(e));
+        let (Some(name), Some(query)) = (declare.names.first(), declare.for_query.as_ref()) else {
+            return Err(engine_error(EngineError::Syntax(
+                "DECLARE needs a name and a FOR query".into(),
+            )));
+        };
+        let query = query.to_string();
+        let ctx = self.engine.session_context();
+        let plan = ctx.state().create_logical_plan(&query).await.map_err(api)?;
+        // The client's declared types where it sent them, else what the plan infers.
+        let client_types: Vec<Type> = portal
+            .statement
+            .parameter_types
+            .iter()
+            .map(|t| t.clone().unwrap_or(Type::UNKNOWN))
+            .collect();
+        let bound = bind_params(portal, &plan, client_types)?;
+        let df = ctx.execute_logical_plan(bound).await.map_err(api)?;
+        let rows =
+            df::encode_dataframe(df, &pgwire::api::portal::Format::UnifiedText, None).await?;
+        let stored = Arc::new(pgwire::api::stmt::StoredStatement::new(
+            name.value.clone(),
+            (query, None),
+            vec![],
+        ));
+        let cursor = Portal::new_cursor(name.value.clone(), stored);
+        cursor.start(rows).await;
+        client.portal_store().put_portal(Arc::new(cursor));
+        Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+    }
+}
+
+/// Bind a portal's parameter values into `plan`, decoding them with `wire_types` (the
+/// types described to the client) and the types the plan infers.
+fn bind_params(
+    portal: &Portal<Statement>,
+    plan: &LogicalPlan,
+    wire_types: Vec<Type>,
+) -> PgWireResult<LogicalPlan> {
+    let param_types = plan
+        .get_parameter_types()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let mut ordered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = param_types
+        .into_iter()
+        .filter_map(|(k, v)| {
+            k.trim_start_matches('$')
+                .parse::<usize>()
+                .ok()
+                .map(|n| (n, v))
+        })
+        .collect();
+    ordered.sort_by_key(|(n, _)| *n);
+    let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
+        ordered.iter().map(|(_, t)| t.as_ref()).collect();
+    let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
+    let params: ParamValues =
+        df::deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
+    plan.clone()
+        .replace_params_with_values(&params)
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
 #[async_trait]
@@ -472,6 +559,11 @@ impl ExtendedQueryHandler for QueryService {
                 if is_write(plan) && client.transaction_status() == TransactionStatus::Error =>
             {
                 Err(session::aborted_transaction())
+            }
+            Some((sqlparser::ast::Statement::Declare { stmts }, _))
+                if !portal.parameters.is_empty() && stmts.len() == 1 =>
+            {
+                self.declare_with_params(client, portal, &stmts[0]).await
             }
             Some((_, plan)) if is_write(plan) => match self.bind(portal, plan) {
                 Ok(bound) => self

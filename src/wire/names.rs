@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use pgwire::api::results::{FieldInfo, Response};
@@ -32,6 +32,36 @@ pub fn postgres_names(sql: &str) -> Option<Vec<Option<String>>> {
             _ => None, // a wildcard: the column count is not known here
         })
         .collect()
+}
+
+/// DataFusion refuses two output columns with the same generated name (`SELECT 1, 1`),
+/// which PostgreSQL allows. This gives every unnamed item of a plain SELECT a unique
+/// alias; [`rename_response`] with the original SQL then restores PostgreSQL's names.
+pub fn alias_unnamed(sql: &str) -> Option<String> {
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [Statement::Query(q)] = stmts.as_mut_slice() else {
+        return None;
+    };
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return None;
+    };
+    let mut changed = false;
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(e) = item {
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', format!("?column?{}", i + 1)),
+            };
+            changed = true;
+        }
+    }
+    changed.then(|| stmts[0].to_string())
+}
+
+/// Whether an error is DataFusion's refusal of duplicate output names.
+pub fn is_duplicate_name_error(e: &pgwire::error::PgWireError) -> bool {
+    e.to_string()
+        .contains("Projections require unique expression names")
 }
 
 /// PostgreSQL's FigureColname, for the expressions it names.
@@ -140,6 +170,11 @@ mod tests {
             ]
         );
         assert!(postgres_names("SELECT * FROM t").is_none());
+        let aliased = alias_unnamed("SELECT 1, 1, x AS y").expect("aliased");
+        assert_eq!(
+            aliased,
+            "SELECT 1 AS \"?column?1\", 1 AS \"?column?2\", x AS y"
+        );
         assert!(postgres_names("INSERT INTO t VALUES (1)").is_none());
     }
 }
