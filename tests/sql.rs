@@ -407,6 +407,7 @@ async fn external_source_over_http() {
         Err(e) => vec![vec![format!("{e:?}")]],
     };
     let _ = http.kill();
+    let _ = http.wait();
     assert_eq!(count, vec![vec!["3", "c@z.com"]]);
     // The definition (and its store) survives a restart.
     let data = s.kill9();

@@ -472,11 +472,7 @@ pub fn encode_rows(batch: &RecordBatch, f: &CopyFormat) -> Result<Vec<Vec<u8>>> 
                 line.push(f.delimiter);
             }
             if col.is_null(r) {
-                line.extend_from_slice(if f.csv {
-                    f.null.as_bytes()
-                } else {
-                    f.null.as_bytes()
-                });
+                line.extend_from_slice(f.null.as_bytes());
                 continue;
             }
             value.clear();

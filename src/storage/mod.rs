@@ -36,7 +36,7 @@ use futures::TryStreamExt;
 
 use crate::engine::error::{EngineError, Result};
 
-pub use types::delta_compatible_schema;
+use types::delta_compatible_schema;
 
 /// State shared by a managed table's provider and the sinks of its pending writes.
 struct TableState {
