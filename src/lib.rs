@@ -6,11 +6,13 @@
 //! - [`wire`] is the pgwire endpoint built on datafusion-postgres, and [`server`] the
 //!   accept loop;
 //! - [`pg`] makes the session look like PostgreSQL 16 to clients;
+//! - [`identity`] resolves identities (`resolve_identities`, `explain_identity`);
 //! - [`system`] holds the `tessera.*` system tables;
 //! - [`demo`] generates the messy multi-source demo dataset.
 
 pub mod demo;
 pub mod engine;
+pub mod identity;
 pub mod pg;
 pub mod server;
 pub mod storage;

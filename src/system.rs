@@ -42,6 +42,10 @@ impl SnapshotTable {
         }
     }
 
+    pub fn schema_ref(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     fn current(&self) -> RecordBatch {
         match self.batch.read() {
             Ok(b) => b.clone(),
@@ -105,4 +109,22 @@ impl SystemTables {
         self.view_dependencies.set(batch);
         Ok(())
     }
+}
+
+/// Register `table` as `tessera.<name>`.
+pub fn register_system_table(
+    ctx: &SessionContext,
+    name: &str,
+    table: Arc<dyn TableProvider>,
+) -> Result<()> {
+    let schema = ctx
+        .catalog(crate::engine::DATABASE)
+        .and_then(|c| c.schema(SYSTEM_SCHEMA))
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!(
+                "schema {SYSTEM_SCHEMA} is not registered"
+            ))
+        })?;
+    schema.register_table(name.to_string(), table)?;
+    Ok(())
 }

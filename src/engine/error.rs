@@ -11,6 +11,19 @@ use datafusion::error::DataFusionError;
 pub enum EngineError {
     #[error("relation \"{0}\" does not exist")]
     UndefinedRelation(String),
+    #[error("column \"{column}\" of relation \"{relation}\" does not exist{detail}")]
+    UndefinedColumn {
+        relation: String,
+        column: String,
+        /// Appended to the message, e.g. " (an edges relation has columns ...)".
+        detail: String,
+    },
+    /// A function called with the wrong number of arguments.
+    #[error("{0}")]
+    BadCall(String),
+    /// A function argument of the wrong kind.
+    #[error("{0}")]
+    BadArgument(String),
     #[error("relation \"{0}\" already exists")]
     DuplicateRelation(String),
     #[error("\"{name}\" is not a {expected}")]

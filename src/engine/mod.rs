@@ -87,6 +87,7 @@ impl Engine {
         let ctx = Arc::new(SessionContext::new_with_config(config));
         udfs::register_all(&ctx);
         let system = SystemTables::register(&ctx)?;
+        crate::identity::IdentityStore::open(&ctx, &data_dir)?;
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {

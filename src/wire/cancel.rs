@@ -1,4 +1,5 @@
-//! Stopping a running query: CancelRequest and `statement_timeout`.
+//! The row stream of a query response: SQLSTATEs for errors raised while streaming, and
+//! stopping a running query: CancelRequest and `statement_timeout`.
 //!
 //! pgwire races the handler's `do_query` against a CancelRequest, but a query's rows are
 //! computed while they stream out, after `do_query` has returned. [`cancellable`] wraps
@@ -38,6 +39,10 @@ pub async fn cancellable<C: ClientInfo + ?Sized>(client: &C, response: Response)
     let Response::Query(mut query) = response else {
         return response;
     };
+    // Errors raised while rows stream out get their SQLSTATE like any other error
+    // (pgwire would send XX000 for all of them).
+    let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+    query.data_rows = Box::pin(rows.map(|r| r.map_err(|e| super::errors::to_pg(e, "", 0))));
     let timeout = statement_timeout(client);
     let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
         Some(handle) => Some(handle.start_query().await),

@@ -66,6 +66,9 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
     let code = match e {
         EngineError::UndefinedRelation(_) => "42P01",
         EngineError::DuplicateRelation(_) => "42P07",
+        EngineError::UndefinedColumn { .. } => "42703",
+        EngineError::BadCall(_) => "42883",
+        EngineError::BadArgument(_) => "42804",
         EngineError::WrongObjectType { .. } => "42809",
         EngineError::DependentObjects { .. } => "2BP01",
         EngineError::Syntax(_) => "42601",
@@ -92,9 +95,12 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
 fn classify_df(e: &DataFusionError) -> (&'static str, String) {
     let message = e.to_string();
     let code = match e {
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
-            return classify_df(inner)
+        DataFusionError::Context(context, inner) => {
+            // The context names the object (`source "crm" (/data/crm.csv)`): keep it.
+            let (code, message) = classify_df(inner);
+            return (code, format!("{context}: {message}"));
         }
+        DataFusionError::Diagnostic(_, inner) => return classify_df(inner),
         DataFusionError::Shared(inner) => return classify_df(inner),
         DataFusionError::External(inner) => {
             let (code, msg) = classify_boxed(inner.as_ref());

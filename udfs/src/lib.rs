@@ -2,12 +2,76 @@
 //!
 //! Each function lives in its own file, documents itself with DataFusion's `#[user_doc]`
 //! and is registered by [`register_all`], which the server calls once on its
-//! `SessionContext`. The identity-matching and privacy functions arrive here with their
-//! issues; the crate exists from the start so the server has one place to call.
+//! `SessionContext`. The identity-matching functions come in three groups:
+//! [`normalize`] (one canonical form per email, phone, name and given name), [`similarity`]
+//! (how alike two values are) and [`phonetic`] (codes for names that sound alike).
+//! `args` holds what they share for reading arguments and building results, `fold` the
+//! folding of names to ASCII tokens. [`docs`] renders the function reference, `FUNCTIONS.md`,
+//! from the functions' own documentation; a unit test keeps the committed file in step,
+//! and another runs the `.slt` files under `slt/` against a `SessionContext`.
 
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
+
+mod args;
+pub mod docs;
+mod fold;
+pub mod normalize;
+pub mod phonetic;
+pub mod similarity;
+#[cfg(test)]
+mod slt_runner;
+
+/// Every tessera SQL function, in the order of the function reference.
+pub fn all_scalar_udfs() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::from(normalize::NormalizeEmailFunc::new()),
+        ScalarUDF::from(normalize::NormalizePhoneFunc::new()),
+        ScalarUDF::from(normalize::NormalizeNameFunc::new()),
+        ScalarUDF::from(normalize::NameRootFunc::new()),
+        ScalarUDF::from(similarity::JaroWinklerFunc::new()),
+        ScalarUDF::from(similarity::DamerauLevenshteinFunc::new()),
+        ScalarUDF::from(similarity::TokenJaccardFunc::new()),
+        ScalarUDF::from(phonetic::SoundexFunc::new()),
+        ScalarUDF::from(phonetic::DoubleMetaphoneFunc::new()),
+        ScalarUDF::from(phonetic::NysiisFunc::new()),
+    ]
+}
 
 /// Register every tessera SQL function on `ctx`.
 pub fn register_all(ctx: &SessionContext) {
-    let _ = ctx;
+    for udf in all_scalar_udfs() {
+        ctx.register_udf(udf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_is_registered_and_documented() {
+        let ctx = SessionContext::new();
+        register_all(&ctx);
+        let state = ctx.state();
+        let udfs = all_scalar_udfs();
+        assert_eq!(udfs.len(), 10);
+        for udf in &udfs {
+            assert!(
+                state.scalar_functions().contains_key(udf.name()),
+                "{} not registered",
+                udf.name()
+            );
+            let doc = udf
+                .documentation()
+                .unwrap_or_else(|| panic!("{} has no documentation", udf.name()));
+            assert!(doc.syntax_example.starts_with(udf.name()), "{}", udf.name());
+            assert!(doc.sql_example.is_some(), "{} has no example", udf.name());
+            assert!(
+                doc.arguments.as_ref().is_some_and(|a| !a.is_empty()),
+                "{}",
+                udf.name()
+            );
+        }
+    }
 }

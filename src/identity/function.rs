@@ -1,0 +1,404 @@
+//! The table functions `resolve_identities(edges [, rules])` and
+//! `explain_identity(unified_id [, edges])`.
+//!
+//! Both take relation names as string literals, resolved when the query is planned so
+//! a missing relation or column is a plan error naming it. The work happens when the
+//! plan runs: [`IdentityExec`] reads its input plans to the end, then computes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::TableReference;
+use datafusion::common::{plan_datafusion_err, DataFusionError, Result, ScalarValue};
+use datafusion::execution::context::SessionState;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::{FutureExt, StreamExt};
+
+use super::graph::EDGE_COLUMNS;
+use super::rules::Rules;
+use super::{explain, resolve, IdentityStore};
+use crate::engine::EngineError;
+
+fn engine_err(e: EngineError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// A relation named in a table function's arguments, resolved at planning time.
+#[derive(Debug, Clone)]
+pub struct NamedRelation {
+    /// The name as the identity space knows it (`identity_edges`, `crm.edges`).
+    pub name: String,
+    pub provider: Arc<dyn TableProvider>,
+}
+
+/// The string literal argument `i` of `function`.
+fn literal_arg(function: &str, args: &[Expr], i: usize, what: &str) -> Result<Option<String>> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(Expr::Literal(ScalarValue::Utf8(Some(s)), _))
+        | Some(Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _))
+        | Some(Expr::Literal(ScalarValue::Utf8View(Some(s)), _)) => Ok(Some(s.clone())),
+        Some(other) => Err(engine_err(EngineError::BadArgument(format!(
+            "{function}: argument {} must be {what} as a string literal, got {other}",
+            i + 1
+        )))),
+    }
+}
+
+/// Find relation `name` in the session's catalog.
+pub fn resolve_relation(
+    session: &dyn Session,
+    function: &str,
+    name: &str,
+) -> Result<NamedRelation> {
+    let state = session
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| plan_datafusion_err!("{function} needs a DataFusion session"))?;
+    let reference = TableReference::parse_str(name);
+    let options = state.config_options();
+    let resolved = reference.clone().resolve(
+        &options.catalog.default_catalog,
+        &options.catalog.default_schema,
+    );
+    let missing = || engine_err(EngineError::UndefinedRelation(name.to_string()));
+    let schema = state
+        .schema_for_ref(reference.clone())
+        .map_err(|_| missing())?;
+    // Catalog lookups of tessera's schemas complete at once; anything else is refused
+    // rather than blocking the planner.
+    let provider = schema
+        .table(&resolved.table)
+        .now_or_never()
+        .ok_or_else(|| {
+            plan_datafusion_err!(
+                "{function}: relation \"{name}\" cannot be looked up while planning"
+            )
+        })??
+        .ok_or_else(missing)?;
+    let is_default = *resolved.catalog == *options.catalog.default_catalog
+        && *resolved.schema == *options.catalog.default_schema;
+    let name = if is_default {
+        resolved.table.to_string()
+    } else {
+        format!("{}.{}", resolved.schema, resolved.table)
+    };
+    Ok(NamedRelation { name, provider })
+}
+
+/// Check that `relation` has the edge columns, naming the first one missing.
+pub fn check_edges(function: &str, relation: &NamedRelation) -> Result<Vec<usize>> {
+    let schema = relation.provider.schema();
+    EDGE_COLUMNS
+        .iter()
+        .map(|c| {
+            schema.index_of(c).map_err(|_| {
+                engine_err(EngineError::UndefinedColumn {
+                    relation: relation.name.clone(),
+                    column: c.to_string(),
+                    detail: format!(
+                        " ({function} needs an edges relation with columns {})",
+                        EDGE_COLUMNS.join(", ")
+                    ),
+                })
+            })
+        })
+        .collect()
+}
+
+/// `resolve_identities('<edges>' [, '<rules>'])`.
+#[derive(Debug)]
+pub struct ResolveIdentities {
+    pub store: Arc<IdentityStore>,
+}
+
+impl TableFunctionImpl for ResolveIdentities {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "resolve_identities";
+        let exprs = args.exprs();
+        if exprs.is_empty() || exprs.len() > 2 {
+            return Err(engine_err(EngineError::BadCall(format!(
+                "{F} takes one or two arguments: resolve_identities('<edges relation>' [, '<rules relation>'])"
+            ))));
+        }
+        let edges_name =
+            literal_arg(F, exprs, 0, "the name of the edges relation")?.unwrap_or_default();
+        let edges = resolve_relation(args.session(), F, &edges_name)?;
+        check_edges(F, &edges)?;
+        let rules = match literal_arg(F, exprs, 1, "the name of the rules relation")? {
+            None => None,
+            Some(name) => {
+                let rules = resolve_relation(args.session(), F, &name)?;
+                Rules::check_schema(&rules.name, &rules.provider.schema())?;
+                Some(rules)
+            }
+        };
+        Ok(Arc::new(IdentityTable {
+            job: Job::Resolve {
+                store: self.store.clone(),
+                edges,
+                rules,
+            },
+        }))
+    }
+}
+
+/// `explain_identity('<unified_id>' [, '<edges>'])`.
+#[derive(Debug)]
+pub struct ExplainIdentity {
+    pub store: Arc<IdentityStore>,
+}
+
+impl TableFunctionImpl for ExplainIdentity {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "explain_identity";
+        let exprs = args.exprs();
+        if exprs.is_empty() || exprs.len() > 2 {
+            return Err(engine_err(EngineError::BadCall(format!(
+                "{F} takes one or two arguments: explain_identity('<unified_id>' [, '<edges relation>'])"
+            ))));
+        }
+        let unified_id = literal_arg(F, exprs, 0, "a unified_id")?.unwrap_or_default();
+        let space = match literal_arg(F, exprs, 1, "the name of the edges relation")? {
+            Some(name) => resolve_relation(args.session(), F, &name)?.name,
+            None => self.store.space_of(&unified_id).ok_or_else(|| {
+                plan_datafusion_err!(
+                    "{F}: no identity space has issued unified_id '{unified_id}' (run resolve_identities first, or name the edges relation)"
+                )
+            })?,
+        };
+        let meta = self.store.meta(&space).ok_or_else(|| {
+            plan_datafusion_err!("{F}: resolve_identities has not run on \"{space}\" yet")
+        })?;
+        let edges = resolve_relation(args.session(), F, &meta.edges)?;
+        check_edges(F, &edges)?;
+        let rules = match &meta.rules {
+            Some(name) => Some(resolve_relation(args.session(), F, name)?),
+            None => None,
+        };
+        Ok(Arc::new(IdentityTable {
+            job: Job::Explain {
+                store: self.store.clone(),
+                space,
+                unified_id,
+                edges,
+                rules,
+            },
+        }))
+    }
+}
+
+/// What an [`IdentityTable`] computes.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Resolve {
+        store: Arc<IdentityStore>,
+        edges: NamedRelation,
+        rules: Option<NamedRelation>,
+    },
+    Explain {
+        store: Arc<IdentityStore>,
+        space: String,
+        unified_id: String,
+        edges: NamedRelation,
+        rules: Option<NamedRelation>,
+    },
+}
+
+impl Job {
+    fn schema(&self) -> SchemaRef {
+        match self {
+            Job::Resolve { .. } => resolve::output_schema(),
+            Job::Explain { .. } => explain::output_schema(),
+        }
+    }
+
+    fn relations(&self) -> (&NamedRelation, Option<&NamedRelation>) {
+        match self {
+            Job::Resolve { edges, rules, .. } | Job::Explain { edges, rules, .. } => {
+                (edges, rules.as_ref())
+            }
+        }
+    }
+}
+
+/// The relation a table function call stands for.
+#[derive(Debug)]
+struct IdentityTable {
+    job: Job,
+}
+
+#[async_trait]
+impl TableProvider for IdentityTable {
+    fn schema(&self) -> SchemaRef {
+        self.job.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (edges, rules) = self.job.relations();
+        let columns = check_edges("resolve_identities", edges)?;
+        let edges_plan = edges
+            .provider
+            .scan(state, Some(&columns), &[], None)
+            .await?;
+        let mut inputs = vec![edges_plan];
+        if let Some(rules) = rules {
+            inputs.push(rules.provider.scan(state, None, &[], None).await?);
+        }
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(IdentityExec::new(self.job.clone(), inputs));
+        match projection {
+            None => Ok(exec),
+            Some(p) => {
+                let exprs = p
+                    .iter()
+                    .map(|i| {
+                        let f = exec.schema().field(*i).clone();
+                        let col: Arc<dyn PhysicalExpr> = Arc::new(
+                            datafusion::physical_expr::expressions::Column::new(f.name(), *i),
+                        );
+                        (col, f.name().clone())
+                    })
+                    .collect::<Vec<_>>();
+                Ok(Arc::new(
+                    datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, exec)?,
+                ))
+            }
+        }
+    }
+}
+
+/// Runs a [`Job`] over its input plans (edges, then rules if any).
+#[derive(Debug)]
+pub struct IdentityExec {
+    job: Job,
+    inputs: Vec<Arc<dyn ExecutionPlan>>,
+    properties: Arc<PlanProperties>,
+}
+
+impl IdentityExec {
+    fn new(job: Job, inputs: Vec<Arc<dyn ExecutionPlan>>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(job.schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        IdentityExec {
+            job,
+            inputs,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for IdentityExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.job {
+            Job::Resolve { edges, .. } => write!(f, "ResolveIdentitiesExec: edges={}", edges.name),
+            Job::Explain {
+                unified_id, space, ..
+            } => write!(
+                f,
+                "ExplainIdentityExec: unified_id={unified_id} space={space}"
+            ),
+        }
+    }
+}
+
+impl ExecutionPlan for IdentityExec {
+    fn name(&self) -> &str {
+        "IdentityExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.inputs.iter().collect()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != self.inputs.len() {
+            return Err(DataFusionError::Internal(
+                "IdentityExec: wrong number of children".into(),
+            ));
+        }
+        Ok(Arc::new(IdentityExec::new(self.job.clone(), children)))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "IdentityExec has one partition, asked for {partition}"
+            )));
+        }
+        let job = self.job.clone();
+        let inputs = self.inputs.clone();
+        let fut = async move {
+            match job {
+                Job::Resolve {
+                    store,
+                    edges,
+                    rules,
+                } => {
+                    store
+                        .run(&edges.name, rules.map(|r| r.name), inputs, context)
+                        .await
+                }
+                Job::Explain {
+                    store,
+                    space,
+                    unified_id,
+                    ..
+                } => explain::run(&store, &space, &unified_id, inputs, context).await,
+            }
+        };
+        let stream = futures::stream::once(fut)
+            .map(|r| match r {
+                Ok(batches) => futures::stream::iter(batches.into_iter().map(Ok)).left_stream(),
+                Err(e) => futures::stream::iter(vec![Err(e)]).right_stream(),
+            })
+            .flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.job.schema(),
+            stream,
+        )))
+    }
+}

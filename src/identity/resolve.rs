@@ -1,0 +1,354 @@
+//! One run of `resolve_identities`: link the graph, keep every existing person's id,
+//! mint ids for new people, and produce the output rows and the space's next state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::Result;
+use tracing::info;
+
+use super::graph::{pair_hash, Graph, NO_ID};
+use super::state::{encode_id, MergeRow, Meta, RefusalRow, SpaceState};
+
+/// The output schema of `resolve_identities`.
+pub fn output_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("record_key", DataType::Utf8, false),
+        Field::new("unified_id", DataType::Utf8, false),
+    ]))
+}
+
+/// Output rows per batch.
+const BATCH_ROWS: usize = 8192;
+
+/// Link `graph`, assign ids starting from `meta` (the previous run's, or a fresh one),
+/// and return the output batches and the next state (merges appended to
+/// `previous_merges`).
+pub fn finish(
+    mut graph: Graph,
+    mut meta: Meta,
+    previous_merges: Vec<MergeRow>,
+    now_micros: i64,
+) -> Result<(Vec<RecordBatch>, SpaceState)> {
+    let mut linked = graph.link();
+    let n = graph.rec_hash.len();
+    let seen: Vec<u32> = (0..n as u32).filter(|r| graph.is_seen(*r)).collect();
+    let root_of: Vec<u32> = seen.iter().map(|r| linked.uf.find(*r)).collect();
+
+    // Each component claims the oldest id among its records. Two components claiming
+    // one id means a previous profile split: the part holding most of the records that
+    // carried the id keeps it.
+    let mut claims: HashMap<u64, u32> = HashMap::new();
+    let mut conflicted: HashSet<u32> = HashSet::new();
+    let mut visited = vec![false; n];
+    for &root in &root_of {
+        if std::mem::replace(&mut visited[root as usize], true) {
+            continue;
+        }
+        let claim = linked.uf.prev[root as usize];
+        if claim == NO_ID {
+            continue;
+        }
+        match claims.get(&claim) {
+            Some(&other) if other != root => {
+                conflicted.insert(root);
+                conflicted.insert(other);
+            }
+            Some(_) => {}
+            None => {
+                claims.insert(claim, root);
+            }
+        }
+    }
+    let mut assigned: HashMap<u32, u64> = HashMap::new();
+    if !conflicted.is_empty() {
+        let mut counts: HashMap<(u64, u32), u64> = HashMap::new();
+        for (i, &r) in seen.iter().enumerate() {
+            let root = root_of[i];
+            let prev = graph.rec_prev[r as usize];
+            if prev != NO_ID && conflicted.contains(&root) {
+                *counts.entry((prev, root)).or_default() += 1;
+            }
+        }
+        let mut candidates: Vec<(u64, std::cmp::Reverse<u64>, u128, u32)> = counts
+            .into_iter()
+            .map(|((seq, root), c)| {
+                (
+                    seq,
+                    std::cmp::Reverse(c),
+                    graph.rec_hash[root as usize],
+                    root,
+                )
+            })
+            .collect();
+        candidates.sort_unstable();
+        let mut used = HashSet::new();
+        for (seq, _, _, root) in candidates {
+            if !used.contains(&seq) && !assigned.contains_key(&root) {
+                used.insert(seq);
+                assigned.insert(root, seq);
+            }
+        }
+        info!(
+            components = conflicted.len(),
+            "identity: previous profiles split; the larger part keeps the id"
+        );
+    }
+
+    let mut next_seq = meta.next_seq;
+    let mut seq_of_root: HashMap<u32, u64> = HashMap::with_capacity(claims.len());
+    let mut records = Vec::with_capacity(seen.len());
+    let mut batches = Vec::new();
+    let schema = output_schema();
+    let mut builders = new_builders(BATCH_ROWS.min(seen.len()));
+    for (i, &r) in seen.iter().enumerate() {
+        let root = root_of[i];
+        let seq = *seq_of_root.entry(root).or_insert_with(|| {
+            let claim = linked.uf.prev[root as usize];
+            if conflicted.contains(&root) {
+                assigned.get(&root).copied()
+            } else {
+                (claim != NO_ID).then_some(claim)
+            }
+            .unwrap_or_else(|| {
+                next_seq += 1;
+                next_seq - 1
+            })
+        });
+        records.push((graph.rec_hash[r as usize], seq));
+        let (s, k, u) = &mut builders;
+        s.append_value(&graph.sources.names[graph.rec_source[r as usize] as usize]);
+        k.append_value(graph.keys.get(graph.rec_key[r as usize]));
+        u.append_value(encode_id(seq, meta.salt));
+        if s.len() == BATCH_ROWS {
+            batches.push(take_batch(&schema, &mut builders)?);
+        }
+    }
+    if !builders.0.is_empty() || batches.is_empty() {
+        batches.push(take_batch(&schema, &mut builders)?);
+    }
+
+    let mut merges = previous_merges;
+    let type_name =
+        |ident: u32| graph.types.names[graph.ident_type[ident as usize] as usize].clone();
+    for m in &linked.merges {
+        merges.push(MergeRow {
+            merged_id: encode_id(m.merged, meta.salt),
+            surviving_id: encode_id(m.surviving, meta.salt),
+            merged_at_micros: now_micros,
+            id_type: type_name(m.ident),
+            id_value: graph.values.get(m.ident).to_string(),
+        });
+    }
+    let mut buf = Vec::new();
+    let mut refusals = Vec::new();
+    for &(ident, count) in &linked.blocked {
+        let (t, v) = (type_name(ident), graph.values.get(ident).to_string());
+        refusals.push(RefusalRow {
+            hash: pair_hash(&mut buf, &t, &v),
+            id_type: t,
+            id_value: v,
+            reason: "blocked value: never links records".into(),
+            records: u64::from(count),
+            refused_at_micros: now_micros,
+        });
+    }
+    for r in &linked.refusals {
+        let (t, v) = (type_name(r.ident), graph.values.get(r.ident).to_string());
+        refusals.push(RefusalRow {
+            hash: pair_hash(&mut buf, &t, &v),
+            id_type: t,
+            id_value: v,
+            reason: format!(
+                "linking would give one profile {} {} values (limit {}); {} link(s) not made",
+                r.values, graph.types.names[r.over_type as usize], r.limit, r.links
+            ),
+            records: u64::from(r.records),
+            refused_at_micros: now_micros,
+        });
+    }
+
+    meta.next_seq = next_seq;
+    meta.run_at_micros = now_micros;
+    meta.records = seen.len() as u64;
+    meta.identifiers = graph.identifier_count() as u64;
+    meta.profiles = seq_of_root.len() as u64;
+    Ok((
+        batches,
+        SpaceState {
+            meta,
+            records,
+            merges,
+            refusals,
+        },
+    ))
+}
+
+type Builders = (StringBuilder, StringBuilder, StringBuilder);
+
+fn new_builders(rows: usize) -> Builders {
+    (
+        StringBuilder::with_capacity(rows, rows * 8),
+        StringBuilder::with_capacity(rows, rows * 12),
+        StringBuilder::with_capacity(rows, rows * 16),
+    )
+}
+
+fn take_batch(schema: &SchemaRef, b: &mut Builders) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(b.0.finish()),
+            Arc::new(b.1.finish()),
+            Arc::new(b.2.finish()),
+        ],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::graph::tests_support::edges;
+    use crate::identity::rules::Rules;
+    use datafusion::arrow::array::AsArray;
+
+    fn run(
+        prev: Option<&SpaceState>,
+        rows: &[(&str, &str, &str, &str)],
+    ) -> (HashMap<String, String>, SpaceState) {
+        let meta = prev.map(|p| p.meta.clone()).unwrap_or(Meta {
+            salt: 99,
+            ..Default::default()
+        });
+        let mut g = Graph::new(
+            Rules::default(),
+            prev.into_iter().flat_map(|p| p.records.iter().copied()),
+        );
+        g.ingest(&edges(rows)).expect("ok");
+        let merges = prev.map(|p| p.merges.clone()).unwrap_or_default();
+        let (batches, state) = finish(g, meta, merges, 1).expect("ok");
+        let mut out = HashMap::new();
+        for b in batches {
+            for i in 0..b.num_rows() {
+                let col = |c: usize| b.column(c).as_string::<i32>().value(i).to_string();
+                out.insert(format!("{}:{}", col(0), col(1)), col(2));
+            }
+        }
+        (out, state)
+    }
+
+    #[test]
+    fn ids_are_stable_and_the_older_id_survives_a_merge() {
+        let (first, s1) = run(
+            None,
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "2", "email", "b@x.com"),
+            ],
+        );
+        assert_eq!(first.len(), 2);
+        assert_ne!(first["crm:1"], first["crm:2"]);
+        // New data: a third person, and an order that carries both emails.
+        let (second, s2) = run(
+            Some(&s1),
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "2", "email", "b@x.com"),
+                ("crm", "3", "email", "c@x.com"),
+                ("shop", "o1", "email", "a@x.com"),
+                ("shop", "o1", "email", "b@x.com"),
+            ],
+        );
+        let survivor = [&first["crm:1"], &first["crm:2"]]
+            .into_iter()
+            .min_by_key(|id| crate::identity::state::decode_id(id, 99))
+            .expect("ok")
+            .clone();
+        assert_eq!(second["crm:1"], survivor);
+        assert_eq!(second["crm:2"], survivor);
+        assert_eq!(second["shop:o1"], survivor);
+        assert_ne!(second["crm:3"], survivor);
+        assert!(!first.values().any(|v| *v == second["crm:3"]));
+        assert_eq!(s2.merges.len(), 1);
+        assert_eq!(s2.merges[0].surviving_id, survivor);
+        assert_eq!(s2.merges[0].id_type, "email");
+        // Running again on the same data changes nothing.
+        let (third, s3) = run(
+            Some(&s2),
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "2", "email", "b@x.com"),
+                ("crm", "3", "email", "c@x.com"),
+                ("shop", "o1", "email", "a@x.com"),
+                ("shop", "o1", "email", "b@x.com"),
+            ],
+        );
+        assert_eq!(third, second);
+        assert_eq!(s3.merges.len(), 1);
+        assert_eq!(s3.meta.profiles, 2);
+    }
+
+    #[test]
+    fn a_split_keeps_the_id_on_the_larger_part() {
+        let (first, s1) = run(
+            None,
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "2", "email", "a@x.com"),
+                ("crm", "2", "phone", "+4915100000001"),
+                ("crm", "3", "phone", "+4915100000001"),
+                ("crm", "4", "phone", "+4915100000001"),
+            ],
+        );
+        let id = first["crm:1"].clone();
+        assert!(first.values().all(|v| *v == id));
+        // crm:2 is gone: {1} and {3, 4} fall apart.
+        let (second, _) = run(
+            Some(&s1),
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "3", "phone", "+4915100000001"),
+                ("crm", "4", "phone", "+4915100000001"),
+            ],
+        );
+        assert_eq!(second["crm:3"], id);
+        assert_eq!(second["crm:4"], id);
+        assert_ne!(second["crm:1"], id);
+    }
+
+    #[test]
+    fn refusals_and_blocked_values_are_reported() {
+        let (_, s) = run(
+            None,
+            &[
+                ("crm", "1", "customer_id", "C1"),
+                ("crm", "1", "email", "family@x.com"),
+                ("crm", "2", "customer_id", "C2"),
+                ("crm", "2", "email", "family@x.com"),
+                ("crm", "1", "phone", "0000000000"),
+                ("crm", "2", "phone", "0000000000"),
+            ],
+        );
+        assert_eq!(s.refusals.len(), 2, "{:?}", s.refusals);
+        let family = s
+            .refusals
+            .iter()
+            .find(|r| r.id_value == "family@x.com")
+            .expect("ok");
+        assert!(
+            family.reason.contains("2 customer_id values (limit 1)"),
+            "{}",
+            family.reason
+        );
+        assert_eq!(family.records, 2);
+        let zeros = s
+            .refusals
+            .iter()
+            .find(|r| r.id_value == "0000000000")
+            .expect("ok");
+        assert!(zeros.reason.starts_with("blocked"));
+    }
+}
