@@ -5,6 +5,7 @@ mod common;
 
 mod clients;
 mod copy;
+mod demo;
 mod identity;
 mod persistence;
 mod psql;

@@ -26,8 +26,23 @@ impl Server {
 
     /// Start a server on an existing data directory (to test restarts).
     pub fn start_in(dir: &Path) -> Server {
+        Server::spawn(&["serve"], dir)
+    }
+
+    /// Run `tessera demo` with `args` on a fresh data directory and wait until it serves.
+    pub fn demo(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut all = vec!["demo"];
+        all.extend_from_slice(args);
+        let mut s = Server::spawn(&all, tmp.path());
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn spawn(args: &[&str], dir: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .env(
                 "RUST_LOG",
@@ -63,7 +78,7 @@ impl Server {
             }
         });
         let port = rx
-            .recv_timeout(Duration::from_secs(60))
+            .recv_timeout(Duration::from_secs(300))
             .ok()
             .flatten()
             .expect("server did not report its address");
