@@ -7,6 +7,7 @@ mod clients;
 mod copy;
 mod demo;
 mod identity;
+mod matching;
 mod persistence;
 mod psql;
 mod sql;

@@ -27,8 +27,9 @@ use futures::{FutureExt, StreamExt};
 
 use super::graph::EDGE_COLUMNS;
 use super::rules::Rules;
-use super::{explain, resolve, IdentityStore};
+use super::{explain, fellegi_sunter, resolve, IdentityStore};
 use crate::engine::EngineError;
+use datafusion::physical_plan::{collect, execute_stream};
 
 fn engine_err(e: EngineError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
@@ -199,6 +200,9 @@ impl TableFunctionImpl for ExplainIdentity {
     }
 }
 
+/// A relation a job reads, with the columns it needs (None: all).
+type Input<'a> = (&'a NamedRelation, Option<Vec<usize>>);
+
 /// What an [`IdentityTable`] computes.
 #[derive(Debug, Clone)]
 pub enum Job {
@@ -214,6 +218,15 @@ pub enum Job {
         edges: NamedRelation,
         rules: Option<NamedRelation>,
     },
+    Train {
+        pairs: NamedRelation,
+        random: NamedRelation,
+        fixed: Vec<String>,
+    },
+    Score {
+        pairs: NamedRelation,
+        model: NamedRelation,
+    },
 }
 
 impl Job {
@@ -221,15 +234,22 @@ impl Job {
         match self {
             Job::Resolve { .. } => resolve::output_schema(),
             Job::Explain { .. } => explain::output_schema(),
+            Job::Train { .. } => fellegi_sunter::model_schema(),
+            Job::Score { .. } => fellegi_sunter::scores_schema(),
         }
     }
 
-    fn relations(&self) -> (&NamedRelation, Option<&NamedRelation>) {
-        match self {
+    /// The relations to read, each with the columns needed (None: all).
+    fn inputs(&self) -> Result<Vec<Input<'_>>> {
+        Ok(match self {
             Job::Resolve { edges, rules, .. } | Job::Explain { edges, rules, .. } => {
-                (edges, rules.as_ref())
+                let mut v = vec![(edges, Some(check_edges("resolve_identities", edges)?))];
+                v.extend(rules.iter().map(|r| (r, None)));
+                v
             }
-        }
+            Job::Train { pairs, random, .. } => vec![(pairs, None), (random, None)],
+            Job::Score { pairs, model } => vec![(pairs, None), (model, None)],
+        })
     }
 }
 
@@ -256,15 +276,14 @@ impl TableProvider for IdentityTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (edges, rules) = self.job.relations();
-        let columns = check_edges("resolve_identities", edges)?;
-        let edges_plan = edges
-            .provider
-            .scan(state, Some(&columns), &[], None)
-            .await?;
-        let mut inputs = vec![edges_plan];
-        if let Some(rules) = rules {
-            inputs.push(rules.provider.scan(state, None, &[], None).await?);
+        let mut inputs = Vec::new();
+        for (relation, columns) in self.job.inputs()? {
+            inputs.push(
+                relation
+                    .provider
+                    .scan(state, columns.as_ref(), &[], None)
+                    .await?,
+            );
         }
         let exec: Arc<dyn ExecutionPlan> = Arc::new(IdentityExec::new(self.job.clone(), inputs));
         match projection {
@@ -322,6 +341,20 @@ impl DisplayAs for IdentityExec {
                 f,
                 "ExplainIdentityExec: unified_id={unified_id} space={space}"
             ),
+            Job::Train { pairs, random, .. } => {
+                write!(
+                    f,
+                    "TrainMatchModelExec: pairs={} random={}",
+                    pairs.name, random.name
+                )
+            }
+            Job::Score { pairs, model } => {
+                write!(
+                    f,
+                    "ScoreMatchesExec: pairs={} model={}",
+                    pairs.name, model.name
+                )
+            }
         }
     }
 }
@@ -388,6 +421,26 @@ impl ExecutionPlan for IdentityExec {
                     unified_id,
                     ..
                 } => explain::run(&store, &space, &unified_id, inputs, context).await,
+                Job::Train { pairs, fixed, .. } => {
+                    let p = collect(inputs[0].clone(), context.clone()).await?;
+                    let r = collect(inputs[1].clone(), context).await?;
+                    let model = tokio::task::spawn_blocking(move || {
+                        fellegi_sunter::train(&pairs.name, &p, &r, &fixed)
+                    })
+                    .await
+                    .map_err(|e| DataFusionError::Execution(format!("train_match_model: {e}")))??;
+                    Ok(vec![model])
+                }
+                Job::Score { model, .. } => {
+                    let m = collect(inputs[1].clone(), context.clone()).await?;
+                    let model = fellegi_sunter::Model::from_batches(&model.name, &m)?;
+                    let mut out = Vec::new();
+                    let mut stream = execute_stream(inputs[0].clone(), context)?;
+                    while let Some(batch) = stream.next().await {
+                        out.push(fellegi_sunter::score(&model, &batch?)?);
+                    }
+                    Ok(out)
+                }
             }
         };
         let stream = futures::stream::once(fut)
@@ -400,5 +453,93 @@ impl ExecutionPlan for IdentityExec {
             self.job.schema(),
             stream,
         )))
+    }
+}
+
+/// `train_match_model('<pairs>', '<random pairs>' [, '<fixed comparisons>'])`.
+#[derive(Debug)]
+pub struct TrainMatchModel;
+
+impl TableFunctionImpl for TrainMatchModel {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "train_match_model";
+        let exprs = args.exprs();
+        if !(2..=3).contains(&exprs.len()) {
+            return Err(engine_err(EngineError::BadCall(format!(
+                "{F} takes two or three arguments: {F}('<pairs relation>', '<random pairs relation>' [, '<comparisons fixed by blocking, comma-separated>'])"
+            ))));
+        }
+        let name = |i: usize, what: &str| -> Result<NamedRelation> {
+            let n = literal_arg(F, exprs, i, what)?.unwrap_or_default();
+            resolve_relation(args.session(), F, &n)
+        };
+        let pairs = name(0, "the name of the pairs relation")?;
+        let random = name(1, "the name of the random pairs relation")?;
+        let names = fellegi_sunter::comparisons(&pairs.name, &pairs.provider.schema())?;
+        let random_names = fellegi_sunter::comparisons(&random.name, &random.provider.schema())?;
+        if let Some(missing) = names.iter().find(|n| !random_names.contains(n)) {
+            return Err(engine_err(EngineError::UndefinedColumn {
+                relation: random.name.clone(),
+                column: format!("cmp_{missing}"),
+                detail: " (random pairs need the same comparison columns as the pairs)".into(),
+            }));
+        }
+        let fixed: Vec<String> = literal_arg(F, exprs, 2, "a comma-separated list of comparisons")?
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().trim_start_matches("cmp_").to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(f) = fixed.iter().find(|f| !names.contains(f)) {
+            return Err(engine_err(EngineError::UndefinedColumn {
+                relation: pairs.name.clone(),
+                column: format!("cmp_{f}"),
+                detail: " (named as fixed by blocking)".into(),
+            }));
+        }
+        Ok(Arc::new(IdentityTable {
+            job: Job::Train {
+                pairs,
+                random,
+                fixed,
+            },
+        }))
+    }
+}
+
+/// `score_matches('<pairs>', '<model>')`.
+#[derive(Debug)]
+pub struct ScoreMatches;
+
+impl TableFunctionImpl for ScoreMatches {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const F: &str = "score_matches";
+        let exprs = args.exprs();
+        if exprs.len() != 2 {
+            return Err(engine_err(EngineError::BadCall(format!(
+                "{F} takes two arguments: {F}('<pairs relation>', '<model relation>')"
+            ))));
+        }
+        let n0 = literal_arg(F, exprs, 0, "the name of the pairs relation")?.unwrap_or_default();
+        let n1 = literal_arg(F, exprs, 1, "the name of the model relation")?.unwrap_or_default();
+        let pairs = resolve_relation(args.session(), F, &n0)?;
+        let model = resolve_relation(args.session(), F, &n1)?;
+        fellegi_sunter::comparisons(&pairs.name, &pairs.provider.schema())?;
+        let schema = pairs.provider.schema();
+        for k in fellegi_sunter::PAIR_KEYS {
+            if schema.index_of(k).is_err() {
+                return Err(engine_err(EngineError::UndefinedColumn {
+                    relation: pairs.name.clone(),
+                    column: k.to_string(),
+                    detail: format!(
+                        " (pairs need {} and cmp_<attribute> columns)",
+                        fellegi_sunter::PAIR_KEYS.join(", ")
+                    ),
+                }));
+            }
+        }
+        Ok(Arc::new(IdentityTable {
+            job: Job::Score { pairs, model },
+        }))
     }
 }

@@ -7,12 +7,15 @@
 //! - [`state`] persists the ids, merges and refusals per identity space (one space per
 //!   edges relation) under `<data dir>/identity/`;
 //! - [`function`] exposes it as the table functions `resolve_identities` and
-//!   `explain_identity`; [`explain`] computes the latter.
+//!   `explain_identity`; [`explain`] computes the latter;
+//! - [`fellegi_sunter`] is probabilistic matching (`train_match_model`,
+//!   `score_matches`) whose confident pairs become extra edges.
 //!
 //! The system tables `tessera.identity_merges`, `tessera.identity_refusals` and
 //! `tessera.identity_spaces` show what the last runs did.
 
 pub mod explain;
+pub mod fellegi_sunter;
 pub mod function;
 pub mod graph;
 pub mod resolve;
@@ -134,6 +137,8 @@ impl IdentityStore {
                 store: store.clone(),
             }),
         );
+        ctx.register_udtf("train_match_model", Arc::new(function::TrainMatchModel));
+        ctx.register_udtf("score_matches", Arc::new(function::ScoreMatches));
         store.publish().map_err(EngineError::from)?;
         Ok(store)
     }

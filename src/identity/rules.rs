@@ -69,6 +69,8 @@ impl Default for Rules {
             20,
             Some(50),
         );
+        // One synthetic identifier per probabilistically matched pair: links last.
+        put(&["match_pair"], 10, None);
         Rules {
             types,
             other: TypeRule {
