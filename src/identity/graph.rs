@@ -172,6 +172,7 @@ pub struct Graph {
     pub values: Arena,
     edges: Vec<(u32, u32)>,
     last_record: Option<(u128, u32)>,
+    last_type: Option<(String, u32)>,
     buf: Vec<u8>,
 }
 
@@ -195,6 +196,7 @@ impl Graph {
             values: Arena::default(),
             edges: Vec::new(),
             last_record: None,
+            last_type: None,
             buf: Vec::new(),
         };
         for (hash, id) in previous {
@@ -274,7 +276,15 @@ impl Graph {
     }
 
     fn identifier(&mut self, id_type: &str, value: &str) -> u32 {
-        let t = self.types.intern(id_type, |raw| raw.trim().to_lowercase());
+        // Types repeat row after row: skip the table lookup when it is the last one.
+        let t = match &self.last_type {
+            Some((raw, t)) if raw == id_type => *t,
+            _ => {
+                let t = self.types.intern(id_type, |raw| raw.trim().to_lowercase());
+                self.last_type = Some((id_type.to_string(), t));
+                t
+            }
+        };
         let type_name = &self.types.names[t as usize];
         let hash = pair_hash(&mut self.buf, type_name, value);
         let next = self.ident_type.len() as u32;

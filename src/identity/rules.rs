@@ -212,31 +212,40 @@ fn is_placeholder(value: &str) -> bool {
     if v.is_empty() || v.len() > 12 {
         return v.is_empty();
     }
-    let lower = v.to_ascii_lowercase();
-    matches!(
-        lower.as_str(),
-        "null"
-            | "none"
-            | "nil"
-            | "unknown"
-            | "anonymous"
-            | "undefined"
-            | "n/a"
-            | "na"
-            | "-"
-            | "--"
-            | "-1"
-            | "0"
-            | "?"
-            | "test"
-            | "guest"
-    )
+    // Called once per distinct identifier (millions): compare without allocating.
+    const PLACEHOLDERS: [&str; 15] = [
+        "null",
+        "none",
+        "nil",
+        "unknown",
+        "anonymous",
+        "undefined",
+        "n/a",
+        "na",
+        "-",
+        "--",
+        "-1",
+        "0",
+        "?",
+        "test",
+        "guest",
+    ];
+    PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))
 }
 
 /// A phone number whose digits are all zero or one digit repeated (`0000000000`,
 /// `+1 111-111-1111`): form fillers, not people.
 fn is_fake_phone(value: &str) -> bool {
-    let digits: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).collect();
+    let mut buf = [0u8; 32];
+    let mut n = 0;
+    for d in value.bytes().filter(u8::is_ascii_digit) {
+        if n == buf.len() {
+            return false; // longer than any phone number: not a form filler
+        }
+        buf[n] = d;
+        n += 1;
+    }
+    let digits = &buf[..n];
     if digits.len() < 5 {
         return true;
     }
@@ -249,8 +258,7 @@ fn is_fake_phone(value: &str) -> bool {
 
 /// `test@test.com`-like addresses: test, example and no-reply mailboxes.
 fn is_fake_email(value: &str) -> bool {
-    let v = value.trim().to_ascii_lowercase();
-    let Some((local, domain)) = v.rsplit_once('@') else {
+    let Some((local, domain)) = value.trim().rsplit_once('@') else {
         return true;
     };
     const DOMAINS: [&str; 8] = [
@@ -275,7 +283,9 @@ fn is_fake_email(value: &str) -> bool {
         "unknown",
         "noemail",
     ];
-    DOMAINS.contains(&domain) || LOCALS.contains(&local) || local.is_empty()
+    local.is_empty()
+        || DOMAINS.iter().any(|d| d.eq_ignore_ascii_case(domain))
+        || LOCALS.iter().any(|l| l.eq_ignore_ascii_case(local))
 }
 
 #[cfg(test)]
