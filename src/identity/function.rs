@@ -1,7 +1,8 @@
-//! The table functions `resolve_identities(edges [, rules])` and
-//! `explain_identity(unified_id [, edges])`.
+//! The table functions `resolve_identities(edges [, rules])`,
+//! `explain_identity(unified_id [, edges])`, `train_match_model(pairs, random [, fixed])`
+//! and `score_matches(pairs, model)`.
 //!
-//! Both take relation names as string literals, resolved when the query is planned so
+//! All take relation names as string literals, resolved when the query is planned so
 //! a missing relation or column is a plan error naming it. The work happens when the
 //! plan runs: [`IdentityExec`] reads its input plans to the end, then computes.
 
@@ -21,7 +22,8 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    collect, execute_stream, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties,
 };
 use futures::{FutureExt, StreamExt};
 
@@ -29,7 +31,6 @@ use super::graph::EDGE_COLUMNS;
 use super::rules::Rules;
 use super::{explain, fellegi_sunter, resolve, IdentityStore};
 use crate::engine::EngineError;
-use datafusion::physical_plan::{collect, execute_stream};
 
 fn engine_err(e: EngineError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
