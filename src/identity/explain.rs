@@ -19,7 +19,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan};
 use futures::StreamExt;
 
-use super::graph::{as_text, pair_hash};
+use super::graph::pair_hash;
 use super::rules::Rules;
 use super::state::{decode_id, space_dir, SpaceState};
 use super::IdentityStore;
@@ -82,8 +82,10 @@ pub async fn run(
         let batch = batch?;
         let cols = (0..4)
             .map(|i| {
-                as_text(batch.column(i).as_ref())
-                    .and_then(|c| Ok(datafusion::arrow::compute::cast(&c, &DataType::Utf8)?))
+                Ok(datafusion::arrow::compute::cast(
+                    batch.column(i),
+                    &DataType::Utf8,
+                )?)
             })
             .collect::<Result<Vec<_>>>()?;
         let text: Vec<&datafusion::arrow::array::StringArray> = cols

@@ -262,7 +262,7 @@ impl IdentityStore {
         for (name, s) in spaces.iter() {
             let label =
                 |n: usize| Arc::new(StringArray::from(vec![name.as_str(); n])) as Arc<dyn Array>;
-            let m = s.merges_batch();
+            let m = s.merges_batch()?;
             let mut cols = vec![label(m.num_rows())];
             cols.extend(m.columns().iter().cloned());
             merges.push(RecordBatch::try_new(self.merges.schema_ref(), cols)?);

@@ -20,6 +20,7 @@ use datafusion::arrow::array::{
     Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
@@ -276,8 +277,14 @@ impl SpaceState {
         )
         .map_err(|e| io(&tmp, e))?;
         write_ipc(&tmp.join("records.arrow"), &records)?;
-        write_ipc(&tmp.join("merges.arrow"), &self.merges_batch())?;
-        write_ipc(&tmp.join("refusals.arrow"), &self.refusals_file_batch())?;
+        write_ipc(
+            &tmp.join("merges.arrow"),
+            &self.merges_batch().map_err(|e| io(&tmp, e))?,
+        )?;
+        write_ipc(
+            &tmp.join("refusals.arrow"),
+            &self.refusals_file_batch().map_err(|e| io(&tmp, e))?,
+        )?;
         let meta_path = tmp.join("meta.json");
         let mut f = File::create(&meta_path).map_err(|e| io(&meta_path, e))?;
         f.write_all(&serde_json::to_vec_pretty(&self.meta).map_err(|e| io(&meta_path, e))?)
@@ -306,7 +313,7 @@ impl SpaceState {
         Ok(())
     }
 
-    pub fn merges_batch(&self) -> RecordBatch {
+    pub fn merges_batch(&self) -> Result<RecordBatch, ArrowError> {
         let m = &self.merges;
         let s = |f: fn(&MergeRow) -> &str| {
             Arc::new(m.iter().map(|r| Some(f(r))).collect::<StringArray>()) as Arc<dyn Array>
@@ -325,10 +332,9 @@ impl SpaceState {
                 s(|r| &r.id_value),
             ],
         )
-        .unwrap_or_else(|_| RecordBatch::new_empty(merges_schema()))
     }
 
-    fn refusals_file_batch(&self) -> RecordBatch {
+    fn refusals_file_batch(&self) -> Result<RecordBatch, ArrowError> {
         let r = &self.refusals;
         let s = |f: fn(&RefusalRow) -> &str| {
             Arc::new(r.iter().map(|x| Some(f(x))).collect::<StringArray>()) as Arc<dyn Array>
@@ -352,7 +358,6 @@ impl SpaceState {
                 u(|x| x.hash as u64),
             ],
         )
-        .unwrap_or_else(|_| RecordBatch::new_empty(refusals_file_schema()))
     }
 }
 
