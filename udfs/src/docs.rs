@@ -8,19 +8,34 @@
 
 use std::fmt::Write as _;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 
-/// Render the Markdown reference of `udfs`, grouped by documentation section in the order
-/// the sections first appear, functions in the given order within a section.
-pub fn function_reference(udfs: &[ScalarUDF]) -> String {
-    let mut sections: Vec<(&str, Vec<&ScalarUDF>)> = Vec::new();
-    for udf in udfs {
-        let label = udf
-            .documentation()
-            .map_or("Other Functions", |d| d.doc_section.label);
+/// A function as the reference shows it: its name and documentation.
+struct Entry<'a> {
+    name: &'a str,
+    doc: Option<&'a Documentation>,
+}
+
+/// Render the Markdown reference of `scalars` and then `aggregates`, grouped by
+/// documentation section in the order the sections first appear, functions in the given
+/// order within a section.
+pub fn function_reference(scalars: &[ScalarUDF], aggregates: &[AggregateUDF]) -> String {
+    let entries = scalars
+        .iter()
+        .map(|f| Entry {
+            name: f.name(),
+            doc: f.documentation(),
+        })
+        .chain(aggregates.iter().map(|f| Entry {
+            name: f.name(),
+            doc: f.documentation(),
+        }));
+    let mut sections: Vec<(&str, Vec<Entry>)> = Vec::new();
+    for entry in entries {
+        let label = entry.doc.map_or("Other Functions", |d| d.doc_section.label);
         match sections.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, members)) => members.push(udf),
-            None => sections.push((label, vec![udf])),
+            Some((_, members)) => members.push(entry),
+            None => sections.push((label, vec![entry])),
         }
     }
 
@@ -31,30 +46,32 @@ pub fn function_reference(udfs: &[ScalarUDF]) -> String {
     );
     md.push_str("# tessera SQL functions\n\n");
     md.push_str(
-        "The identity-matching functions tessera adds to DataFusion's own. Every one returns \
-         NULL when an argument is NULL, and takes text of any string type (`Utf8`, `LargeUtf8`, \
-         `Utf8View`).\n\n",
+        "The functions tessera adds to DataFusion's own. The identity-matching (scalar) \
+         functions return NULL when an argument is NULL, and take text of any string type \
+         (`Utf8`, `LargeUtf8`, `Utf8View`). The survivorship functions are aggregates that \
+         build golden records: they skip NULL values and settle ties by the values \
+         themselves, so their results do not depend on the order of the rows.\n\n",
     );
     for (label, members) in &sections {
         let _ = write!(md, "- [{label}](#{}):", anchor(label));
-        for (i, udf) in members.iter().enumerate() {
+        for (i, entry) in members.iter().enumerate() {
             let sep = if i == 0 { " " } else { ", " };
-            let _ = write!(md, "{sep}[{0}](#{0})", udf.name());
+            let _ = write!(md, "{sep}[{0}](#{0})", entry.name);
         }
         md.push('\n');
     }
     for (label, members) in &sections {
         let _ = write!(md, "\n## {label}\n");
-        for udf in members {
-            render_function(&mut md, udf);
+        for entry in members {
+            render_function(&mut md, entry);
         }
     }
     md
 }
 
-fn render_function(md: &mut String, udf: &ScalarUDF) {
-    let _ = write!(md, "\n### `{}`\n\n", udf.name());
-    let Some(doc) = udf.documentation() else {
+fn render_function(md: &mut String, entry: &Entry) {
+    let _ = write!(md, "\n### `{}`\n\n", entry.name);
+    let Some(doc) = entry.doc else {
         md.push_str("Undocumented.\n");
         return;
     };
@@ -106,12 +123,29 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     use super::*;
-    use crate::{all_scalar_udfs, register_all};
+    use crate::{all_aggregate_udfs, all_scalar_udfs, register_all};
+
+    fn reference() -> String {
+        function_reference(&all_scalar_udfs(), &all_aggregate_udfs())
+    }
+
+    /// The name and documentation of every function.
+    fn documented() -> Vec<(String, Option<Documentation>)> {
+        all_scalar_udfs()
+            .iter()
+            .map(|f| (f.name().to_owned(), f.documentation().cloned()))
+            .chain(
+                all_aggregate_udfs()
+                    .iter()
+                    .map(|f| (f.name().to_owned(), f.documentation().cloned())),
+            )
+            .collect()
+    }
 
     #[test]
     fn function_reference_is_up_to_date() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("FUNCTIONS.md");
-        let rendered = function_reference(&all_scalar_udfs());
+        let rendered = reference();
         if std::env::var("TESSERA_BLESS").is_ok_and(|v| v == "1") {
             if let Err(e) = std::fs::write(&path, &rendered) {
                 panic!("cannot write {}: {e}", path.display());
@@ -136,29 +170,22 @@ mod tests {
 
     #[test]
     fn reference_lists_every_function_under_its_section() {
-        let md = function_reference(&all_scalar_udfs());
-        for udf in all_scalar_udfs() {
-            assert!(
-                md.contains(&format!("\n### `{}`\n", udf.name())),
-                "{}",
-                udf.name()
-            );
-            assert!(
-                md.contains(&format!("[{0}](#{0})", udf.name())),
-                "{}",
-                udf.name()
-            );
+        let md = reference();
+        for (name, _) in documented() {
+            assert!(md.contains(&format!("\n### `{name}`\n")), "{name}");
+            assert!(md.contains(&format!("[{name}](#{name})")), "{name}");
         }
         assert!(md.contains("\n## Normalisation Functions\n"));
         assert!(md.contains("](#normalisation-functions)"));
         assert!(md.contains("- **default_region**: "));
+        assert!(md.contains("\n## Survivorship Functions\n"));
     }
 
     /// Every `> query` line of every SQL example, with the table shown after it.
     fn examples() -> Vec<(String, String, String)> {
         let mut out = Vec::new();
-        for udf in all_scalar_udfs() {
-            let Some(example) = udf.documentation().and_then(|d| d.sql_example.clone()) else {
+        for (name, doc) in documented() {
+            let Some(example) = doc.and_then(|d| d.sql_example) else {
                 continue;
             };
             let body = example
@@ -168,11 +195,7 @@ mod tests {
                 .trim();
             for line in body.lines() {
                 if let Some(query) = line.strip_prefix("> ") {
-                    out.push((
-                        udf.name().to_owned(),
-                        query.trim().to_owned(),
-                        String::new(),
-                    ));
+                    out.push((name.clone(), query.trim().to_owned(), String::new()));
                 } else if let Some((_, _, table)) = out.last_mut() {
                     table.push_str(line);
                     table.push('\n');
@@ -187,7 +210,7 @@ mod tests {
         let ctx = SessionContext::new();
         register_all(&ctx);
         let examples = examples();
-        assert!(examples.len() >= all_scalar_udfs().len());
+        assert!(examples.len() >= documented().len());
         for (name, query, expected) in examples {
             let batches = ctx.sql(&query).await?.collect().await?;
             let actual = pretty_format_batches(&batches)?.to_string();

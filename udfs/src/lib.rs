@@ -6,11 +6,13 @@
 //! [`normalize`] (one canonical form per email, phone, name and given name), [`similarity`]
 //! (how alike two values are) and [`phonetic`] (codes for names that sound alike).
 //! `args` holds what they share for reading arguments and building results, `fold` the
-//! folding of names to ASCII tokens. [`docs`] renders the function reference, `FUNCTIONS.md`,
-//! from the functions' own documentation; a unit test keeps the committed file in step,
-//! and another runs the `.slt` files under `slt/` against a `SessionContext`.
+//! folding of names to ASCII tokens. The aggregate functions of [`survivorship`] build
+//! golden records: which value of a profile's records survives. [`docs`] renders the
+//! function reference, `FUNCTIONS.md`, from the functions' own documentation; a unit test
+//! keeps the committed file in step, and another runs the `.slt` files under `slt/`
+//! against a `SessionContext`.
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 mod args;
@@ -21,8 +23,9 @@ pub mod phonetic;
 pub mod similarity;
 #[cfg(test)]
 mod slt_runner;
+pub mod survivorship;
 
-/// Every tessera SQL function, in the order of the function reference.
+/// Every tessera scalar function, in the order of the function reference.
 pub fn all_scalar_udfs() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(normalize::NormalizeEmailFunc::new()),
@@ -38,10 +41,25 @@ pub fn all_scalar_udfs() -> Vec<ScalarUDF> {
     ]
 }
 
-/// Register every tessera SQL function on `ctx`.
+/// Every tessera aggregate function, in the order of the function reference (after the
+/// scalar functions).
+pub fn all_aggregate_udfs() -> Vec<AggregateUDF> {
+    vec![
+        AggregateUDF::from(survivorship::LatestFunc::new()),
+        AggregateUDF::from(survivorship::EarliestFunc::new()),
+        AggregateUDF::from(survivorship::FirstByPriorityFunc::new()),
+        AggregateUDF::from(survivorship::MostFrequentFunc::new()),
+        AggregateUDF::from(survivorship::CollectDistinctFunc::new()),
+    ]
+}
+
+/// Register every tessera SQL function, scalar and aggregate, on `ctx`.
 pub fn register_all(ctx: &SessionContext) {
     for udf in all_scalar_udfs() {
         ctx.register_udf(udf);
+    }
+    for udaf in all_aggregate_udfs() {
+        ctx.register_udaf(udaf);
     }
 }
 
@@ -72,6 +90,24 @@ mod tests {
                 "{}",
                 udf.name()
             );
+        }
+        let udafs = all_aggregate_udfs();
+        assert_eq!(udafs.len(), 5);
+        for udaf in &udafs {
+            assert!(
+                state.aggregate_functions().contains_key(udaf.name()),
+                "{} not registered",
+                udaf.name()
+            );
+            let doc = udaf
+                .documentation()
+                .unwrap_or_else(|| panic!("{} has no documentation", udaf.name()));
+            assert!(
+                doc.syntax_example.starts_with(udaf.name()),
+                "{}",
+                udaf.name()
+            );
+            assert!(doc.sql_example.is_some(), "{} has no example", udaf.name());
         }
     }
 }

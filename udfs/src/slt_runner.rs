@@ -82,7 +82,8 @@ fn column_type(data_type: &DataType) -> DefaultColumnType {
 }
 
 fn render(column: &ArrayRef, row: usize) -> Result<String> {
-    if column.is_null(row) {
+    // A `Null`-typed column has no null buffer: every row is NULL all the same.
+    if column.is_null(row) || column.data_type().is_null() {
         return Ok("NULL".to_owned());
     }
     let float = match column.data_type() {
