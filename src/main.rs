@@ -114,8 +114,10 @@ async fn serve(
         addr.ip(),
         addr.port()
     );
+    let scheduler = tessera::engine::matview::spawn_scheduler(engine.clone());
     let handlers = Arc::new(Handlers::new(engine));
     tessera::server::serve(listener, handlers, shutdown_signal()).await;
+    scheduler.abort();
     Ok(())
 }
 

@@ -189,11 +189,39 @@ mod tests {
 
 /// `pg_catalog` with some relations replaced by views over `pg_class`: datafusion-pg-catalog
 /// lists views in `pg_tables` and leaves `pg_views` empty, which makes dbt take a view for
-/// a table.
+/// a table. `pg_class` itself is replaced by a view that gives materialised views relkind
+/// `m` (psql's `\dm`) from `tessera.materialized_views`, which also fills `pg_matviews`.
 #[derive(Debug)]
 struct PgCatalogOverlay {
     base: Arc<dyn SchemaProvider>,
     views: HashMap<&'static str, Arc<dyn TableProvider>>,
+}
+
+/// `pg_matviews`, from `tessera.materialized_views`.
+const PG_MATVIEWS: &str = "SELECT 'public' AS schemaname, m.name AS matviewname, \
+     'tessera' AS matviewowner, CAST(NULL AS VARCHAR) AS tablespace, false AS hasindexes, \
+     m.populated AS ispopulated, m.definition AS definition \
+     FROM tessera.materialized_views m";
+
+/// `pg_class` with relkind `m` and `relispopulated` for materialised views (which
+/// datafusion-pg-catalog sees as tables): every column of the base table, in order.
+fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "relkind" => "CASE WHEN mv.name IS NULL THEN c.relkind ELSE 'm' END AS relkind".into(),
+            "relispopulated" => "COALESCE(mv.populated, c.relispopulated) AS relispopulated".into(),
+            name => format!("c.\"{name}\""),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM pg_catalog.pg_class c LEFT JOIN \
+         (SELECT m.name, m.populated, n.oid AS nsp FROM tessera.materialized_views m \
+          JOIN pg_catalog.pg_namespace n ON n.nspname = 'public') mv \
+         ON mv.name = c.relname AND mv.nsp = c.relnamespace",
+        cols.join(", ")
+    )
 }
 
 const OVERLAY_VIEWS: [(&str, &str); 2] = [
@@ -222,7 +250,7 @@ const OVERLAY_ROWS: [(&str, &str); 2] = [
         "pg_rewrite",
         "SELECT c.oid AS oid, '_RETURN' AS rulename, c.oid AS ev_class, '1' AS ev_type, \
          'O' AS ev_enabled, true AS is_instead \
-         FROM pg_catalog.pg_class c WHERE c.relkind = 'v'",
+         FROM pg_catalog.pg_class c WHERE c.relkind IN ('v', 'm')",
     ),
     (
         "pg_depend",
@@ -244,7 +272,7 @@ const OVERLAY_ROWS: [(&str, &str); 2] = [
          CROSS JOIN (SELECT max(CASE WHEN relname = 'pg_rewrite' THEN oid END) AS rw, \
                             max(CASE WHEN relname = 'pg_class' THEN oid END) AS pc \
                      FROM pg_catalog.pg_class WHERE relnamespace = 11) k \
-         WHERE v.relkind = 'v'",
+         WHERE v.relkind IN ('v', 'm')",
     ),
 ];
 
@@ -255,22 +283,44 @@ async fn install_overlay(ctx: &SessionContext) -> Result<(), EngineError> {
     let Some(base) = catalog.schema("pg_catalog") else {
         return Ok(());
     };
-    let mut sources: Vec<(&'static str, String)> = OVERLAY_VIEWS
+    // `pg_class` first, over the base table; then the views over `pg_class`, over it
+    // (so that `pg_tables` does not list materialised views).
+    let mut first = vec![("pg_matviews", PG_MATVIEWS.to_string())];
+    if let Some(table) = base.table("pg_class").await? {
+        first.push(("pg_class", pg_class_overlay(&table.schema())));
+    }
+    let mut views = HashMap::new();
+    plan_views(ctx, first, &mut views).await?;
+    let overlay = PgCatalogOverlay {
+        base: base.clone(),
+        views: views.clone(),
+    };
+    catalog.register_schema("pg_catalog", Arc::new(overlay))?;
+
+    let mut rest: Vec<(&'static str, String)> = OVERLAY_VIEWS
         .iter()
         .map(|(n, sql)| (*n, sql.to_string()))
         .collect();
     for (name, extra) in OVERLAY_ROWS {
         if let Some(table) = base.table(name).await? {
-            sources.push((name, union_with_base(name, &table.schema(), extra)));
+            rest.push((name, union_with_base(name, &table.schema(), extra)));
         }
     }
-    let mut views = HashMap::new();
+    plan_views(ctx, rest, &mut views).await?;
+    catalog.register_schema("pg_catalog", Arc::new(PgCatalogOverlay { base, views }))?;
+    Ok(())
+}
+
+async fn plan_views(
+    ctx: &SessionContext,
+    sources: Vec<(&'static str, String)>,
+    views: &mut HashMap<&'static str, Arc<dyn TableProvider>>,
+) -> Result<(), EngineError> {
     for (name, sql) in sources {
         let plan = ctx.state().create_logical_plan(&sql).await?;
         let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
         views.insert(name, view);
     }
-    catalog.register_schema("pg_catalog", Arc::new(PgCatalogOverlay { base, views }))?;
     Ok(())
 }
 

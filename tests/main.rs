@@ -8,6 +8,7 @@ mod copy;
 mod demo;
 mod identity;
 mod matching;
+mod matview;
 mod persistence;
 mod psql;
 mod sql;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::EngineError;
+pub use super::matview::RefreshState;
 
 const CATALOG_FILE: &str = "catalog.json";
 const FORMAT_VERSION: u32 = 1;
@@ -28,6 +29,9 @@ pub enum RelationKind {
     View,
     /// A managed table stored as a Delta Lake table under the data directory.
     Table,
+    /// A materialised view: its query, and its last result stored as a Delta Lake table
+    /// under the data directory (see `engine::matview`).
+    MaterializedView,
 }
 
 impl RelationKind {
@@ -36,6 +40,22 @@ impl RelationKind {
         match self {
             RelationKind::External | RelationKind::Table => "table",
             RelationKind::View => "view",
+            RelationKind::MaterializedView => "materialized view",
+        }
+    }
+
+    /// Whether it is defined by a query over other relations (a view or a materialised
+    /// view), so that it depends on them.
+    pub fn is_view(self) -> bool {
+        matches!(self, RelationKind::View | RelationKind::MaterializedView)
+    }
+
+    /// The keywords of its DDL (`DROP MATERIALIZED VIEW`).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RelationKind::External | RelationKind::Table => "TABLE",
+            RelationKind::View => "VIEW",
+            RelationKind::MaterializedView => "MATERIALIZED VIEW",
         }
     }
 }
@@ -48,15 +68,20 @@ pub struct Entry {
     pub kind: RelationKind,
     /// For external tables the `CREATE EXTERNAL TABLE` text as the user typed it (its
     /// name is replaced by `name` when it is rebuilt); for views the `CREATE VIEW`
-    /// statement; for managed tables empty.
+    /// statement; for materialised views the `CREATE MATERIALIZED VIEW` statement
+    /// (without `WITH [NO] DATA`); for managed tables empty.
     #[serde(default)]
     pub sql: String,
-    /// For managed tables: the Delta table directory, relative to the data directory.
+    /// For managed tables and materialised views: the Delta table directory, relative to
+    /// the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// Primary key columns declared at `CREATE TABLE` (reported to clients, not enforced).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub primary_key: Vec<String>,
+    /// For materialised views: what the last refresh did and what it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshState>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -156,6 +181,7 @@ mod tests {
             sql: format!("CREATE VIEW {name} AS SELECT 1"),
             location: None,
             primary_key: vec![],
+            refresh: None,
         }
     }
 

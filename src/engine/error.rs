@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use datafusion::error::DataFusionError;
 
+use super::catalog::RelationKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("relation \"{0}\" does not exist")]
@@ -30,7 +32,23 @@ pub enum EngineError {
     WrongObjectType {
         name: String,
         expected: &'static str,
+        /// What the object is, when the user meant another statement (`DROP TABLE` on a
+        /// view): the hint names the statement for it.
+        actual: Option<RelationKind>,
     },
+    #[error("cannot change materialized view \"{0}\"")]
+    ReadOnlyMaterializedView(String),
+    #[error("materialized view \"{0}\" has not been populated")]
+    NotPopulated(String),
+    /// A refresh that failed; the materialized view keeps its previous contents.
+    #[error("refresh of materialized view \"{name}\" failed: {source}")]
+    Refresh {
+        name: String,
+        source: Box<EngineError>,
+    },
+    /// A bad value for a statement's option (`WITH (refresh_interval = 'soon')`).
+    #[error("{0}")]
+    InvalidParameter(String),
     #[error("cannot drop {kind} \"{name}\" because other objects depend on it")]
     DependentObjects {
         kind: &'static str,
@@ -63,6 +81,24 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// PostgreSQL's hint for the error, if it has one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::WrongObjectType {
+                actual: Some(kind), ..
+            } => Some(format!(
+                "Use DROP {} to remove a {}.",
+                kind.keyword(),
+                kind.noun()
+            )),
+            EngineError::NotPopulated(_) => {
+                Some("Use the REFRESH MATERIALIZED VIEW command.".into())
+            }
+            EngineError::Refresh { source, .. } => source.hint(),
+            _ => None,
+        }
+    }
+
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         EngineError::Io {
             path: path.to_path_buf(),

@@ -5,6 +5,7 @@
 //! - [`sql`] splits query strings and picks out the statements the engine runs itself
 //!   ([`Command`]): DDL that must persist, DML that must commit to Delta, `COPY`;
 //! - [`crate::storage`] holds managed tables (Delta Lake);
+//! - [`matview`] runs materialised views (stored as Delta tables too) and their refreshes;
 //! - everything else (queries, `SET`, `SHOW`, transactions) is planned by DataFusion
 //!   directly, through the wire layer.
 //!
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod copy;
 mod dml;
 pub mod error;
+pub mod matview;
 pub mod object_stores;
 pub mod source;
 pub mod sql;
@@ -70,6 +72,7 @@ pub struct Engine {
     system: SystemTables,
     data_dir: PathBuf,
     catalog: Mutex<Catalog>,
+    matviews: matview::Registry,
 }
 
 impl Engine {
@@ -88,6 +91,7 @@ impl Engine {
         udfs::register_all(&ctx);
         let system = SystemTables::register(&ctx)?;
         crate::identity::IdentityStore::open(&ctx, &data_dir)?;
+        let matviews = matview::Registry::new(&ctx)?;
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
@@ -95,6 +99,7 @@ impl Engine {
             system,
             data_dir,
             catalog: Mutex::new(catalog),
+            matviews,
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -131,6 +136,7 @@ impl Engine {
             pending = failed.into_iter().map(|(e, _)| e).collect();
         }
         self.publish_dependencies(&catalog);
+        self.publish_materialized_views(&catalog);
     }
 
     /// Refresh `tessera.view_dependencies` from the catalog.
@@ -138,7 +144,7 @@ impl Engine {
         let pairs: Vec<(String, String)> = catalog
             .entries()
             .iter()
-            .filter(|e| e.kind == RelationKind::View)
+            .filter(|e| e.kind.is_view())
             .flat_map(|e| {
                 let refs = match sql::parse_one(&e.sql) {
                     Ok(DFStatement::Statement(s)) => sql::referenced_relations(&s),
@@ -189,6 +195,7 @@ impl Engine {
                 self.ctx
                     .register_table(bare(&entry.name), Arc::new(table))?;
             }
+            RelationKind::MaterializedView => self.restore_materialized_view(entry).await?,
         }
         Ok(())
     }
@@ -207,11 +214,16 @@ impl Engine {
     pub async fn execute(&self, command: Command) -> Result<Outcome> {
         let ddl = matches!(
             command,
-            Command::CreateView(_) | Command::Drop { .. } | Command::Rename { .. }
+            Command::CreateView(_)
+                | Command::CreateMaterializedView(_)
+                | Command::Drop { .. }
+                | Command::Rename { .. }
         );
         let outcome = self.execute_command(command).await;
         if ddl {
-            self.publish_dependencies(&*self.catalog.lock().await);
+            let catalog = self.catalog.lock().await;
+            self.publish_dependencies(&catalog);
+            self.publish_materialized_views(&catalog);
         }
         outcome
     }
@@ -221,6 +233,11 @@ impl Engine {
             Command::CreateExternal(cet) => self.create_external(*cet).await,
             Command::CreateTable(stmt) => self.create_table(*stmt).await,
             Command::CreateView(stmt) => self.create_view(*stmt).await,
+            Command::CreateMaterializedView(c) => self.create_materialized_view(*c).await,
+            Command::RefreshMaterializedView { name, with_data } => self
+                .refresh_materialized_view(&name, with_data)
+                .await
+                .map(|_| Outcome::tag("REFRESH MATERIALIZED VIEW")),
             Command::Drop {
                 kind,
                 names,
@@ -340,6 +357,7 @@ impl Engine {
             sql: external_definition(&cet),
             location: None,
             primary_key: vec![],
+            refresh: None,
         };
         // Register first: this validates the location and infers the schema.
         for l in &cet.locations {
@@ -454,6 +472,7 @@ impl Engine {
             sql: String::new(),
             location: Some(location),
             primary_key,
+            refresh: None,
         };
         if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
             let _ = std::fs::remove_dir_all(&dir);
@@ -488,6 +507,7 @@ impl Engine {
             sql: stmt.to_string(),
             location: None,
             primary_key: vec![],
+            refresh: None,
         };
         // Planning the view checks that everything it reads exists (42P01 otherwise).
         let previous = self.ctx.table_provider(bare(&name)).await.ok();
@@ -532,10 +552,12 @@ impl Engine {
         if_exists: bool,
         cascade: bool,
     ) -> Result<Outcome> {
-        let tag = if kind == ObjectType::View {
-            "DROP VIEW"
-        } else {
-            "DROP TABLE"
+        let (tag, wanted) = match kind {
+            ObjectType::View => ("DROP VIEW", RelationKind::View),
+            ObjectType::MaterializedView => {
+                ("DROP MATERIALIZED VIEW", RelationKind::MaterializedView)
+            }
+            _ => ("DROP TABLE", RelationKind::Table),
         };
         let mut catalog = self.catalog.lock().await;
         let mut doomed: Vec<String> = Vec::new();
@@ -543,14 +565,11 @@ impl Engine {
             match catalog.get(name) {
                 None if if_exists => continue,
                 None => return Err(EngineError::UndefinedRelation(name.clone())),
-                Some(e) if (e.kind == RelationKind::View) != (kind == ObjectType::View) => {
+                Some(e) if e.kind.keyword() != wanted.keyword() => {
                     return Err(EngineError::WrongObjectType {
                         name: name.clone(),
-                        expected: if kind == ObjectType::View {
-                            "view"
-                        } else {
-                            "table"
-                        },
+                        expected: wanted.noun(),
+                        actual: Some(e.kind),
                     })
                 }
                 Some(_) => doomed.push(name.clone()),
@@ -565,10 +584,11 @@ impl Engine {
                     continue;
                 }
                 if !cascade {
+                    let noun = |n: &str| catalog.get(n).map_or("table", |e| e.kind.noun());
                     return Err(EngineError::DependentObjects {
-                        kind: catalog.get(&target).map_or("table", |e| e.kind.noun()),
+                        kind: noun(&target),
+                        dependents: vec![format!("{} {dep}", noun(&dep))],
                         name: target,
-                        dependents: vec![dep],
                     });
                 }
                 doomed.push(dep);
@@ -583,8 +603,16 @@ impl Engine {
             entries.retain(|e| !doomed.contains(&e.name));
             Ok(())
         })?;
-        for entry in removed {
+        for entry in &removed {
             self.ctx.deregister_table(bare(&entry.name))?;
+        }
+        // A refresh in progress records its outcome under the catalog lock: let it go
+        // before waiting for one to finish.
+        drop(catalog);
+        for entry in removed {
+            if entry.kind == RelationKind::MaterializedView {
+                self.forget_materialized_view(&entry.name).await;
+            }
             if let Some(loc) = entry.location {
                 let dir = self.data_dir.join(loc);
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -619,6 +647,11 @@ impl Engine {
                 Err(EngineError::UndefinedRelation(name.to_string()))
             };
         };
+        if entry.kind == RelationKind::MaterializedView {
+            return Err(EngineError::NotSupported(format!(
+                "renaming materialized view \"{name}\" (drop it and create it again)"
+            )));
+        }
         if catalog.get(new_name).is_some() || self.ctx.table_exist(bare(new_name)).unwrap_or(false)
         {
             return Err(EngineError::DuplicateRelation(new_name.to_string()));
@@ -633,7 +666,7 @@ impl Engine {
                     // The view's own name must stay (it is not the renamed relation).
                     if let Statement::CreateView(ref mut v) = *s {
                         v.name = object_name(&e.name);
-                        v.or_replace = true;
+                        v.or_replace = !v.materialized;
                     }
                     e.sql = s.to_string();
                 }
@@ -663,7 +696,8 @@ impl Engine {
         if let Some(provider) = self.ctx.deregister_table(bare(name))? {
             self.ctx.register_table(bare(new_name), provider)?;
         }
-        for e in &rewritten {
+        // A materialised view keeps its stored result; its next refresh reads the new name.
+        for e in rewritten.iter().filter(|e| e.kind == RelationKind::View) {
             if let Err(err) = self.register(e).await {
                 warn!(
                     "view \"{}\" could not be rebuilt after the rename: {err}",
@@ -683,12 +717,12 @@ impl Engine {
     }
 }
 
-/// Views in the catalog that read `name`.
+/// Views and materialised views in the catalog that read `name`.
 fn dependents(catalog: &Catalog, name: &str) -> Vec<String> {
     catalog
         .entries()
         .iter()
-        .filter(|e| e.kind == RelationKind::View && e.name != name)
+        .filter(|e| e.kind.is_view() && e.name != name)
         .filter(|e| match sql::parse_one(&e.sql) {
             Ok(DFStatement::Statement(s)) => {
                 sql::referenced_relations(&s).iter().any(|r| r == name)

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::listing::ListingTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -34,6 +35,17 @@ impl SourceTable {
             inner,
             label: format!("source \"{name}\" ({location})").into(),
         }
+    }
+
+    /// The URLs of the files or directories the source lists (`file:///data/crm.csv`),
+    /// or `None` when it is not a listing of files.
+    pub fn listing_urls(&self) -> Option<Vec<String>> {
+        self.inner.downcast_ref::<ListingTable>().map(|t| {
+            t.table_paths()
+                .iter()
+                .map(|u| u.as_str().to_string())
+                .collect()
+        })
     }
 }
 

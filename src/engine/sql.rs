@@ -20,6 +20,12 @@ pub enum Command {
     CreateExternal(Box<CreateExternalTable>),
     CreateTable(Box<Statement>),
     CreateView(Box<Statement>),
+    CreateMaterializedView(Box<super::matview::CreateMaterializedView>),
+    /// `REFRESH MATERIALIZED VIEW [CONCURRENTLY] name [WITH [NO] DATA]`.
+    RefreshMaterializedView {
+        name: String,
+        with_data: bool,
+    },
     Drop {
         kind: ObjectType,
         names: Vec<String>,
@@ -207,6 +213,9 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
     if first_word.eq_ignore_ascii_case("copy") {
         return parse_copy(sql).map(|c| Some(Command::Copy(c)));
     }
+    if let Some(command) = super::matview::parse::classify(sql) {
+        return command.map(Some);
+    }
     let stmt = match parse_one(sql)? {
         DFStatement::CreateExternalTable(c) => {
             return Ok(Some(Command::CreateExternal(Box::new(c))))
@@ -218,7 +227,8 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         Statement::CreateTable(ref c) if !c.external => Command::CreateTable(Box::new(stmt)),
         Statement::CreateView(ref v) if !v.materialized => Command::CreateView(Box::new(stmt)),
         Statement::Drop {
-            object_type: kind @ (ObjectType::Table | ObjectType::View),
+            object_type:
+                kind @ (ObjectType::Table | ObjectType::View | ObjectType::MaterializedView),
             if_exists,
             names,
             cascade,

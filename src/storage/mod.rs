@@ -110,6 +110,21 @@ impl ManagedTable {
         self.state.commit(WriteOp::Append, batches).await
     }
 
+    /// Replace the whole contents by `batches` in one commit (readers see the old rows
+    /// until it lands); returns the number of rows written.
+    pub async fn overwrite(&self, mut batches: Vec<RecordBatch>) -> Result<u64> {
+        if batches.is_empty() {
+            // An overwrite needs a batch to carry the schema, even with no rows.
+            batches.push(RecordBatch::new_empty(self.state.schema.clone()));
+        }
+        self.state.commit(WriteOp::Overwrite, batches).await
+    }
+
+    /// The Delta version of the latest commit (waits for a commit in progress).
+    pub async fn version(&self) -> Option<u64> {
+        self.state.table.lock().await.version()
+    }
+
     fn sink_exec(
         &self,
         op: WriteOp,

@@ -70,6 +70,7 @@ async fn target(
         return Err(engine_error(EngineError::WrongObjectType {
             name: table.to_string(),
             expected: "managed table (COPY FROM writes only to tables created with CREATE TABLE)",
+            actual: None,
         }));
     };
     let parser =

@@ -18,6 +18,7 @@ pub fn to_pg(err: PgWireError, query: &str, offset: usize) -> PgWireError {
         PgWireError::ApiError(e) => {
             let (code, message) = classify_boxed(e.as_ref());
             let mut info = ErrorInfo::new("ERROR".into(), code.into(), message);
+            info.hint = engine_error_in(e.as_ref()).and_then(EngineError::hint);
             if code == "42601" {
                 info.position =
                     syntax_position(&info.message, query, offset).map(|p| p.to_string());
@@ -49,6 +50,26 @@ pub fn engine_error(e: EngineError) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
 }
 
+/// The engine error inside `e`, through DataFusion's wrappers.
+fn engine_error_in<'a>(
+    e: &'a (dyn std::error::Error + Send + Sync + 'static),
+) -> Option<&'a EngineError> {
+    if let Some(e) = e.downcast_ref::<EngineError>() {
+        return match e {
+            EngineError::DataFusion(d) => engine_error_in(d),
+            other => Some(other),
+        };
+    }
+    match e.downcast_ref::<DataFusionError>()? {
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            engine_error_in(inner.as_ref())
+        }
+        DataFusionError::Shared(inner) => engine_error_in(inner.as_ref()),
+        DataFusionError::External(inner) => engine_error_in(inner.as_ref()),
+        _ => None,
+    }
+}
+
 fn classify_boxed(e: &(dyn std::error::Error + Send + Sync + 'static)) -> (&'static str, String) {
     if let Some(e) = e.downcast_ref::<EngineError>() {
         return classify_engine(e);
@@ -69,7 +90,10 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         EngineError::UndefinedColumn { .. } => "42703",
         EngineError::BadCall(_) => "42883",
         EngineError::BadArgument(_) => "42804",
-        EngineError::WrongObjectType { .. } => "42809",
+        EngineError::WrongObjectType { .. } | EngineError::ReadOnlyMaterializedView(_) => "42809",
+        EngineError::NotPopulated(_) => "55000",
+        EngineError::InvalidParameter(_) => "22023",
+        EngineError::Refresh { source, .. } => classify_engine(source).0,
         EngineError::DependentObjects { .. } => "2BP01",
         EngineError::Syntax(_) => "42601",
         EngineError::NotSupported(_) => "0A000",
@@ -84,7 +108,7 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
     };
     let message = match e {
         EngineError::DependentObjects { kind, name, dependents } => format!(
-            "cannot drop {kind} \"{name}\" because other objects depend on it (view {} depends on {kind} {name}); use DROP ... CASCADE to drop the dependent objects too",
+            "cannot drop {kind} \"{name}\" because other objects depend on it ({} depends on {kind} {name}); use DROP ... CASCADE to drop the dependent objects too",
             dependents.join(", ")
         ),
         other => other.to_string(),
@@ -241,7 +265,7 @@ mod tests {
                 EngineError::DependentObjects {
                     kind: "table",
                     name: "t".into(),
-                    dependents: vec!["v".into()],
+                    dependents: vec!["view v".into()],
                 },
                 "2BP01",
             ),

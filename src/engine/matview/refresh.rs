@@ -1,0 +1,399 @@
+//! Creating, refreshing and forgetting materialised views (the engine's side).
+//!
+//! CREATE defines the view under the catalog lock (planning its query checks that what
+//! it reads exists, 42P01 otherwise), creates its empty Delta table and registers it
+//! unpopulated; unless `WITH NO DATA`, it is then filled by an ordinary refresh, and
+//! dropped again if that refresh fails, so a failed CREATE leaves nothing.
+//!
+//! A refresh holds the view's own lock, not the catalog's, while its query runs: other
+//! statements go on, and readers see the previous result until the overwrite commits.
+//! Locks are taken from a view down to its inputs, which cannot form a cycle (a view can
+//! only read what existed before it), so two refreshes never wait on each other.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use futures::future::BoxFuture;
+use tracing::{debug, info, warn};
+
+use super::inputs::{self, Inputs};
+use super::table::MaterializedViewTable;
+use super::{now_micros, CreateMaterializedView, Definition, RefreshState, Runtime, Status};
+use crate::engine::catalog::{Catalog, Entry, RelationKind};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::{bare, unique_suffix, upsert, Engine, Outcome};
+use crate::storage::ManagedTable;
+
+/// Views read through views read through views...: deeper than this is a cycle.
+const MAX_DEPTH: usize = 64;
+
+/// What a refresh did.
+enum Refreshed {
+    /// The query ran and its rows replaced the stored result.
+    Written {
+        rows: u64,
+        version: Option<u64>,
+        inputs: std::collections::BTreeMap<String, String>,
+    },
+    /// Every input had the version recorded last time: nothing ran.
+    Unchanged { rows: u64 },
+}
+
+impl Engine {
+    pub(in crate::engine) async fn create_materialized_view(
+        &self,
+        create: CreateMaterializedView,
+    ) -> Result<Outcome> {
+        let def = create.definition;
+        let name = def.name.clone();
+        {
+            let mut catalog = self.catalog.lock().await;
+            if self.exists_or_replace(
+                &catalog,
+                &name,
+                create.if_not_exists,
+                false,
+                RelationKind::MaterializedView,
+            )? {
+                return Ok(Outcome::tag("CREATE MATERIALIZED VIEW"));
+            }
+            let plan = self.plan_definition(&def).await?;
+            let fields: Vec<_> = plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+            let location = format!("matviews/{name}-{}", unique_suffix());
+            let dir = self.data_dir.join(&location);
+            let data = match ManagedTable::create(&name, &dir, schema).await {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
+            let state = RefreshState {
+                version: data.version().await,
+                ..RefreshState::default()
+            };
+            let entry = Entry {
+                name: name.clone(),
+                kind: RelationKind::MaterializedView,
+                sql: def.sql.clone(),
+                location: Some(location.clone()),
+                primary_key: vec![],
+                refresh: Some(state),
+            };
+            if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+            self.serve_materialized_view(&def, data, location, false, None)?;
+            self.publish_materialized_views(&catalog);
+        }
+        if !create.with_data {
+            return Ok(Outcome::tag("CREATE MATERIALIZED VIEW"));
+        }
+        match self.refresh_materialized_view(&name, true).await {
+            Ok(rows) => Ok(Outcome::rows("SELECT", rows)),
+            Err(e) => {
+                if let Err(undo) = self
+                    .drop_relations(
+                        ObjectType::MaterializedView,
+                        vec![name.clone()],
+                        true,
+                        false,
+                    )
+                    .await
+                {
+                    warn!("materialized view \"{name}\" could not be filled and stays unpopulated: {undo}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Register a view's provider and start tracking it (at CREATE and at start-up).
+    fn serve_materialized_view(
+        &self,
+        def: &Definition,
+        data: ManagedTable,
+        location: String,
+        populated: bool,
+        last_attempt: Option<i64>,
+    ) -> Result<()> {
+        let table = Arc::new(MaterializedViewTable::new(
+            &def.name,
+            &def.query.to_string(),
+            data,
+            populated,
+        ));
+        self.ctx.register_table(bare(&def.name), table.clone())?;
+        let interval = def.refresh_interval.as_ref().map(|(d, _)| *d);
+        // A schedule carries on from the last refresh before a restart.
+        let since_last = last_attempt
+            .map(|t| Duration::from_micros(now_micros().saturating_sub(t).max(0) as u64))
+            .unwrap_or_default();
+        let next_due = Instant::now() + interval.unwrap_or_default().saturating_sub(since_last);
+        self.matviews.insert(Runtime {
+            table,
+            location,
+            lock: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+            interval,
+            next_due: std::sync::Mutex::new(next_due),
+            scheduled: AtomicBool::new(false),
+        });
+        Ok(())
+    }
+
+    /// Serve a materialised view of the catalog (at start-up).
+    pub(in crate::engine) async fn restore_materialized_view(&self, entry: &Entry) -> Result<()> {
+        let def = Definition::parse(&entry.sql)?;
+        let location = entry.location.clone().unwrap_or_default();
+        let data = ManagedTable::open(&entry.name, &self.data_dir.join(&location)).await?;
+        let state = entry.refresh.clone().unwrap_or_default();
+        self.serve_materialized_view(&def, data, location, state.populated, state.last_attempt)
+    }
+
+    /// Stop serving dropped views: wait for a refresh in progress, then remove the
+    /// stored result. Called without the catalog lock (a refresh takes it to record its
+    /// outcome).
+    pub(in crate::engine) async fn forget_materialized_view(&self, name: &str) {
+        if let Some(runtime) = self.matviews.remove(name) {
+            let _running = runtime.lock.lock().await;
+        }
+    }
+
+    /// `REFRESH MATERIALIZED VIEW name [WITH [NO] DATA]`; returns the rows it holds.
+    pub async fn refresh_materialized_view(&self, name: &str, with_data: bool) -> Result<u64> {
+        if with_data {
+            self.refresh(name, 0).await
+        } else {
+            self.unpopulate(name).await.map(|()| 0)
+        }
+    }
+
+    /// The view of that name being served, or the error PostgreSQL gives.
+    async fn runtime(&self, name: &str) -> Result<Arc<Runtime>> {
+        if let Some(r) = self.matviews.get(name) {
+            return Ok(r);
+        }
+        Err(match self.catalog.lock().await.get(name) {
+            Some(e) if e.kind != RelationKind::MaterializedView => EngineError::WrongObjectType {
+                name: name.to_string(),
+                expected: "materialized view",
+                actual: None,
+            },
+            _ => EngineError::UndefinedRelation(name.to_string()),
+        })
+    }
+
+    fn refresh<'a>(&'a self, name: &'a str, depth: usize) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let runtime = self.runtime(name).await?;
+            let _serialised = runtime.lock.lock().await;
+            runtime.refreshing.store(true, Ordering::Release);
+            self.publish_materialized_views(&*self.catalog.lock().await);
+            let started = Instant::now();
+            let attempt = now_micros();
+            let outcome = self.compute(&runtime, depth).await;
+            let duration_ms = started.elapsed().as_millis() as u64;
+            let rows = match &outcome {
+                Ok(Refreshed::Written { rows, .. }) => {
+                    info!(view = %name, duration_ms, rows, "materialized view refreshed");
+                    *rows
+                }
+                Ok(Refreshed::Unchanged { rows }) => {
+                    debug!(view = %name, "materialized view up to date");
+                    *rows
+                }
+                Err(_) => 0,
+            };
+            self.record(&runtime, |s| {
+                s.last_attempt = Some(attempt);
+                s.duration_ms = Some(duration_ms);
+                match &outcome {
+                    Ok(Refreshed::Written {
+                        rows,
+                        version,
+                        inputs,
+                    }) => {
+                        s.populated = true;
+                        s.rows = *rows;
+                        s.version = *version;
+                        s.inputs = inputs.clone();
+                        s.last_refresh = Some(attempt);
+                        s.status = Status::Refreshed;
+                        s.last_error = None;
+                    }
+                    Ok(Refreshed::Unchanged { .. }) => {
+                        s.status = Status::UpToDate;
+                        s.last_error = None;
+                    }
+                    Err(e) => {
+                        s.status = Status::Failed;
+                        s.last_error = Some(e.to_string());
+                    }
+                }
+            })
+            .await;
+            runtime.refreshing.store(false, Ordering::Release);
+            runtime.reschedule();
+            self.publish_materialized_views(&*self.catalog.lock().await);
+            outcome.map(|_| rows).map_err(|e| EngineError::Refresh {
+                name: name.to_string(),
+                source: Box::new(e),
+            })
+        })
+    }
+
+    /// Bring the inputs up to date, then run the query and store its result (or find
+    /// that nothing changed).
+    async fn compute(&self, runtime: &Runtime, depth: usize) -> Result<Refreshed> {
+        let name = runtime.table.name();
+        if depth > MAX_DEPTH {
+            return Err(EngineError::NotSupported(format!(
+                "materialized views read through more than {MAX_DEPTH} others (\"{name}\")"
+            )));
+        }
+        let entry = self
+            .catalog
+            .lock()
+            .await
+            .get(name)
+            .filter(|e| e.location.as_deref() == Some(runtime.location.as_str()))
+            .cloned()
+            .ok_or_else(|| EngineError::UndefinedRelation(name.to_string()))?;
+        let previous = entry.refresh.unwrap_or_default();
+        let def = Definition::parse(&entry.sql)?;
+        let plan = self.plan_definition(&def).await?;
+        let inputs = Inputs::of(&plan)?;
+        for input in inputs.materialized_views() {
+            if input != name {
+                self.refresh(&input, depth + 1).await?;
+            }
+        }
+        let versions = inputs.versions().await;
+        if previous.populated
+            && runtime.table.is_populated()
+            && previous.inputs == versions
+            && inputs::all_versioned(&versions)
+        {
+            return Ok(Refreshed::Unchanged {
+                rows: previous.rows,
+            });
+        }
+        let stored: Vec<String> = runtime
+            .table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let computed: Vec<String> = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if stored != computed {
+            return Err(EngineError::NotSupported(format!(
+                "a result with other columns than those stored: the query of \"{name}\" now returns ({}), the view has ({}); drop it and create it again",
+                computed.join(", "),
+                stored.join(", ")
+            )));
+        }
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let rows = runtime.table.data().overwrite(batches).await?;
+        runtime.table.set_populated(true);
+        Ok(Refreshed::Written {
+            rows,
+            version: runtime.table.data().version().await,
+            inputs: versions,
+        })
+    }
+
+    /// `REFRESH ... WITH NO DATA`: the view keeps its files but answers 55000 until the
+    /// next refresh.
+    async fn unpopulate(&self, name: &str) -> Result<()> {
+        let runtime = self.runtime(name).await?;
+        let _serialised = runtime.lock.lock().await;
+        runtime.table.set_populated(false);
+        self.record(&runtime, |s| {
+            s.populated = false;
+            s.rows = 0;
+            s.inputs.clear();
+            s.status = Status::Unpopulated;
+            s.last_error = None;
+        })
+        .await;
+        self.publish_materialized_views(&*self.catalog.lock().await);
+        Ok(())
+    }
+
+    /// Change the refresh state of the view in the catalog, unless it has been dropped
+    /// meanwhile (or replaced by a new view of the same name).
+    async fn record(&self, runtime: &Runtime, change: impl FnOnce(&mut RefreshState)) {
+        let name = runtime.table.name();
+        let mut catalog = self.catalog.lock().await;
+        let current = catalog
+            .get(name)
+            .is_some_and(|e| e.location.as_deref() == Some(runtime.location.as_str()));
+        if !current {
+            return;
+        }
+        let saved = catalog.update(|entries| {
+            if let Some(e) = entries.iter_mut().find(|e| e.name == name) {
+                change(e.refresh.get_or_insert_with(RefreshState::default));
+            }
+            Ok(())
+        });
+        if let Err(e) = saved {
+            warn!("cannot record the refresh of materialized view \"{name}\": {e}");
+        }
+    }
+
+    /// The logical plan of a view's query, with the view's column names.
+    async fn plan_definition(&self, def: &Definition) -> Result<LogicalPlan> {
+        let query = Statement::Query(def.query.clone());
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(query)))
+            .await?;
+        if def.columns.is_empty() {
+            return Ok(plan);
+        }
+        let columns = plan.schema().columns();
+        if def.columns.len() > columns.len() {
+            return Err(EngineError::Syntax(format!(
+                "too many column names were specified for materialized view \"{}\"",
+                def.name
+            )));
+        }
+        let exprs: Vec<Expr> = columns
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| match def.columns.get(i) {
+                Some(n) => Expr::Column(c).alias(n),
+                None => Expr::Column(c),
+            })
+            .collect();
+        Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+    }
+
+    /// Refresh `tessera.materialized_views` from the catalog.
+    pub(in crate::engine) fn publish_materialized_views(&self, catalog: &Catalog) {
+        if let Err(e) = self.matviews.publish(catalog) {
+            warn!("cannot publish materialized views: {e}");
+        }
+    }
+}

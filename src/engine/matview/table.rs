@@ -1,0 +1,128 @@
+//! The `TableProvider` of a materialised view: its stored result (a [`ManagedTable`]),
+//! read-only, and refusing reads while the view is unpopulated (SQLSTATE 55000, as in
+//! PostgreSQL).
+//!
+//! One instance serves a view for its whole life: plain views planned over it keep a
+//! reference to it, so a refresh changes what it reads (the Delta table's latest
+//! snapshot) rather than replacing it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::engine::EngineError;
+use crate::storage::ManagedTable;
+
+#[derive(Debug)]
+pub struct MaterializedViewTable {
+    name: String,
+    definition: String,
+    data: ManagedTable,
+    populated: AtomicBool,
+}
+
+impl MaterializedViewTable {
+    pub fn new(name: &str, definition: &str, data: ManagedTable, populated: bool) -> Self {
+        MaterializedViewTable {
+            name: name.to_string(),
+            definition: definition.to_string(),
+            data,
+            populated: AtomicBool::new(populated),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stored result.
+    pub fn data(&self) -> &ManagedTable {
+        &self.data
+    }
+
+    pub fn is_populated(&self) -> bool {
+        self.populated.load(Ordering::Acquire)
+    }
+
+    /// Mark the view populated (after its first result has committed) or not
+    /// (`REFRESH ... WITH NO DATA`).
+    pub fn set_populated(&self, populated: bool) {
+        self.populated.store(populated, Ordering::Release);
+    }
+
+    fn read_only(&self) -> DataFusionError {
+        EngineError::ReadOnlyMaterializedView(self.name.clone()).into()
+    }
+}
+
+#[async_trait]
+impl TableProvider for MaterializedViewTable {
+    fn schema(&self) -> SchemaRef {
+        self.data.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.definition)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !self.is_populated() {
+            return Err(EngineError::NotPopulated(self.name.clone()).into());
+        }
+        self.data.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.data.supports_filters_pushdown(filters)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        _input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(self.read_only())
+    }
+
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        _filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(self.read_only())
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        _assignments: Vec<(String, Expr)>,
+        _filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(self.read_only())
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(self.read_only())
+    }
+}
