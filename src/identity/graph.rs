@@ -12,12 +12,10 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use datafusion::arrow::array::{
-    Array, AsArray, LargeStringArray, RecordBatch, StringArray, StringViewArray,
-};
+use datafusion::arrow::array::{Array, AsArray, LargeStringArray, StringArray, StringViewArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{exec_err, Result};
+use datafusion::common::Result;
 use twox_hash::XxHash3_128;
 
 use super::rules::Rules;
@@ -28,7 +26,6 @@ pub const EDGE_COLUMNS: [&str; 4] = ["source", "record_key", "id_type", "id_valu
 
 /// No previous unified id (ids are sequence numbers; the oldest is the smallest).
 pub const NO_ID: u64 = u64::MAX;
-const NONE: u32 = u32::MAX;
 const SEPARATOR: u8 = 0x1f;
 
 /// Keys that are already uniformly distributed 128-bit hashes use their low 64 bits
@@ -77,10 +74,21 @@ pub struct Arena {
 }
 
 impl Arena {
-    fn push(&mut self, s: &str) -> u32 {
+    pub fn push(&mut self, s: &str) -> u32 {
         self.bytes.extend_from_slice(s.as_bytes());
         self.ends.push(self.bytes.len());
         (self.ends.len() - 1) as u32
+    }
+
+    /// Append all of `other`'s strings, keeping their order.
+    pub fn append(&mut self, other: Arena) {
+        let base = self.bytes.len();
+        if self.bytes.is_empty() {
+            *self = other;
+            return;
+        }
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
     }
 
     pub fn get(&self, i: u32) -> &str {
@@ -99,7 +107,7 @@ pub struct Names {
 }
 
 impl Names {
-    fn intern(&mut self, raw: &str, canonical: impl FnOnce(&str) -> String) -> u32 {
+    pub fn intern(&mut self, raw: &str, canonical: impl FnOnce(&str) -> String) -> u32 {
         if let Some(i) = self.lookup.get(raw) {
             return *i;
         }
@@ -117,14 +125,14 @@ impl Names {
 }
 
 /// Text columns of any string type, read row by row.
-enum Strings<'a> {
+pub enum Strings<'a> {
     Utf8(&'a StringArray),
     Large(&'a LargeStringArray),
     View(&'a StringViewArray),
 }
 
 impl Strings<'_> {
-    fn get(&self, row: usize) -> Option<&str> {
+    pub fn get(&self, row: usize) -> Option<&str> {
         match self {
             Strings::Utf8(a) => (!a.is_null(row)).then(|| a.value(row)),
             Strings::Large(a) => (!a.is_null(row)).then(|| a.value(row)),
@@ -143,7 +151,7 @@ pub fn as_text(column: &dyn Array) -> Result<std::sync::Arc<dyn Array>> {
     }
 }
 
-fn strings(column: &dyn Array) -> Strings<'_> {
+pub fn strings(column: &dyn Array) -> Strings<'_> {
     match column.data_type() {
         DataType::LargeUtf8 => Strings::Large(column.as_string::<i64>()),
         DataType::Utf8View => Strings::View(column.as_string_view()),
@@ -151,217 +159,251 @@ fn strings(column: &dyn Array) -> Strings<'_> {
     }
 }
 
-/// Records and identifiers seen so far, and the edges between them.
+/// Records and identifiers, and the edges between them, as built by
+/// [`super::ingest::build`].
+///
+/// The nodes are record *occurrences*: runs of consecutive edge rows of one record. A
+/// record whose rows are not all adjacent has several; each points to its first one,
+/// the canonical occurrence, which stands for the record in the output.
 pub struct Graph {
     rules: Rules,
     pub types: Names,
     pub sources: Names,
-    records: PrehashedMap<u128, u32>,
-    pub rec_hash: Vec<u128>,
-    /// The unified id each record had after the previous run ([`NO_ID`] if none).
-    pub rec_prev: Vec<u64>,
-    /// Index into `keys` of the record's key; [`NONE`] for records of the previous run
-    /// not seen in this one.
-    pub rec_key: Vec<u32>,
-    pub rec_source: Vec<u32>,
-    pub keys: Arena,
-    idents: PrehashedMap<u128, u32>,
+    pub occ_hash: Vec<u128>,
+    pub occ_source: Vec<u32>,
+    pub occ_key: Arena,
+    /// The canonical occurrence of each occurrence's record.
+    pub canon: Vec<u32>,
+    /// The unified id each canonical record had after the previous run ([`NO_ID`] if
+    /// none).
+    pub prev: Vec<u64>,
     pub ident_type: Vec<u32>,
-    ident_hash: Vec<u64>,
+    pub ident_hash: Vec<u64>,
     pub ident_blocked: Vec<bool>,
     pub values: Arena,
-    edges: Vec<(u32, u32)>,
-    last_record: Option<(u128, u32)>,
-    last_type: Option<(String, u32)>,
-    buf: Vec<u8>,
+    /// The occurrences carrying identifier `i` are `members[starts[i]..starts[i + 1]]`.
+    pub starts: Vec<u32>,
+    pub members: Vec<u32>,
 }
 
 impl Graph {
-    /// A graph that remembers the unified ids of a previous run: `(record hash, id)`.
-    pub fn new(rules: Rules, previous: impl Iterator<Item = (u128, u64)>) -> Graph {
-        let mut g = Graph {
+    pub fn empty(rules: Rules, types: Names, sources: Names) -> Graph {
+        Graph {
             rules,
-            types: Names::default(),
-            sources: Names::default(),
-            records: PrehashedMap::default(),
-            rec_hash: Vec::new(),
-            rec_prev: Vec::new(),
-            rec_key: Vec::new(),
-            rec_source: Vec::new(),
-            keys: Arena::default(),
-            idents: PrehashedMap::default(),
+            types,
+            sources,
+            occ_hash: Vec::new(),
+            occ_source: Vec::new(),
+            occ_key: Arena::default(),
+            canon: Vec::new(),
+            prev: Vec::new(),
             ident_type: Vec::new(),
             ident_hash: Vec::new(),
             ident_blocked: Vec::new(),
             values: Arena::default(),
-            edges: Vec::new(),
-            last_record: None,
-            last_type: None,
-            buf: Vec::new(),
-        };
-        for (hash, id) in previous {
-            let i = g.rec_hash.len() as u32;
-            g.records.insert(hash, i);
-            g.rec_hash.push(hash);
-            g.rec_prev.push(id);
-            g.rec_key.push(NONE);
-            g.rec_source.push(NONE);
+            starts: vec![],
+            members: Vec::new(),
         }
-        g
     }
 
-    pub fn record_count(&self) -> usize {
-        self.rec_key.iter().filter(|k| **k != NONE).count()
+    pub fn node_count(&self) -> usize {
+        self.occ_hash.len()
     }
 
     pub fn identifier_count(&self) -> usize {
         self.ident_type.len()
     }
 
-    pub fn is_seen(&self, record: u32) -> bool {
-        self.rec_key[record as usize] != NONE
+    /// Whether node `o` stands for its record (the record's first occurrence).
+    pub fn is_record(&self, o: u32) -> bool {
+        self.canon[o as usize] == o
     }
 
-    /// Add a batch whose first four columns are [`EDGE_COLUMNS`]. A row with a NULL
-    /// `id_type` or `id_value` still makes its record part of the output.
-    pub fn ingest(&mut self, batch: &RecordBatch) -> Result<()> {
-        if batch.num_columns() < 4 {
-            return exec_err!("resolve_identities: an edges batch has fewer than 4 columns");
-        }
-        let cols: Vec<_> = (0..4)
-            .map(|i| as_text(batch.column(i).as_ref()))
-            .collect::<Result<_>>()?;
-        let [source, key, id_type, value] = [0, 1, 2, 3].map(|i| strings(cols[i].as_ref()));
-        for row in 0..batch.num_rows() {
-            let (Some(s), Some(k)) = (source.get(row), key.get(row)) else {
-                let column = if source.get(row).is_none() {
-                    "source"
-                } else {
-                    "record_key"
-                };
-                return exec_err!(
-                    "resolve_identities: NULL {column} in an edges row (every row needs a source and a record_key)"
-                );
-            };
-            let record = self.record(s, k);
-            if let (Some(t), Some(v)) = (id_type.get(row), value.get(row)) {
-                let ident = self.identifier(t, v);
-                self.edges.push((ident, record));
-            }
-        }
-        Ok(())
+    fn degree(&self, i: usize) -> u32 {
+        self.starts[i + 1] - self.starts[i]
     }
 
-    fn record(&mut self, source: &str, key: &str) -> u32 {
-        let hash = pair_hash(&mut self.buf, source, key);
-        if let Some((h, i)) = self.last_record {
-            if h == hash {
-                return i;
-            }
-        }
-        let next = self.rec_hash.len() as u32;
-        let i = *self.records.entry(hash).or_insert(next);
-        if i == next {
-            self.rec_hash.push(hash);
-            self.rec_prev.push(NO_ID);
-            self.rec_key.push(NONE);
-            self.rec_source.push(NONE);
-        }
-        if self.rec_key[i as usize] == NONE {
-            self.rec_key[i as usize] = self.keys.push(key);
-            self.rec_source[i as usize] = self.sources.intern(source, str::to_string);
-        }
-        self.last_record = Some((hash, i));
-        i
-    }
-
-    fn identifier(&mut self, id_type: &str, value: &str) -> u32 {
-        // Types repeat row after row: skip the table lookup when it is the last one.
-        let t = match &self.last_type {
-            Some((raw, t)) if raw == id_type => *t,
-            _ => {
-                let t = self.types.intern(id_type, |raw| raw.trim().to_lowercase());
-                self.last_type = Some((id_type.to_string(), t));
-                t
-            }
-        };
-        let type_name = &self.types.names[t as usize];
-        let hash = pair_hash(&mut self.buf, type_name, value);
-        let next = self.ident_type.len() as u32;
-        let i = *self.idents.entry(hash).or_insert(next);
-        if i == next {
-            self.ident_type.push(t);
-            self.ident_hash.push(hash as u64);
-            let blocked = self.rules.is_blocked(&self.types.names[t as usize], value);
-            self.ident_blocked.push(blocked);
-            self.values.push(value);
-        }
-        i
-    }
-
-    /// Link the records. Consumes the edges; the interned names and records stay.
+    /// Link the records; the graph's names and records stay for the output.
+    ///
+    /// Three passes, so that the costly limit checks run only where they can matter:
+    /// 1. connected components ignoring the limits;
+    /// 2. flag the components that break a limit or hold two previous ids;
+    /// 3. link those again from scratch, one identifier at a time in priority order,
+    ///    refusing links over a limit and recording merges of previous ids.
+    ///
+    /// A component within every limit comes out of pass 3 unchanged (its value sets
+    /// only grow towards the final one, so no link would be refused), and every
+    /// identifier's records lie in one component, so this is exactly the result of
+    /// running pass 3 alone over the whole graph.
     pub fn link(&mut self) -> Linked {
-        let edges = std::mem::take(&mut self.edges);
-        let n_idents = self.ident_type.len();
-        let (starts, members) = csr(n_idents, edges.iter().map(|(i, r)| (*i, *r)));
+        let n = self.node_count();
         let limit: Vec<Option<u32>> = self
             .types
             .names
             .iter()
             .map(|t| self.rules.rule(t).max_per_profile)
             .collect();
+        let mut uf = UnionFind::new(n, self.prev.clone());
+        for o in 0..n as u32 {
+            let c = self.canon[o as usize];
+            if c != o {
+                let (a, b) = (uf.find(c), uf.find(o));
+                if a != b {
+                    uf.union(a, b);
+                }
+            }
+        }
+        for i in 0..self.identifier_count() {
+            if self.ident_blocked[i] || self.degree(i) < 2 {
+                continue;
+            }
+            let members = self.members_of(i);
+            let mut acc = uf.find(members[0]);
+            for &r in &members[1..] {
+                let r = uf.find(r);
+                if r != acc {
+                    acc = uf.union(acc, r);
+                }
+            }
+        }
+        let mut roots: Vec<u32> = (0..n as u32).map(|o| uf.find(o)).collect();
+        let flagged = self.flag(&roots, &uf, &limit);
+        let blocked: Vec<(u32, u32)> = (0..self.identifier_count())
+            .filter(|i| self.ident_blocked[*i] && self.degree(*i) >= 2)
+            .map(|i| (i as u32, self.degree(i)))
+            .collect();
+        let (merges, refusals) = if flagged.iter().any(|f| *f) {
+            let flagged: Vec<bool> = roots.iter().map(|r| flagged[*r as usize]).collect();
+            let out = self.link_with_limits(&mut uf, &flagged, &limit);
+            for o in 0..n as u32 {
+                if flagged[o as usize] {
+                    roots[o as usize] = uf.find(o);
+                }
+            }
+            out
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Linked {
+            prev: uf.prev,
+            roots,
+            merges,
+            refusals,
+            blocked,
+        }
+    }
+
+    fn members_of(&self, i: usize) -> &[u32] {
+        &self.members[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+
+    /// Pass 2: by root, whether the component breaks a limit or joins previous ids.
+    fn flag(&self, roots: &[u32], uf: &UnionFind, limit: &[Option<u32>]) -> Vec<bool> {
+        let mut flagged = vec![false; roots.len()];
+        for (o, &root) in roots.iter().enumerate() {
+            let p = self.prev[o];
+            if p != NO_ID && p != uf.prev[root as usize] {
+                flagged[root as usize] = true;
+            }
+        }
+        // Distinct values per type and component: identifiers are distinct values and
+        // all the records of one (unblocked) identifier are in one component.
+        let mut by_type: Vec<Vec<u32>> = vec![Vec::new(); limit.len()];
+        for i in 0..self.identifier_count() {
+            let t = self.ident_type[i] as usize;
+            if !self.ident_blocked[i] && limit[t].is_some() {
+                by_type[t].push(self.members[self.starts[i] as usize]);
+            }
+        }
+        let mut counts = vec![0u32; roots.len()];
+        for (t, firsts) in by_type.iter().enumerate() {
+            let Some(max) = limit[t] else { continue };
+            for &m in firsts {
+                let r = roots[m as usize] as usize;
+                counts[r] += 1;
+                if counts[r] > max {
+                    flagged[r] = true;
+                }
+            }
+            for &m in firsts {
+                counts[roots[m as usize] as usize] = 0;
+            }
+        }
+        flagged
+    }
+
+    /// Pass 3: reset the flagged nodes' components and link them again, one identifier at a
+    /// time in priority order (ties broken by hash, so the input order does not
+    /// matter), refusing links that would break a limit.
+    fn link_with_limits(
+        &self,
+        uf: &mut UnionFind,
+        flagged: &[bool],
+        limit: &[Option<u32>],
+    ) -> (Vec<Merge>, Vec<Refusal>) {
+        let n = self.node_count();
         let priority: Vec<i64> = self
             .types
             .names
             .iter()
             .map(|t| self.rules.rule(t).priority)
             .collect();
-        // Each record's own values of limited types, to seed its component.
-        let limited = |i: u32| {
-            !self.ident_blocked[i as usize] && limit[self.ident_type[i as usize] as usize].is_some()
-        };
-        let (own_starts, own) = csr(
-            self.rec_hash.len(),
-            edges
-                .iter()
-                .filter(|(i, _)| limited(*i))
-                .map(|(i, r)| (*r, *i)),
-        );
-        drop(edges);
-
-        let mut order: Vec<u32> = (0..n_idents as u32)
-            .filter(|i| {
-                let i = *i as usize;
-                !self.ident_blocked[i] && starts[i + 1] - starts[i] >= 2
+        let limited: Vec<bool> = (0..self.identifier_count())
+            .map(|i| !self.ident_blocked[i] && limit[self.ident_type[i] as usize].is_some())
+            .collect();
+        let nodes: Vec<u32> = (0..n as u32).filter(|o| flagged[*o as usize]).collect();
+        let mut order: Vec<(Reverse<i64>, u64, u32)> = (0..self.identifier_count())
+            .filter(|&i| {
+                !self.ident_blocked[i]
+                    && self.degree(i) >= 2
+                    && flagged[self.members_of(i)[0] as usize]
+            })
+            .map(|i| {
+                (
+                    Reverse(priority[self.ident_type[i] as usize]),
+                    self.ident_hash[i],
+                    i as u32,
+                )
             })
             .collect();
-        order.sort_unstable_by_key(|i| {
-            let i = *i as usize;
-            (
-                Reverse(priority[self.ident_type[i] as usize]),
-                self.ident_hash[i],
-            )
-        });
-
-        let degree = |i: usize| starts[i + 1] - starts[i];
-        let blocked: Vec<(u32, u32)> = (0..n_idents)
-            .filter(|i| self.ident_blocked[*i] && degree(*i) >= 2)
-            .map(|i| (i as u32, degree(i)))
-            .collect();
-        let mut uf = UnionFind::new(self.rec_hash.len(), self.rec_prev.clone());
+        order.sort_unstable();
+        for &o in &nodes {
+            uf.reset(o, self.prev[o as usize]);
+        }
+        // Each flagged node's own values of limited types.
         let mut sets = ValueSets::default();
+        for (i, _) in limited.iter().enumerate().filter(|(_, l)| **l) {
+            for &m in self.members_of(i) {
+                if flagged[m as usize] {
+                    let own = sets.sets.entry(m).or_default();
+                    own.push((self.ident_type[i], i as u32));
+                }
+            }
+        }
+        for own in sets.sets.values_mut() {
+            own.sort_unstable();
+        }
+        // A record seen in several places: join its occurrences first, whatever the limits.
+        for &o in &nodes {
+            let c = self.canon[o as usize];
+            if c != o {
+                let (rc, ro) = (uf.find(c), uf.find(o));
+                let merged = union_sorted(sets.get(rc), sets.get(ro));
+                let root = uf.union(rc, ro);
+                sets.set(root, merged, rc, ro);
+            }
+        }
+
         let mut merges = Vec::new();
         let mut refusals: HashMap<u32, Refusal> = HashMap::new();
         let mut recs: Vec<(u128, u32)> = Vec::new();
         let mut roots: Vec<u32> = Vec::new();
-        for ident in order {
-            let i = ident as usize;
+        for (_, _, ident) in order {
+            let members = self.members_of(ident as usize);
+            // The order of the links decides which give way to a limit: make it
+            // independent of the input order.
             recs.clear();
-            recs.extend(
-                members[starts[i] as usize..starts[i + 1] as usize]
-                    .iter()
-                    .map(|r| (self.rec_hash[*r as usize], *r)),
-            );
+            recs.extend(members.iter().map(|r| (self.occ_hash[*r as usize], *r)));
             recs.sort_unstable();
             roots.clear();
             for (_, r) in &recs {
@@ -379,18 +421,16 @@ impl Graph {
                 if other == acc {
                     continue;
                 }
-                sets.ensure(acc, &own_starts, &own, &self.ident_type);
-                sets.ensure(other, &own_starts, &own, &self.ident_type);
                 let (a, b) = (sets.get(acc), sets.get(other));
                 let merged = union_sorted(a, b);
-                if let Some((t, count)) = over_limit(&merged, a, b, &limit) {
+                if let Some((t, count)) = over_limit(&merged, a, b, limit) {
                     let r = refusals.entry(ident).or_insert_with(|| Refusal {
                         ident,
                         over_type: t,
                         values: count,
                         limit: limit[t as usize].unwrap_or(0),
                         links: 0,
-                        records: degree(i),
+                        records: members.len() as u32,
                     });
                     r.links += 1;
                     continue;
@@ -410,31 +450,8 @@ impl Graph {
         }
         let mut refusals: Vec<Refusal> = refusals.into_values().collect();
         refusals.sort_by_key(|r| r.ident);
-        Linked {
-            uf,
-            merges,
-            refusals,
-            blocked,
-        }
+        (merges, refusals)
     }
-}
-
-/// Compressed rows: for each key `0..n`, the values paired with it.
-fn csr(n: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> (Vec<u32>, Vec<u32>) {
-    let mut starts = vec![0u32; n + 1];
-    for (k, _) in pairs.clone() {
-        starts[k as usize + 1] += 1;
-    }
-    for i in 0..n {
-        starts[i + 1] += starts[i];
-    }
-    let mut fill = starts.clone();
-    let mut values = vec![0u32; starts[n] as usize];
-    for (k, v) in pairs {
-        values[fill[k as usize] as usize] = v;
-        fill[k as usize] += 1;
-    }
-    (starts, values)
 }
 
 /// Sorted, deduplicated `(type, identifier)` pairs.
@@ -494,30 +511,15 @@ fn over_limit(
     None
 }
 
-/// The limited-type values held by each component, kept for merged components only
-/// (a single record's values come from its own edges when first needed).
+/// The limited-type values held by each component: sorted `(type, identifier)` pairs.
 #[derive(Default)]
 struct ValueSets {
     sets: PrehashedMap<u32, Vec<(u32, u32)>>,
-    scratch: Vec<(u32, u32)>,
 }
 
 impl ValueSets {
-    fn ensure(&mut self, root: u32, own_starts: &[u32], own: &[u32], ident_type: &[u32]) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.sets.entry(root) {
-            let r = root as usize;
-            let mut v: Vec<(u32, u32)> = own[own_starts[r] as usize..own_starts[r + 1] as usize]
-                .iter()
-                .map(|i| (ident_type[*i as usize], *i))
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            slot.insert(v);
-        }
-    }
-
     fn get(&self, root: u32) -> &[(u32, u32)] {
-        self.sets.get(&root).map_or(&self.scratch, Vec::as_slice)
+        self.sets.get(&root).map_or(&[], Vec::as_slice)
     }
 
     fn set(&mut self, root: u32, merged: Vec<(u32, u32)>, a: u32, b: u32) {
@@ -541,6 +543,12 @@ impl UnionFind {
             size: vec![1; n],
             prev,
         }
+    }
+
+    fn reset(&mut self, x: u32, prev: u64) {
+        self.parent[x as usize] = x;
+        self.size[x as usize] = 1;
+        self.prev[x as usize] = prev;
     }
 
     pub fn find(&mut self, mut x: u32) -> u32 {
@@ -590,7 +598,10 @@ pub struct Refusal {
 
 /// The outcome of [`Graph::link`].
 pub struct Linked {
-    pub uf: UnionFind,
+    /// Each node's root: nodes with the same root are one profile.
+    pub roots: Vec<u32>,
+    /// By root, the oldest previous id of the profile's records.
+    pub prev: Vec<u64>,
     pub merges: Vec<Merge>,
     pub refusals: Vec<Refusal>,
     /// Blocked identifiers carried by two or more records, with their record count.
@@ -630,21 +641,28 @@ pub mod tests_support {
 mod tests {
     use super::tests_support::edges;
     use super::*;
+    use crate::identity::ingest::graph_of;
+
+    fn graph(rows: &[(&str, &str, &str, &str)], previous: &[(u128, u64)]) -> Result<Graph> {
+        graph_of(Rules::default(), &[edges(rows)], previous)
+    }
 
     /// Group record keys by component, as sorted lists.
     fn components(rows: &[(&str, &str, &str, &str)]) -> (Vec<Vec<String>>, Linked, Graph) {
-        let mut g = Graph::new(Rules::default(), std::iter::empty());
-        g.ingest(&edges(rows)).expect("ok");
-        let mut linked = g.link();
+        let mut g = graph(rows, &[]).expect("ok");
+        let linked = g.link();
         let mut groups: HashMap<u32, Vec<String>> = HashMap::new();
-        for r in 0..g.rec_hash.len() as u32 {
-            if g.is_seen(r) {
+        for r in 0..g.node_count() as u32 {
+            if g.is_record(r) {
                 let key = format!(
                     "{}:{}",
-                    g.sources.names[g.rec_source[r as usize] as usize],
-                    g.keys.get(g.rec_key[r as usize])
+                    g.sources.names[g.occ_source[r as usize] as usize],
+                    g.occ_key.get(r)
                 );
-                groups.entry(linked.uf.find(r)).or_default().push(key);
+                groups
+                    .entry(linked.roots[r as usize])
+                    .or_default()
+                    .push(key);
             }
         }
         let mut out: Vec<Vec<String>> = groups
@@ -748,17 +766,19 @@ mod tests {
         let mut buf = Vec::new();
         let h1 = pair_hash(&mut buf, "crm", "1");
         let h2 = pair_hash(&mut buf, "crm", "2");
-        let mut g = Graph::new(Rules::default(), [(h1, 7u64), (h2, 3u64)].into_iter());
-        g.ingest(&edges(&[
-            ("crm", "1", "email", "a@x.com"),
-            ("crm", "2", "phone", "+4915100000001"),
-            ("shop", "o1", "email", "a@x.com"),
-            ("shop", "o1", "phone", "+4915100000001"),
-        ]))
+        let mut g = graph(
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "2", "phone", "+4915100000001"),
+                ("shop", "o1", "email", "a@x.com"),
+                ("shop", "o1", "phone", "+4915100000001"),
+            ],
+            &[(h1, 7u64), (h2, 3u64)],
+        )
         .expect("ok");
-        let mut linked = g.link();
-        let root = linked.uf.find(0);
-        assert_eq!(linked.uf.prev[root as usize], 3);
+        let linked = g.link();
+        let root = linked.roots[0];
+        assert_eq!(linked.prev[root as usize], 3);
         assert_eq!(linked.merges.len(), 1);
         assert_eq!(
             (linked.merges[0].merged, linked.merges[0].surviving),
@@ -768,10 +788,9 @@ mod tests {
 
     #[test]
     fn null_record_key_is_an_error_naming_the_column() {
-        let mut g = Graph::new(Rules::default(), std::iter::empty());
-        let e = g
-            .ingest(&edges(&[("crm", "<null>", "email", "a@x.com")]))
-            .expect_err("should fail")
+        let e = graph(&[("crm", "<null>", "email", "a@x.com")], &[])
+            .err()
+            .expect("should fail")
             .to_string();
         assert!(e.contains("record_key"), "{e}");
     }

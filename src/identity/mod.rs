@@ -18,6 +18,7 @@ pub mod explain;
 pub mod fellegi_sunter;
 pub mod function;
 pub mod graph;
+pub mod ingest;
 pub mod resolve;
 pub mod rules;
 pub mod state;
@@ -33,14 +34,14 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{exec_datafusion_err, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::{collect, execute_stream, ExecutionPlan};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use crate::engine::EngineError;
 use crate::system::{register_system_table, SnapshotTable};
-use graph::Graph;
 use rules::Rules;
 use state::{space_dir, Meta, SpaceState};
 
@@ -215,19 +216,15 @@ impl IdentityStore {
         meta.space = space.clone();
         meta.edges = edges.to_string();
         meta.rules = rules_name;
-        let mut graph = Graph::new(rules, records.into_iter());
-        let mut stream = execute_stream(inputs[0].clone(), context)?;
-        let mut ingest = std::time::Duration::ZERO;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let t = Instant::now();
-            graph.ingest(&batch)?;
-            ingest += t.elapsed();
-        }
-        debug!(?ingest, total = ?started.elapsed(), "resolve_identities: edges read");
+        let chunks = read_chunks(inputs[0].clone(), context.clone()).await?;
+        debug!(total = ?started.elapsed(), "resolve_identities: edges read");
+        let threads = context.session_config().target_partitions();
         let now = chrono::Utc::now().timestamp_micros();
         let (batches, mut state) = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
+            let graph = ingest::build(rules, chunks, &records, threads)?;
+            drop(records);
+            debug!(elapsed = ?t.elapsed(), "resolve_identities: built");
             let (batches, mut state) = resolve::finish(graph, meta, merges, now)?;
             debug!(elapsed = ?t.elapsed(), "resolve_identities: linked");
             state.meta.duration_ms = started.elapsed().as_millis() as u64;
@@ -312,4 +309,39 @@ impl IdentityStore {
             .set(concat_batches(&summary_schema(), &summary)?);
         Ok(())
     }
+}
+
+/// Read the edges plan into one [`ingest::Chunk`] per partition, the partitions in
+/// parallel (a plan with fewer partitions than the session's target is spread round
+/// robin first).
+async fn read_chunks(
+    plan: Arc<dyn ExecutionPlan>,
+    context: Arc<TaskContext>,
+) -> Result<Vec<ingest::Chunk>> {
+    let threads = context.session_config().target_partitions().max(1);
+    let plan: Arc<dyn ExecutionPlan> = if plan.output_partitioning().partition_count() < threads {
+        Arc::new(RepartitionExec::try_new(
+            plan,
+            Partitioning::RoundRobinBatch(threads),
+        )?)
+    } else {
+        plan
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..plan.output_partitioning().partition_count() {
+        let mut stream = plan.execute(p, context.clone())?;
+        tasks.spawn(async move {
+            let mut chunk = ingest::Chunk::default();
+            while let Some(batch) = stream.next().await {
+                chunk.ingest(&batch?)?;
+            }
+            Ok::<_, datafusion::error::DataFusionError>((p, chunk))
+        });
+    }
+    let mut chunks = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        chunks.push(done.map_err(|e| exec_datafusion_err!("resolve_identities: {e}"))??);
+    }
+    chunks.sort_by_key(|(p, _)| *p);
+    Ok(chunks.into_iter().map(|(_, c)| c).collect())
 }

@@ -9,8 +9,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
 use tracing::info;
 
-use super::graph::{pair_hash, Graph, NO_ID};
-use super::state::{encode_id, MergeRow, Meta, RefusalRow, SpaceState};
+use super::graph::{pair_hash, Graph, PrehashedMap, NO_ID};
+use super::state::{encode_id, encode_id_bytes, MergeRow, Meta, RefusalRow, SpaceState};
 
 /// The output schema of `resolve_identities`.
 pub fn output_schema() -> SchemaRef {
@@ -33,22 +33,22 @@ pub fn finish(
     previous_merges: Vec<MergeRow>,
     now_micros: i64,
 ) -> Result<(Vec<RecordBatch>, SpaceState)> {
-    let mut linked = graph.link();
-    let n = graph.rec_hash.len();
-    let seen: Vec<u32> = (0..n as u32).filter(|r| graph.is_seen(*r)).collect();
-    let root_of: Vec<u32> = seen.iter().map(|r| linked.uf.find(*r)).collect();
+    let linked = graph.link();
+    let n = graph.node_count();
+    let seen: Vec<u32> = (0..n as u32).filter(|r| graph.is_record(*r)).collect();
+    let root_of: Vec<u32> = seen.iter().map(|r| linked.roots[*r as usize]).collect();
 
     // Each component claims the oldest id among its records. Two components claiming
     // one id means a previous profile split: the part holding most of the records that
     // carried the id keeps it.
-    let mut claims: HashMap<u64, u32> = HashMap::new();
+    let mut claims: PrehashedMap<u64, u32> = PrehashedMap::default();
     let mut conflicted: HashSet<u32> = HashSet::new();
     let mut visited = vec![false; n];
     for &root in &root_of {
         if std::mem::replace(&mut visited[root as usize], true) {
             continue;
         }
-        let claim = linked.uf.prev[root as usize];
+        let claim = linked.prev[root as usize];
         if claim == NO_ID {
             continue;
         }
@@ -65,24 +65,25 @@ pub fn finish(
     }
     let mut assigned: HashMap<u32, u64> = HashMap::new();
     if !conflicted.is_empty() {
+        // Ties go to the part holding the smallest record hash: which node is a root
+        // depends on the input order, the records' hashes do not.
         let mut counts: HashMap<(u64, u32), u64> = HashMap::new();
+        let mut smallest: HashMap<u32, u128> = HashMap::new();
         for (i, &r) in seen.iter().enumerate() {
             let root = root_of[i];
-            let prev = graph.rec_prev[r as usize];
-            if prev != NO_ID && conflicted.contains(&root) {
+            if !conflicted.contains(&root) {
+                continue;
+            }
+            let h = smallest.entry(root).or_insert(u128::MAX);
+            *h = (*h).min(graph.occ_hash[r as usize]);
+            let prev = graph.prev[r as usize];
+            if prev != NO_ID {
                 *counts.entry((prev, root)).or_default() += 1;
             }
         }
         let mut candidates: Vec<(u64, std::cmp::Reverse<u64>, u128, u32)> = counts
             .into_iter()
-            .map(|((seq, root), c)| {
-                (
-                    seq,
-                    std::cmp::Reverse(c),
-                    graph.rec_hash[root as usize],
-                    root,
-                )
-            })
+            .map(|((seq, root), c)| (seq, std::cmp::Reverse(c), smallest[&root], root))
             .collect();
         candidates.sort_unstable();
         let mut used = HashSet::new();
@@ -99,16 +100,18 @@ pub fn finish(
     }
 
     let mut next_seq = meta.next_seq;
-    let mut seq_of_root: HashMap<u32, u64> = HashMap::with_capacity(claims.len());
+    let mut profiles = 0u64;
+    let mut seq_of_root: Vec<u64> = vec![NO_ID; n];
     let mut records = Vec::with_capacity(seen.len());
     let mut batches = Vec::new();
     let schema = output_schema();
     let mut builders = new_builders(BATCH_ROWS.min(seen.len()));
     for (i, &r) in seen.iter().enumerate() {
         let root = root_of[i];
-        let seq = *seq_of_root.entry(root).or_insert_with(|| {
-            let claim = linked.uf.prev[root as usize];
-            if conflicted.contains(&root) {
+        let mut seq = seq_of_root[root as usize];
+        if seq == NO_ID {
+            let claim = linked.prev[root as usize];
+            seq = if conflicted.contains(&root) {
                 assigned.get(&root).copied()
             } else {
                 (claim != NO_ID).then_some(claim)
@@ -116,13 +119,16 @@ pub fn finish(
             .unwrap_or_else(|| {
                 next_seq += 1;
                 next_seq - 1
-            })
-        });
-        records.push((graph.rec_hash[r as usize], seq));
+            });
+            seq_of_root[root as usize] = seq;
+            profiles += 1;
+        }
+        records.push((graph.occ_hash[r as usize], seq));
         let (s, k, u) = &mut builders;
-        s.append_value(&graph.sources.names[graph.rec_source[r as usize] as usize]);
-        k.append_value(graph.keys.get(graph.rec_key[r as usize]));
-        u.append_value(encode_id(seq, meta.salt));
+        s.append_value(&graph.sources.names[graph.occ_source[r as usize] as usize]);
+        k.append_value(graph.occ_key.get(r));
+        let id = encode_id_bytes(seq, meta.salt);
+        u.append_value(std::str::from_utf8(&id).unwrap_or_default());
         if s.len() == BATCH_ROWS {
             batches.push(take_batch(&schema, &mut builders)?);
         }
@@ -175,7 +181,7 @@ pub fn finish(
     meta.run_at_micros = now_micros;
     meta.records = seen.len() as u64;
     meta.identifiers = graph.identifier_count() as u64;
-    meta.profiles = seq_of_root.len() as u64;
+    meta.profiles = profiles;
     Ok((
         batches,
         SpaceState {
@@ -212,6 +218,7 @@ fn take_batch(schema: &SchemaRef, b: &mut Builders) -> Result<RecordBatch> {
 mod tests {
     use super::*;
     use crate::identity::graph::tests_support::edges;
+    use crate::identity::ingest::graph_of;
     use crate::identity::rules::Rules;
     use datafusion::arrow::array::AsArray;
 
@@ -223,11 +230,8 @@ mod tests {
             salt: 99,
             ..Default::default()
         });
-        let mut g = Graph::new(
-            Rules::default(),
-            prev.into_iter().flat_map(|p| p.records.iter().copied()),
-        );
-        g.ingest(&edges(rows)).expect("ok");
+        let previous: Vec<(u128, u64)> = prev.map(|p| p.records.clone()).unwrap_or_default();
+        let g = graph_of(Rules::default(), &[edges(rows)], &previous).expect("ok");
         let merges = prev.map(|p| p.merges.clone()).unwrap_or_default();
         let (batches, state) = finish(g, meta, merges, 1).expect("ok");
         let mut out = HashMap::new();

@@ -89,11 +89,17 @@ fn inverse(a: u64) -> u64 {
 
 /// The text of unified id `seq` in a space with `salt`.
 pub fn encode_id(seq: u64, salt: u64) -> String {
+    String::from_utf8_lossy(&encode_id_bytes(seq, salt)).into_owned()
+}
+
+/// [`encode_id`] without allocating: 16 lowercase hex digits.
+pub fn encode_id_bytes(seq: u64, salt: u64) -> [u8; 16] {
     let mut x = seq ^ salt;
     x = (x ^ (x >> 30)).wrapping_mul(MIX1);
     x = (x ^ (x >> 27)).wrapping_mul(MIX2);
     x ^= x >> 31;
-    format!("{x:016x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    std::array::from_fn(|i| HEX[((x >> (60 - 4 * i)) & 0xf) as usize])
 }
 
 /// The sequence number behind an id text, if it is one.

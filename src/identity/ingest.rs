@@ -1,0 +1,556 @@
+//! Building the identity graph from edge batches on all cores.
+//!
+//! Reading is split across input partitions, each filling its own [`Chunk`]: a row's
+//! record and identifier are hashed; consecutive rows of one record form an
+//! *occurrence* (a graph node), and identifier rows are scattered into radix partitions
+//! by the top bits of their hash. [`build`] then deduplicates records and identifiers
+//! one radix partition at a time, each small enough to stay in cache, on every core.
+//! A record seen in several places becomes several occurrences joined up front to the
+//! first one (its *canonical* occurrence), so no table of all records is ever probed
+//! at random.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{exec_err, Result};
+
+use super::graph::{as_text, pair_hash, strings, Arena, Graph, Names, PrehashedMap, NO_ID};
+use super::rules::Rules;
+
+/// Radix partitions: 2^8, so one partition of 30M identifier rows holds ~120k (a hash
+/// table of a few MB); few enough that scattering rows into them stays cache-friendly.
+const PART_BITS: u32 = 8;
+const PARTS: usize = 1 << PART_BITS;
+
+fn part_of(hash: u128) -> usize {
+    (hash >> (128 - PART_BITS)) as usize
+}
+
+/// One identifier row: 24 bytes, plus its value's text in [`IdentRows::text`].
+struct IdentRow {
+    hash: [u64; 2],
+    /// The chunk's occurrence the row belongs to.
+    occ: u32,
+    /// The length of the row's value.
+    len: u16,
+    /// The chunk's index of the row's canonical identifier type.
+    ty: u16,
+}
+
+/// Identifier rows of one radix partition, in input order, their values end to end.
+#[derive(Default)]
+struct IdentRows {
+    rows: Vec<IdentRow>,
+    text: Vec<u8>,
+}
+
+/// What one input partition contributes to the graph.
+pub struct Chunk {
+    types: Names,
+    sources: Names,
+    last_type: Option<(String, u16)>,
+    last_source: Option<(String, u32)>,
+    last_record: Option<u128>,
+    occ_hash: Vec<u128>,
+    occ_source: Vec<u32>,
+    occ_key: Arena,
+    parts: Vec<IdentRows>,
+    buf: Vec<u8>,
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            types: Names::default(),
+            sources: Names::default(),
+            last_type: None,
+            last_source: None,
+            last_record: None,
+            occ_hash: Vec::new(),
+            occ_source: Vec::new(),
+            occ_key: Arena::default(),
+            parts: (0..PARTS).map(|_| IdentRows::default()).collect(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Chunk {
+    /// Add a batch whose first four columns are the edge columns. A row with a NULL
+    /// `id_type` or `id_value` still makes its record part of the output.
+    pub fn ingest(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_columns() < 4 {
+            return exec_err!("resolve_identities: an edges batch has fewer than 4 columns");
+        }
+        let cols: Vec<_> = (0..4)
+            .map(|i| as_text(batch.column(i).as_ref()))
+            .collect::<Result<_>>()?;
+        let [source, key, id_type, value] = [0, 1, 2, 3].map(|i| strings(cols[i].as_ref()));
+        for row in 0..batch.num_rows() {
+            let (Some(s), Some(k)) = (source.get(row), key.get(row)) else {
+                let column = if source.get(row).is_none() {
+                    "source"
+                } else {
+                    "record_key"
+                };
+                return exec_err!(
+                    "resolve_identities: NULL {column} in an edges row (every row needs a source and a record_key)"
+                );
+            };
+            let hash = pair_hash(&mut self.buf, s, k);
+            if self.last_record != Some(hash) {
+                self.last_record = Some(hash);
+                let source = self.source(s);
+                self.occ_hash.push(hash);
+                self.occ_source.push(source);
+                self.occ_key.push(k);
+            }
+            let (Some(t), Some(v)) = (id_type.get(row), value.get(row)) else {
+                continue;
+            };
+            let t = self.id_type(t)?;
+            let hash = pair_hash(&mut self.buf, &self.types.names[t as usize], v);
+            let Ok(len) = u16::try_from(v.len()) else {
+                let (bytes, ty) = (v.len(), &self.types.names[t as usize]);
+                return exec_err!(
+                    "resolve_identities: an id_value of {bytes} bytes (source {s}, record_key {k}, id_type {ty}); at most 65,535 are allowed"
+                );
+            };
+            let part = &mut self.parts[part_of(hash)];
+            part.text.extend_from_slice(v.as_bytes());
+            part.rows.push(IdentRow {
+                hash: [(hash >> 64) as u64, hash as u64],
+                occ: (self.occ_hash.len() - 1) as u32,
+                len,
+                ty: t,
+            });
+        }
+        Ok(())
+    }
+
+    fn source(&mut self, raw: &str) -> u32 {
+        match &self.last_source {
+            Some((last, i)) if last == raw => *i,
+            _ => {
+                let i = self.sources.intern(raw, str::to_string);
+                self.last_source = Some((raw.to_string(), i));
+                i
+            }
+        }
+    }
+
+    fn id_type(&mut self, raw: &str) -> Result<u16> {
+        // Types repeat row after row: skip the table lookup when it is the last one.
+        if let Some((last, t)) = &self.last_type {
+            if last == raw {
+                return Ok(*t);
+            }
+        }
+        let t = self.types.intern(raw, |r| r.trim().to_lowercase());
+        let Ok(t) = u16::try_from(t) else {
+            return exec_err!("resolve_identities: more than 65,535 distinct id_type values");
+        };
+        self.last_type = Some((raw.to_string(), t));
+        Ok(t)
+    }
+}
+
+/// One radix partition's distinct identifiers and their records.
+#[derive(Default)]
+struct IdentPart {
+    hash: Vec<u64>,
+    ty: Vec<u32>,
+    blocked: Vec<bool>,
+    values: Arena,
+    /// Per identifier, the range of `members` holding its occurrences.
+    starts: Vec<u32>,
+    members: Vec<u32>,
+}
+
+/// Run `work(p)` for every radix partition on `threads` threads; results in order.
+fn per_partition<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let p = next.fetch_add(1, Ordering::Relaxed);
+                        if p >= PARTS {
+                            break mine;
+                        }
+                        mine.push((p, work(p)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    out.sort_unstable_by_key(|(p, _)| *p);
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Deduplicate the chunks' records and identifiers into a [`Graph`]. `previous` maps
+/// record hashes to the unified ids of the previous run.
+pub fn build(
+    rules: Rules,
+    mut chunks: Vec<Chunk>,
+    previous: &[(u128, u64)],
+    threads: usize,
+) -> Result<Graph> {
+    // Global names; per chunk, local index -> global index.
+    let mut types = Names::default();
+    let mut sources = Names::default();
+    let type_map: Vec<Vec<u32>> = chunks
+        .iter()
+        .map(|c| {
+            c.types
+                .names
+                .iter()
+                .map(|n| types.intern(n, str::to_string))
+                .collect()
+        })
+        .collect();
+
+    // Occurrences, concatenated in chunk order.
+    let mut occ_base = Vec::with_capacity(chunks.len());
+    let mut n_occ = 0usize;
+    for c in &chunks {
+        occ_base.push(n_occ as u32);
+        n_occ += c.occ_hash.len();
+    }
+    if n_occ >= u32::MAX as usize {
+        return exec_err!("resolve_identities: more than 4 billion records in one run");
+    }
+    let mut occ_hash = Vec::with_capacity(n_occ);
+    let mut occ_source = Vec::with_capacity(n_occ);
+    let mut occ_key = Arena::default();
+    for c in &mut chunks {
+        let source_map: Vec<u32> = c
+            .sources
+            .names
+            .iter()
+            .map(|n| sources.intern(n, str::to_string))
+            .collect();
+        occ_hash.append(&mut c.occ_hash);
+        occ_source.extend(c.occ_source.drain(..).map(|s| source_map[s as usize]));
+        occ_key.append(std::mem::take(&mut c.occ_key));
+    }
+
+    // Records: radix-partition (hash, occurrence) and the previous ids, then find each
+    // occurrence's canonical one and each canonical record's previous id.
+    let rec_parts = radix(&occ_hash);
+    let prev_parts = radix_prev(previous);
+    let canon: Vec<AtomicU32> = (0..n_occ as u32).map(AtomicU32::new).collect();
+    let prev: Vec<AtomicU64> = (0..n_occ).map(|_| AtomicU64::new(NO_ID)).collect();
+    per_partition(threads, |p| {
+        let (start, end) = (rec_parts.starts[p], rec_parts.starts[p + 1]);
+        let mut first: PrehashedMap<u128, u32> = PrehashedMap::default();
+        first.reserve(end - start);
+        for &occ in &rec_parts.items[start..end] {
+            let c = *first.entry(occ_hash[occ as usize]).or_insert(occ);
+            if c != occ {
+                canon[occ as usize].store(c, Ordering::Relaxed);
+            }
+        }
+        let (start, end) = (prev_parts.starts[p], prev_parts.starts[p + 1]);
+        for &i in &prev_parts.items[start..end] {
+            let (hash, id) = previous[i as usize];
+            if let Some(c) = first.get(&hash) {
+                prev[*c as usize].store(id, Ordering::Relaxed);
+            }
+        }
+    });
+    drop(rec_parts);
+    drop(prev_parts);
+
+    // Identifiers, one radix partition at a time.
+    let mut by_part: Vec<Vec<IdentRows>> = (0..PARTS).map(|_| Vec::new()).collect();
+    for c in &mut chunks {
+        for (p, rows) in std::mem::take(&mut c.parts).into_iter().enumerate() {
+            by_part[p].push(rows);
+        }
+    }
+    let by_part: Vec<std::sync::Mutex<Vec<IdentRows>>> =
+        by_part.into_iter().map(std::sync::Mutex::new).collect();
+    let parts = per_partition(threads, |p| {
+        let rows = std::mem::take(&mut *by_part[p].lock().unwrap_or_else(|e| e.into_inner()));
+        dedup_identifiers(&rules, &types, &type_map, &occ_base, rows)
+    });
+
+    // Concatenate the partitions: global identifier = partition base + local index.
+    let n_idents: usize = parts.iter().map(|p| p.hash.len()).sum();
+    let n_members: usize = parts.iter().map(|p| p.members.len()).sum();
+    if n_idents >= u32::MAX as usize || n_members >= u32::MAX as usize {
+        return exec_err!("resolve_identities: more than 4 billion identifiers in one run");
+    }
+    let mut graph = Graph::empty(rules, types, sources);
+    graph.ident_hash.reserve(n_idents);
+    graph.ident_type.reserve(n_idents);
+    graph.ident_blocked.reserve(n_idents);
+    graph.starts.reserve(n_idents + 1);
+    graph.members.reserve(n_members);
+    for part in parts {
+        let member_base = graph.members.len() as u32;
+        graph.ident_hash.extend_from_slice(&part.hash);
+        graph.ident_type.extend_from_slice(&part.ty);
+        graph.ident_blocked.extend_from_slice(&part.blocked);
+        graph.starts.extend(
+            part.starts[..part.hash.len()]
+                .iter()
+                .map(|s| s + member_base),
+        );
+        graph.members.extend_from_slice(&part.members);
+        graph.values.append(part.values);
+    }
+    graph.starts.push(graph.members.len() as u32);
+    graph.occ_hash = occ_hash;
+    graph.occ_source = occ_source;
+    graph.occ_key = occ_key;
+    graph.canon = canon.into_iter().map(AtomicU32::into_inner).collect();
+    graph.prev = prev.into_iter().map(AtomicU64::into_inner).collect();
+    Ok(graph)
+}
+
+fn dedup_identifiers(
+    rules: &Rules,
+    types: &Names,
+    type_map: &[Vec<u32>],
+    occ_base: &[u32],
+    chunks: Vec<IdentRows>,
+) -> IdentPart {
+    let total: usize = chunks.iter().map(|c| c.rows.len()).sum();
+    let mut out = IdentPart::default();
+    let mut local_of: PrehashedMap<u128, u32> = PrehashedMap::default();
+    local_of.reserve(total);
+    // (local identifier, occurrence) per row, for the member lists.
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(total);
+    for (c, rows) in chunks.iter().enumerate() {
+        let mut end = 0usize;
+        for row in &rows.rows {
+            let start = end;
+            end += row.len as usize;
+            let next = out.hash.len() as u32;
+            let hash = (u128::from(row.hash[0]) << 64) | u128::from(row.hash[1]);
+            let local = *local_of.entry(hash).or_insert(next);
+            if local == next {
+                let t = type_map[c][row.ty as usize];
+                // Whole `&str`s were pushed, so every value is valid UTF-8.
+                let value = std::str::from_utf8(&rows.text[start..end]).unwrap_or_default();
+                out.hash.push(hash as u64);
+                out.ty.push(t);
+                out.blocked
+                    .push(rules.is_blocked(&types.names[t as usize], value));
+                out.values.push(value);
+            }
+            pairs.push((local, occ_base[c] + row.occ));
+        }
+    }
+    drop(chunks);
+    // Counting sort by identifier; rows of one record are adjacent in input order, so
+    // a record repeating an identifier is dropped by comparing with the last member.
+    let n = out.hash.len();
+    let mut counts = vec![0u32; n + 1];
+    for (local, _) in &pairs {
+        counts[*local as usize + 1] += 1;
+    }
+    for i in 0..n {
+        counts[i + 1] += counts[i];
+    }
+    let mut fill = counts.clone();
+    let mut members = vec![u32::MAX; pairs.len()];
+    for (local, occ) in &pairs {
+        let f = &mut fill[*local as usize];
+        let start = counts[*local as usize];
+        if *f > start && members[*f as usize - 1] == *occ {
+            continue;
+        }
+        members[*f as usize] = *occ;
+        *f += 1;
+    }
+    // Compact away the dropped repeats.
+    let mut starts = Vec::with_capacity(n + 1);
+    let mut kept = 0usize;
+    for i in 0..n {
+        starts.push(kept as u32);
+        for j in counts[i]..fill[i] {
+            members[kept] = members[j as usize];
+            kept += 1;
+        }
+    }
+    starts.push(kept as u32);
+    members.truncate(kept);
+    out.starts = starts;
+    out.members = members;
+    out
+}
+
+/// Items `0..hashes.len()` grouped by the radix partition of their hash, in order.
+struct Radix {
+    starts: Vec<usize>,
+    items: Vec<u32>,
+}
+
+fn radix_by(n: usize, part: impl Fn(usize) -> usize) -> Radix {
+    let mut starts = vec![0usize; PARTS + 1];
+    for i in 0..n {
+        starts[part(i) + 1] += 1;
+    }
+    for p in 0..PARTS {
+        starts[p + 1] += starts[p];
+    }
+    let mut fill = starts.clone();
+    let mut items = vec![0u32; n];
+    for i in 0..n {
+        let f = &mut fill[part(i)];
+        items[*f] = i as u32;
+        *f += 1;
+    }
+    Radix { starts, items }
+}
+
+fn radix(hashes: &[u128]) -> Radix {
+    radix_by(hashes.len(), |i| part_of(hashes[i]))
+}
+
+fn radix_prev(previous: &[(u128, u64)]) -> Radix {
+    radix_by(previous.len(), |i| part_of(previous[i].0))
+}
+
+/// The graph of some edge batches read as one input partition (small inputs, tests).
+pub fn graph_of(rules: Rules, batches: &[RecordBatch], previous: &[(u128, u64)]) -> Result<Graph> {
+    let mut chunk = Chunk::default();
+    for b in batches {
+        chunk.ingest(b)?;
+    }
+    build(rules, vec![chunk], previous, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::graph::tests_support::edges;
+    use std::collections::BTreeSet;
+
+    type Row = (&'static str, &'static str, &'static str, &'static str);
+
+    /// Profiles as sets of `source:key`, from the graph of `chunks` (one input
+    /// partition each).
+    fn profiles(chunks: &[&[Row]], threads: usize) -> BTreeSet<BTreeSet<String>> {
+        let chunks = chunks
+            .iter()
+            .map(|rows| {
+                let mut c = Chunk::default();
+                c.ingest(&edges(rows)).expect("ingest");
+                c
+            })
+            .collect();
+        let mut g = build(Rules::default(), chunks, &[], threads).expect("build");
+        let linked = g.link();
+        let mut by_root: std::collections::BTreeMap<u32, BTreeSet<String>> = Default::default();
+        for o in 0..g.node_count() as u32 {
+            if g.is_record(o) {
+                let name = &g.sources.names[g.occ_source[o as usize] as usize];
+                by_root
+                    .entry(linked.roots[o as usize])
+                    .or_default()
+                    .insert(format!("{name}:{}", g.occ_key.get(o)));
+            }
+        }
+        by_root.into_values().collect()
+    }
+
+    fn set(groups: &[&[&str]]) -> BTreeSet<BTreeSet<String>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    const ROWS: [Row; 9] = [
+        ("crm", "1", "email", "a@x.com"),
+        ("shop", "o1", "email", "a@x.com"),
+        ("crm", "2", "customer_id", "C2"),
+        // crm:1 again, not next to its first rows: one record, two occurrences.
+        ("crm", "1", "phone", "+4915100000001"),
+        ("web", "s1", "phone", "+4915100000001"),
+        ("crm", "3", "email", "c@x.com"),
+        ("shop", "o2", "email", "c@x.com"),
+        ("shop", "o2", "email", "c@x.com"),
+        ("web", "s2", "anonymous_id", "<null>"),
+    ];
+
+    #[test]
+    fn a_record_whose_rows_are_apart_is_one_record() {
+        let p = profiles(&[&ROWS], 1);
+        assert_eq!(
+            p,
+            set(&[
+                &["crm:1", "shop:o1", "web:s1"],
+                &["crm:2"],
+                &["crm:3", "shop:o2"],
+                &["web:s2"]
+            ])
+        );
+    }
+
+    #[test]
+    fn chunks_and_threads_do_not_change_the_profiles() {
+        let one = profiles(&[&ROWS], 1);
+        for split in 1..ROWS.len() {
+            let (a, b) = ROWS.split_at(split);
+            assert_eq!(profiles(&[a, b], 2), one, "split at {split}");
+            assert_eq!(profiles(&[b, a], 3), one, "split at {split}, reversed");
+        }
+    }
+
+    #[test]
+    fn limits_apply_only_where_broken() {
+        // Two customers share a family email (refused); elsewhere an ordinary profile
+        // links normally, and a record repeating an identifier counts once.
+        let rows: [Row; 8] = [
+            ("crm", "1", "customer_id", "C1"),
+            ("crm", "1", "email", "family@x.com"),
+            ("crm", "2", "customer_id", "C2"),
+            ("crm", "2", "email", "family@x.com"),
+            ("shop", "o1", "customer_id", "C1"),
+            ("crm", "9", "customer_id", "C9"),
+            ("shop", "o9", "customer_id", "C9"),
+            ("shop", "o9", "customer_id", "C9"),
+        ];
+        assert_eq!(
+            profiles(&[&rows], 2),
+            set(&[&["crm:1", "shop:o1"], &["crm:2"], &["crm:9", "shop:o9"]])
+        );
+        let mut g = graph_of(Rules::default(), &[edges(&rows)], &[]).expect("graph");
+        let linked = g.link();
+        assert_eq!(linked.refusals.len(), 1);
+        assert_eq!(g.values.get(linked.refusals[0].ident), "family@x.com");
+        let c9 = (0..g.identifier_count())
+            .find(|i| g.values.get(*i as u32) == "C9")
+            .expect("C9");
+        assert_eq!(
+            g.starts[c9 + 1] - g.starts[c9],
+            2,
+            "repeated rows count once"
+        );
+    }
+
+    #[test]
+    fn an_overlong_value_is_an_error_naming_the_record() {
+        let long = "x".repeat(70_000);
+        let mut c = Chunk::default();
+        let e = c
+            .ingest(&edges(&[("crm", "7", "email", long.as_str())]))
+            .expect_err("too long")
+            .to_string();
+        assert!(
+            e.contains("70000 bytes") && e.contains("record_key 7"),
+            "{e}"
+        );
+    }
+}
