@@ -12,11 +12,13 @@ Phases, each timed:
   train     probability_two_random_records_match from deterministic rules (recall 0.6),
             u by random sampling (--u-pairs, seed 1), m by EM on two passes blocked on dob
             and on email;
-  predict   pairs from the blocking rules (see BLOCKING), scored, kept at p >= 0.5;
+  predict   pairs from the blocking rules (see BLOCKING; --blocking five uses those of
+            splink_1m_tessera.py), scored, kept at p >= 0.5;
   cluster   connected components at p >= --threshold (0.9).
 Peak memory: ru_maxrss of this process (DuckDB runs in-process). F1 is pairwise over the
 clusters: a predicted pair is two records in the same cluster, a true pair two records of
-the same person (computed with group-by counts, no pair lists).
+the same person (computed with group-by counts, no pair lists; persons_eval.py, shared with
+splink_1m_tessera.py).
 """
 
 import argparse
@@ -31,6 +33,8 @@ import duckdb
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from persons_eval import pairwise_f1, sql_str
+
 BLOCKING = [
     block_on("surname", "dob"),
     block_on("first_name", "dob"),
@@ -39,6 +43,15 @@ BLOCKING = [
     block_on("postcode", "first_name"),
     block_on("postcode", "surname"),
     block_on("first_name", "surname", "city"),
+]
+# --blocking five: the five rules splink_1m_tessera.py uses (no (first_name, surname, city),
+# which makes 12.9M of the pairs at 1M records; postcode alone instead of with a name).
+BLOCKING_FIVE = [
+    block_on("surname", "dob"),
+    block_on("first_name", "dob"),
+    block_on("email"),
+    block_on("phone"),
+    block_on("postcode"),
 ]
 
 STANDARDISE = """
@@ -57,7 +70,7 @@ FROM (SELECT *, regexp_replace(phone, '[^0-9]', '', 'g') AS d,
 """
 
 
-def settings():
+def settings(blocking=BLOCKING):
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="record_id",
@@ -71,27 +84,10 @@ def settings():
             cl.ExactMatch("city").configure(term_frequency_adjustments=True),
             cl.PostcodeComparison("postcode"),
         ],
-        blocking_rules_to_generate_predictions=BLOCKING,
+        blocking_rules_to_generate_predictions=blocking,
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=False,
     )
-
-
-def pairwise_f1(con, clusters_table, truth_path):
-    """Pairwise precision/recall/F1 from group counts: sum of C(n,2) over clusters, over
-    persons and over (cluster, person) groups."""
-    tp, pred, true = con.execute(f"""
-        WITH j AS (SELECT c.cluster_id, t.person_id FROM {clusters_table} c
-                   JOIN read_parquet(?) t ON c.record_id = t.record_id),
-             a AS (SELECT count(*) n FROM j GROUP BY cluster_id, person_id),
-             b AS (SELECT count(*) n FROM j GROUP BY cluster_id),
-             c AS (SELECT count(*) n FROM j GROUP BY person_id)
-        SELECT (SELECT sum(n * (n - 1) / 2) FROM a), (SELECT sum(n * (n - 1) / 2) FROM b),
-               (SELECT sum(n * (n - 1) / 2) FROM c)""", [truth_path]).fetchone()
-    p, r = tp / pred if pred else 0.0, tp / true if true else 0.0
-    return {"tp": int(tp), "predicted_pairs": int(pred), "true_pairs": int(true),
-            "precision": round(p, 4), "recall": round(r, 4),
-            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
 
 
 def main():
@@ -101,6 +97,8 @@ def main():
     ap.add_argument("--em-max-pairs", type=float, default=None, help="max_pairs for each EM pass")
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--blocking", choices=["splink", "five"], default="splink",
+                    help="prediction blocking rules: this script's seven (default) or the five of splink_1m_tessera.py")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args()
     stem = args.persons[:-8] if args.persons.endswith(".parquet") else args.persons
@@ -113,7 +111,7 @@ def main():
     con.execute(f"CREATE TABLE persons AS {STANDARDISE}", [args.persons])
     db = DuckDBAPI(connection=con)
     df = db.register("persons", table_name="persons_in")
-    linker = Linker(df, settings(), log_level=logging.WARNING)
+    linker = Linker(df, settings(BLOCKING_FIVE if args.blocking == "five" else BLOCKING), log_level=logging.WARNING)
     t["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -137,11 +135,11 @@ def main():
     n_pairs = con.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchone()[0]
     n_rec, n_clusters = con.execute(
         f"SELECT count(*), count(DISTINCT cluster_id) FROM {clusters.physical_name}").fetchone()
-    acc = pairwise_f1(con, clusters.physical_name, truth)
+    acc = pairwise_f1(con, clusters.physical_name, f"read_parquet({sql_str(truth)})")
     out = {
         "records": n_rec, "clusters": n_clusters, "scored_pairs_p_ge_0.5": n_pairs,
         "persons": con.execute("SELECT count(DISTINCT person_id) FROM read_parquet(?)", [truth]).fetchone()[0],
-        "threshold": args.threshold, "u_pairs": args.u_pairs, "threads": args.threads,
+        "threshold": args.threshold, "u_pairs": args.u_pairs, "threads": args.threads, "blocking": args.blocking,
         **acc,
         "seconds": {k: round(v, 1) for k, v in t.items()},
         "cpu_seconds": round(resource.getrusage(resource.RUSAGE_SELF).ru_utime
