@@ -1,5 +1,7 @@
 //! Identity resolution: one persistent id per person across every source.
 //!
+//! - [`ingest`] builds the graph from the edges: rows hashed per input partition, records
+//!   and identifiers deduplicated per radix partition, on all cores;
 //! - [`graph`] links records that share identifiers (union-find over hashed keys) with
 //!   merge protection from [`rules`] (blocked values, per-type priorities and limits);
 //! - [`resolve`] turns a linked graph into output rows, keeping each person's previous
