@@ -9,6 +9,7 @@ mod demo;
 mod identity;
 mod matching;
 mod matview;
+mod model;
 mod persistence;
 mod psql;
 mod sql;

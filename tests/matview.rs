@@ -667,3 +667,127 @@ async fn refresh_interval_is_run_by_the_server() {
     }
     assert_eq!(state(&c, "signup_count").await[..2], ["t", "1"]);
 }
+
+/// `(unified_id, change, version)` of a segment's recorded changes, in order.
+async fn changes(c: &Client, segment: &str) -> Vec<Vec<String>> {
+    rows(
+        c,
+        &format!(
+            "SELECT unified_id, change, version FROM tessera.segment_changes \
+             WHERE segment = '{segment}' ORDER BY version, change, unified_id"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn segments_record_who_entered_and_who_left() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_in(tmp.path());
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE scores (unified_id TEXT, score INT);
+         INSERT INTO scores VALUES ('a', 9), ('b', 7), ('c', 1);
+         CREATE MATERIALIZED VIEW top WITH (segment = true) AS
+           SELECT unified_id, score FROM scores WHERE score > 5;",
+    )
+    .await
+    .expect("create");
+    // Creating a segment fills it: everyone in it entered.
+    assert_eq!(
+        changes(&c, "top").await,
+        vec![vec!["a", "entered", "1"], vec!["b", "entered", "1"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT segment FROM tessera.materialized_views WHERE name = 'top'"
+        )
+        .await,
+        vec![vec!["t"]]
+    );
+
+    // A refresh with nothing changed records nothing.
+    c.batch_execute("REFRESH MATERIALIZED VIEW top")
+        .await
+        .expect("refresh");
+    assert_eq!(changes(&c, "top").await.len(), 2);
+
+    c.batch_execute(
+        "UPDATE scores SET score = 2 WHERE unified_id = 'a';
+         UPDATE scores SET score = 8 WHERE unified_id = 'c';
+         UPDATE scores SET score = 6 WHERE unified_id = 'b';
+         REFRESH MATERIALIZED VIEW top;",
+    )
+    .await
+    .expect("change and refresh");
+    // b stayed in (its row changed, its membership did not).
+    assert_eq!(
+        changes(&c, "top").await[2..],
+        [vec!["c", "entered", "2"], vec!["a", "exited", "2"]]
+    );
+    // The version is the segment's stored version after the refresh.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT version FROM tessera.materialized_views WHERE name = 'top'"
+        )
+        .await,
+        vec![vec!["2"]]
+    );
+    assert_eq!(
+        rows(&c, "SELECT unified_id FROM top ORDER BY 1").await,
+        vec![vec!["b"], vec!["c"]]
+    );
+
+    // The feed is read-only and survives a restart.
+    let e = error_of(&c, "DELETE FROM tessera.segment_changes").await;
+    assert_eq!(sqlstate(&e), "42809", "{e}");
+    let e = error_of(
+        &c,
+        "INSERT INTO tessera.segment_changes SELECT * FROM tessera.segment_changes",
+    )
+    .await;
+    assert_eq!(sqlstate(&e), "42809", "{e}");
+    drop(c);
+    s.kill9();
+    let s = Server::start_in(tmp.path());
+    let c = s.client().await;
+    assert_eq!(changes(&c, "top").await.len(), 4);
+    c.batch_execute(
+        "DELETE FROM scores WHERE unified_id = 'b';
+         REFRESH MATERIALIZED VIEW top;",
+    )
+    .await
+    .expect("refresh after restart");
+    assert_eq!(changes(&c, "top").await[4..], [vec!["b", "exited", "3"]]);
+}
+
+#[tokio::test]
+async fn a_segment_needs_a_unified_id_column() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE people (id TEXT)")
+        .await
+        .expect("table");
+    let e = error_of(
+        &c,
+        "CREATE MATERIALIZED VIEW s WITH (segment = true) AS SELECT id FROM people",
+    )
+    .await;
+    assert_eq!(sqlstate(&e), "42703", "{e}");
+    let message = e.as_db_error().map(|d| d.message().to_string());
+    assert!(message.is_some_and(|m| m.contains("unified_id")), "{e:?}");
+    let e = error_of(
+        &c,
+        "CREATE MATERIALIZED VIEW s WITH (segment = 'perhaps') AS SELECT id AS unified_id FROM people",
+    )
+    .await;
+    assert_eq!(sqlstate(&e), "22023", "{e}");
+    assert!(rows(&c, "SELECT name FROM tessera.materialized_views")
+        .await
+        .is_empty());
+    assert!(rows(&c, "SELECT * FROM tessera.segment_changes")
+        .await
+        .is_empty());
+}

@@ -38,6 +38,8 @@ pub enum EngineError {
     },
     #[error("cannot change materialized view \"{0}\"")]
     ReadOnlyMaterializedView(String),
+    #[error("cannot change system table \"tessera.{0}\"")]
+    ReadOnlySystemTable(String),
     #[error("materialized view \"{0}\" has not been populated")]
     NotPopulated(String),
     /// A refresh that failed; the materialized view keeps its previous contents.

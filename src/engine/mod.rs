@@ -91,7 +91,7 @@ impl Engine {
         udfs::register_all(&ctx);
         let system = SystemTables::register(&ctx)?;
         crate::identity::IdentityStore::open(&ctx, &data_dir)?;
-        let matviews = matview::Registry::new(&ctx)?;
+        let matviews = matview::Registry::new(&ctx, &data_dir).await?;
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {

@@ -120,6 +120,13 @@ impl ManagedTable {
         self.state.commit(WriteOp::Overwrite, batches).await
     }
 
+    /// Delete the rows matching `predicate` in one commit; returns how many went.
+    pub async fn delete_where(&self, predicate: Expr) -> Result<u64> {
+        self.state
+            .commit(WriteOp::Delete(Some(predicate)), vec![])
+            .await
+    }
+
     /// The Delta version of the latest commit (waits for a commit in progress).
     pub async fn version(&self) -> Option<u64> {
         self.state.table.lock().await.version()

@@ -90,7 +90,9 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         EngineError::UndefinedColumn { .. } => "42703",
         EngineError::BadCall(_) => "42883",
         EngineError::BadArgument(_) => "42804",
-        EngineError::WrongObjectType { .. } | EngineError::ReadOnlyMaterializedView(_) => "42809",
+        EngineError::WrongObjectType { .. }
+        | EngineError::ReadOnlyMaterializedView(_)
+        | EngineError::ReadOnlySystemTable(_) => "42809",
         EngineError::NotPopulated(_) => "55000",
         EngineError::InvalidParameter(_) => "22023",
         EngineError::Refresh { source, .. } => classify_engine(source).0,

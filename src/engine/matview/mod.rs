@@ -15,7 +15,9 @@
 //!   failed refresh leaves them in place. Refreshes of one view are serialised by a lock
 //!   of that view; input materialised views are refreshed first; a refresh whose inputs
 //!   all have the versions recorded by the last one does nothing;
-//! - [`schedule`] runs the refreshes of views created `WITH (refresh_interval = ...)`.
+//! - [`schedule`] runs the refreshes of views created `WITH (refresh_interval = ...)`;
+//! - [`segments`] records who entered and left a segment (a view created
+//!   `WITH (segment = true)`) at each refresh, in `tessera.segment_changes`.
 //!
 //! `tessera.materialized_views` shows every view's definition and refresh state;
 //! `pg_matviews` and `pg_class` (relkind `m`, for psql's `\dm`) are derived from it.
@@ -24,9 +26,11 @@ pub mod inputs;
 pub mod parse;
 mod refresh;
 pub mod schedule;
+pub mod segments;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -138,17 +142,20 @@ impl Runtime {
 pub struct Registry {
     views: Mutex<HashMap<String, Arc<Runtime>>>,
     system: Arc<SnapshotTable>,
+    segments: segments::SegmentChanges,
 }
 
 impl Registry {
     /// Register `tessera.materialized_views` (before `pg_catalog`, whose `pg_matviews`
-    /// and `pg_class` read it).
-    pub fn new(ctx: &SessionContext) -> datafusion::error::Result<Self> {
+    /// and `pg_class` read it) and `tessera.segment_changes`.
+    pub async fn new(ctx: &SessionContext, data_dir: &Path) -> crate::engine::Result<Self> {
         let system = Arc::new(SnapshotTable::new(system_schema()));
         register_system_table(ctx, "materialized_views", system.clone())?;
+        let segments = segments::SegmentChanges::open(ctx, data_dir).await?;
         Ok(Registry {
             views: Mutex::new(HashMap::new()),
             system,
+            segments,
         })
     }
 
@@ -214,6 +221,8 @@ impl Registry {
             rows.last_attempt.push(state.last_attempt);
             rows.duration_ms.push(state.duration_ms.map(|d| d as i64));
             rows.last_error.push(state.last_error.clone());
+            rows.segment
+                .push(Some(definition.as_ref().is_some_and(|d| d.segment)));
             rows.refresh_interval.push(
                 definition
                     .and_then(|d| d.refresh_interval)
@@ -240,6 +249,7 @@ fn system_schema() -> SchemaRef {
         Field::new("duration_ms", DataType::Int64, true),
         Field::new("last_error", DataType::Utf8, true),
         Field::new("refresh_interval", DataType::Utf8, true),
+        Field::new("segment", DataType::Boolean, false),
         Field::new("version", DataType::Int64, true),
         Field::new("inputs", DataType::Utf8, false),
     ]))
@@ -258,6 +268,7 @@ struct Rows {
     duration_ms: Vec<Option<i64>>,
     last_error: Vec<Option<String>>,
     refresh_interval: Vec<Option<String>>,
+    segment: Vec<Option<bool>>,
     version: Vec<Option<i64>>,
     inputs: Vec<Option<String>>,
 }
@@ -278,6 +289,7 @@ impl Rows {
             Arc::new(Int64Array::from(self.duration_ms)),
             Arc::new(StringArray::from(self.last_error)),
             Arc::new(StringArray::from(self.refresh_interval)),
+            Arc::new(BooleanArray::from(self.segment)),
             Arc::new(Int64Array::from(self.version)),
             Arc::new(StringArray::from(self.inputs)),
         ];

@@ -39,6 +39,9 @@ pub struct Definition {
     pub query: Box<Query>,
     /// `WITH (refresh_interval = '5 minutes')`: the interval and the text as written.
     pub refresh_interval: Option<(Duration, String)>,
+    /// `WITH (segment = true)`: a segment, one row per member (its `unified_id`); each
+    /// refresh records who entered and who left in `tessera.segment_changes`.
+    pub segment: bool,
     /// The statement kept in the catalog: `CREATE MATERIALIZED VIEW name ... AS query`.
     pub sql: String,
 }
@@ -66,9 +69,9 @@ impl Definition {
                 "this form of CREATE MATERIALIZED VIEW ({v})"
             )));
         }
-        let refresh_interval = match &v.options {
-            CreateTableOptions::None => None,
-            CreateTableOptions::With(options) => refresh_option(options)?,
+        let options = match &v.options {
+            CreateTableOptions::None => Options::default(),
+            CreateTableOptions::With(options) => Options::parse(options)?,
             other => {
                 return Err(EngineError::NotSupported(format!(
                     "materialized view options {other}"
@@ -80,7 +83,8 @@ impl Definition {
         Ok(Definition {
             name: sql::relation_name(&v.name),
             columns: v.columns.iter().map(|c| sql::ident_name(&c.name)).collect(),
-            refresh_interval,
+            refresh_interval: options.refresh_interval,
+            segment: options.segment,
             sql: Statement::CreateView(v.clone()).to_string(),
             query: v.query,
         })
@@ -194,36 +198,57 @@ fn with_data_tail(p: &mut Parser) -> Result<bool> {
     Ok(with_data)
 }
 
-/// The refresh schedule among a view's `WITH (...)` options (the only option there is).
-fn refresh_option(options: &[SqlOption]) -> Result<Option<(Duration, String)>> {
-    let mut interval = None;
-    for o in options {
-        match o {
-            SqlOption::KeyValue { key, value } if sql::ident_name(key) == "refresh_interval" => {
-                let text = match value {
-                    Expr::Value(v) => match &v.value {
-                        Value::SingleQuotedString(s) => s.clone(),
-                        Value::Number(n, _) => n.to_string(),
-                        _ => String::new(),
-                    },
+/// The `WITH (...)` options of a materialised view.
+#[derive(Debug, Default)]
+struct Options {
+    refresh_interval: Option<(Duration, String)>,
+    segment: bool,
+}
+
+impl Options {
+    fn parse(options: &[SqlOption]) -> Result<Self> {
+        let mut parsed = Options::default();
+        for o in options {
+            let SqlOption::KeyValue { key, value } = o else {
+                return Err(unknown_option(o));
+            };
+            let text = match value {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) => s.clone(),
+                    Value::Number(n, _) => n.to_string(),
+                    Value::Boolean(b) => b.to_string(),
                     _ => String::new(),
-                };
-                let duration = parse_interval(&text).map_err(EngineError::InvalidParameter)?;
-                interval = Some((duration, text));
-            }
-            SqlOption::KeyValue { key, .. } => {
-                return Err(EngineError::InvalidParameter(format!(
-                    "unrecognized parameter \"{key}\" (materialized views take refresh_interval)"
-                )))
-            }
-            other => {
-                return Err(EngineError::InvalidParameter(format!(
-                    "unrecognized parameter \"{other}\" (materialized views take refresh_interval)"
-                )))
+                },
+                Expr::Identifier(i) => i.value.clone(),
+                _ => String::new(),
+            };
+            match sql::ident_name(key).as_str() {
+                "refresh_interval" => {
+                    let duration = parse_interval(&text).map_err(EngineError::InvalidParameter)?;
+                    parsed.refresh_interval = Some((duration, text));
+                }
+                "segment" => {
+                    parsed.segment = match text.to_ascii_lowercase().as_str() {
+                        "true" | "on" | "1" => true,
+                        "false" | "off" | "0" => false,
+                        _ => {
+                            return Err(EngineError::InvalidParameter(format!(
+                                "invalid value for boolean option \"segment\": {value}"
+                            )))
+                        }
+                    }
+                }
+                _ => return Err(unknown_option(o)),
             }
         }
+        Ok(parsed)
     }
-    Ok(interval)
+}
+
+fn unknown_option(o: &SqlOption) -> EngineError {
+    EngineError::InvalidParameter(format!(
+        "unrecognized parameter \"{o}\" (materialized views take refresh_interval and segment)"
+    ))
 }
 
 /// An interval such as `5 minutes`, `1 hour 30 min`, `90s` or `3600` (seconds).
@@ -296,6 +321,20 @@ mod tests {
         assert_eq!(again.columns, d.columns);
         assert!(create("/* c */ CREATE MATERIALIZED VIEW m AS SELECT 1 WITH DATA;").with_data);
         assert!(create("CREATE MATERIALIZED VIEW m AS SELECT 1").with_data);
+        assert!(
+            !create("CREATE MATERIALIZED VIEW m AS SELECT 1")
+                .definition
+                .segment
+        );
+        let seg = create("CREATE MATERIALIZED VIEW s WITH (segment = true, refresh_interval = '1 hour') AS SELECT 'a' AS unified_id");
+        assert!(seg.definition.segment);
+        let again = Definition::parse(&seg.definition.sql).expect("stored text parses");
+        assert!(again.segment && again.refresh_interval.is_some());
+        assert!(
+            !create("CREATE MATERIALIZED VIEW s WITH (segment = off) AS SELECT 1")
+                .definition
+                .segment
+        );
     }
 
     #[test]
@@ -305,6 +344,7 @@ mod tests {
             "CREATE MATERIALIZED VIEW m AS SELECT 1 WITH NO",
             "CREATE MATERIALIZED VIEW m WITH (fillfactor = 10) AS SELECT 1",
             "CREATE MATERIALIZED VIEW m WITH (refresh_interval = 'often') AS SELECT 1",
+            "CREATE MATERIALIZED VIEW m WITH (segment = 'maybe') AS SELECT 1",
         ] {
             assert!(matches!(classify(sql), Some(Err(_))), "{sql}");
         }

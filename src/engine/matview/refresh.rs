@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -22,6 +23,7 @@ use futures::future::BoxFuture;
 use tracing::{debug, info, warn};
 
 use super::inputs::{self, Inputs};
+use super::segments;
 use super::table::MaterializedViewTable;
 use super::{now_micros, CreateMaterializedView, Definition, RefreshState, Runtime, Status};
 use crate::engine::catalog::{Catalog, Entry, RelationKind};
@@ -63,6 +65,14 @@ impl Engine {
                 return Ok(Outcome::tag("CREATE MATERIALIZED VIEW"));
             }
             let plan = self.plan_definition(&def).await?;
+            if def.segment
+                && plan
+                    .schema()
+                    .field_with_unqualified_name(segments::MEMBER_COLUMN)
+                    .is_err()
+            {
+                return Err(segments::missing_member_column(&name));
+            }
             let fields: Vec<_> = plan
                 .schema()
                 .fields()
@@ -312,6 +322,9 @@ impl Engine {
             )));
         }
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        if def.segment {
+            self.record_segment_changes(runtime, &batches).await?;
+        }
         let rows = runtime.table.data().overwrite(batches).await?;
         runtime.table.set_populated(true);
         Ok(Refreshed::Written {
@@ -319,6 +332,33 @@ impl Engine {
             version: runtime.table.data().version().await,
             inputs: versions,
         })
+    }
+
+    /// Record who entered and who left a segment: the members in `batches` against
+    /// those stored, before the new result is committed (see [`segments`]).
+    async fn record_segment_changes(
+        &self,
+        runtime: &Runtime,
+        batches: &[RecordBatch],
+    ) -> Result<()> {
+        let name = runtime.table.name();
+        let new = segments::members(batches, name)?;
+        let data = runtime.table.data();
+        let stored = self
+            .ctx
+            .read_table(Arc::new(data.clone()))?
+            .select_columns(&[segments::MEMBER_COLUMN])?
+            .collect()
+            .await?;
+        let old = segments::members(&stored, name)?;
+        let next_version = data.version().await.map_or(0, |v| v + 1);
+        let (entered, exited) = self
+            .matviews
+            .segments
+            .record(&self.ctx, name, &old, &new, next_version, now_micros())
+            .await?;
+        info!(segment = %name, entered, exited, "segment changes recorded");
+        Ok(())
     }
 
     /// `REFRESH ... WITH NO DATA`: the view keeps its files but answers 55000 until the

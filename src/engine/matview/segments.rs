@@ -1,0 +1,290 @@
+//! Segments: materialised views created `WITH (segment = true)`, one row per member
+//! (its `unified_id`). Every refresh of a segment compares the new members with the
+//! stored ones and appends who entered and who left to `tessera.segment_changes`
+//! (segment, unified_id, change, at, version), a Delta table under
+//! `<data dir>/system/segment_changes`, so other systems can follow a segment
+//! incrementally.
+//!
+//! The changes are committed before the segment's new result, tagged with the Delta
+//! version that result will have. Should the server stop between the two commits, the
+//! next refresh first deletes the changes tagged with a version the segment never
+//! reached, so each change is recorded once.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+
+use crate::engine::error::{EngineError, Result};
+use crate::storage::ManagedTable;
+use crate::system::register_system_table;
+
+/// The column holding a segment's members.
+pub const MEMBER_COLUMN: &str = "unified_id";
+const TABLE: &str = "segment_changes";
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("segment", DataType::Utf8, false),
+        Field::new(MEMBER_COLUMN, DataType::Utf8, false),
+        Field::new("change", DataType::Utf8, false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("version", DataType::Int64, false),
+    ]))
+}
+
+/// `tessera.segment_changes`.
+#[derive(Debug, Clone)]
+pub struct SegmentChanges {
+    table: ManagedTable,
+}
+
+impl SegmentChanges {
+    /// Open the table in the data directory (creating it on first start) and register it.
+    pub async fn open(ctx: &SessionContext, data_dir: &Path) -> Result<Self> {
+        let dir = data_dir.join("system").join(TABLE);
+        let table = if dir.join("_delta_log").is_dir() {
+            ManagedTable::open(TABLE, &dir).await?
+        } else {
+            ManagedTable::create(TABLE, &dir, schema()).await?
+        };
+        register_system_table(ctx, TABLE, Arc::new(ReadOnly(table.clone())))?;
+        Ok(SegmentChanges { table })
+    }
+
+    /// Record the difference between `old` and `new` members of `segment`, whose result
+    /// is about to become Delta version `version`; returns (entered, exited).
+    pub async fn record(
+        &self,
+        ctx: &SessionContext,
+        segment: &str,
+        old: &HashSet<String>,
+        new: &HashSet<String>,
+        version: u64,
+        at: i64,
+    ) -> Result<(u64, u64)> {
+        self.forget_unreached(ctx, segment, version).await?;
+        let mut entered: Vec<&str> = new.difference(old).map(String::as_str).collect();
+        let mut exited: Vec<&str> = old.difference(new).map(String::as_str).collect();
+        entered.sort_unstable();
+        exited.sort_unstable();
+        let counts = (entered.len() as u64, exited.len() as u64);
+        let rows = entered.len() + exited.len();
+        if rows == 0 {
+            return Ok(counts);
+        }
+        let members: StringArray = entered.iter().chain(&exited).map(|m| Some(*m)).collect();
+        let change: StringArray = std::iter::repeat_n(Some("entered"), entered.len())
+            .chain(std::iter::repeat_n(Some("exited"), exited.len()))
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![segment; rows])),
+            Arc::new(members),
+            Arc::new(change),
+            Arc::new(TimestampMicrosecondArray::from(vec![at; rows]).with_timezone("UTC")),
+            Arc::new(Int64Array::from(vec![version as i64; rows])),
+        ];
+        let batch = RecordBatch::try_new(schema(), columns).map_err(DataFusionError::from)?;
+        self.table.append(vec![batch]).await?;
+        Ok(counts)
+    }
+
+    /// Delete the changes of `segment` tagged `version` or later: a previous refresh
+    /// recorded them and stopped before the segment reached that version.
+    async fn forget_unreached(
+        &self,
+        ctx: &SessionContext,
+        segment: &str,
+        version: u64,
+    ) -> Result<()> {
+        let unreached = col("segment")
+            .eq(lit(segment))
+            .and(col("version").gt_eq(lit(version as i64)));
+        let left = ctx
+            .read_table(Arc::new(self.table.clone()))?
+            .filter(unreached.clone())?
+            .count()
+            .await?;
+        if left > 0 {
+            self.table.delete_where(unreached).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The members of a segment in `batches`: the distinct non-NULL values of their
+/// `unified_id` column, as text.
+pub fn members(batches: &[RecordBatch], segment: &str) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for b in batches {
+        let Ok(index) = b.schema().index_of(MEMBER_COLUMN) else {
+            return Err(missing_member_column(segment));
+        };
+        let text = cast(b.column(index), &DataType::Utf8).map_err(DataFusionError::from)?;
+        let text = text
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| EngineError::storage(segment, "unified_id is not text"))?;
+        out.extend(text.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+pub fn missing_member_column(segment: &str) -> EngineError {
+    EngineError::UndefinedColumn {
+        relation: segment.to_string(),
+        column: MEMBER_COLUMN.to_string(),
+        detail: " (a segment has one row per member, identified by its unified_id column)"
+            .to_string(),
+    }
+}
+
+/// A system table's provider: reads go to the Delta table, writes are refused.
+#[derive(Debug)]
+struct ReadOnly(ManagedTable);
+
+impl ReadOnly {
+    fn refuse(&self) -> DataFusionError {
+        EngineError::ReadOnlySystemTable(TABLE.to_string()).into()
+    }
+}
+
+#[async_trait]
+impl TableProvider for ReadOnly {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        _input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(self.refuse())
+    }
+
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        _filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(self.refuse())
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        _assignments: Vec<(String, Expr)>,
+        _filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(self.refuse())
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(self.refuse())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use datafusion::arrow::util::display::array_value_to_string;
+
+    fn set(members: &[&str]) -> HashSet<String> {
+        members.iter().map(|m| m.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn changes_for_a_version_never_reached_are_recorded_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(dir.path()).await.expect("open");
+        let changes = &engine.matviews.segments;
+        let ctx = &engine.ctx;
+        let counts = changes
+            .record(ctx, "s", &set(&[]), &set(&["a", "b"]), 1, 10)
+            .await
+            .expect("first");
+        assert_eq!(counts, (2, 0));
+        // Version 2 recorded, then the server stopped before the segment reached it;
+        // the next refresh records version 2 again, from other results.
+        changes
+            .record(ctx, "s", &set(&["a", "b"]), &set(&["a"]), 2, 20)
+            .await
+            .expect("interrupted");
+        changes
+            .record(ctx, "other", &set(&[]), &set(&["z"]), 5, 20)
+            .await
+            .expect("another segment");
+        let counts = changes
+            .record(ctx, "s", &set(&["a", "b"]), &set(&["c"]), 2, 30)
+            .await
+            .expect("again");
+        assert_eq!(counts, (1, 2));
+        let batches = ctx
+            .sql(
+                "SELECT segment || ' ' || unified_id || ' ' || change || ' ' || version || ' ' || \
+                 CAST(at AS BIGINT) FROM tessera.segment_changes ORDER BY 1",
+            )
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("query");
+        let mut lines = Vec::new();
+        for b in &batches {
+            for i in 0..b.num_rows() {
+                lines.push(array_value_to_string(b.column(0), i).expect("text"));
+            }
+        }
+        assert_eq!(
+            lines,
+            [
+                "other z entered 5 20",
+                "s a entered 1 10",
+                "s a exited 2 30",
+                "s b entered 1 10",
+                "s b exited 2 30",
+                "s c entered 2 30",
+            ]
+        );
+    }
+}
