@@ -16,29 +16,19 @@ import csv
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 import psycopg
 
+from servers import start_postgres, start_tessera
+
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 REPEAT = int(os.environ.get("REPEAT", "3"))
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, "target/release/tessera"))
-PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
 DDL = """CREATE TABLE bench (id BIGINT, email TEXT, first_name TEXT, last_name TEXT,
          phone TEXT, city TEXT, amount DOUBLE PRECISION, created_at TIMESTAMP)"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_csv(path):
@@ -60,42 +50,6 @@ def make_csv(path):
                 f"{rnd.random() * 500:.2f}",
                 f"2025-{rnd.randrange(1, 13):02d}-{rnd.randrange(1, 29):02d} {rnd.randrange(24):02d}:{rnd.randrange(60):02d}:00",
             ])
-
-
-def as_postgres_user(cmd):
-    return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
-
-
-def start_postgres(work):
-    data = os.path.join(work, "pg")
-    os.makedirs(data)
-    if os.geteuid() == 0:
-        shutil.chown(work, "postgres")
-        shutil.chown(data, "postgres")
-    subprocess.run(as_postgres_user([f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "-A", "trust"]),
-                   check=True, stdout=subprocess.DEVNULL)
-    port = free_port()
-    subprocess.run(as_postgres_user([f"{PG_BIN}/pg_ctl", "-D", data, "-w", "-l", os.path.join(data, "log"),
-                                     "-o", f"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c fsync=on",
-                                     "start"]), check=True, stdout=subprocess.DEVNULL)
-    return port, lambda: subprocess.run(as_postgres_user([f"{PG_BIN}/pg_ctl", "-D", data, "-m", "fast", "stop"]),
-                                        stdout=subprocess.DEVNULL)
-
-
-def start_tessera(work):
-    port = free_port()
-    proc = subprocess.Popen([TESSERA, "serve", "--data-dir", os.path.join(work, "tessera"),
-                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith("connect with:"):
-            break
-    else:
-        raise SystemExit("tessera did not start")
-
-    def stop():
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    return port, stop
 
 
 def bench(name, dsn, csv_path):

@@ -219,3 +219,16 @@ SELECT j.*,
   FROM joined j CROSS JOIN clock
  ORDER BY j.unified_id;
 REFRESH MATERIALIZED VIEW profiles;
+
+-- Every identifier of every person, sorted, for looking a profile up by any of them:
+--   SELECT p.* FROM identity_lookup i JOIN profiles p USING (unified_id)
+--    WHERE i.id_type = 'email' AND i.id_value = normalize_email('Ann.Lee@Gmail.com');
+-- The sort lets the lookup read one page of each file instead of all of it (the same
+-- holds for profiles, sorted by unified_id).
+CREATE MATERIALIZED VIEW IF NOT EXISTS identity_lookup AS
+SELECT DISTINCT e.id_type, e.id_value, m.unified_id
+  FROM identity_edges e
+  JOIN identity_map m ON m.source = e.source AND m.record_key = e.record_key
+ WHERE e.id_value IS NOT NULL
+ ORDER BY e.id_type, e.id_value, m.unified_id;
+REFRESH MATERIALIZED VIEW identity_lookup;

@@ -309,6 +309,27 @@ async fn default_model_builds_profiles_and_segments() {
         ["f", "3", "3", "0", "0", "NULL"]
     );
 
+    // Any identifier finds the profile, written as any source wrote it.
+    for (id_type, value) in [
+        ("email", "normalize_email('ANN.LEE+news@googlemail.com')"),
+        ("phone", "normalize_phone('+44 7911 123456')"),
+        ("customer_id", "'C100'"),
+        ("anonymous_id", "'k1'"),
+    ] {
+        assert_eq!(
+            rows(
+                &c,
+                &format!(
+                    "SELECT p.customer_id FROM identity_lookup i JOIN profiles p USING (unified_id)
+                      WHERE i.id_type = '{id_type}' AND i.id_value = {value}"
+                )
+            )
+            .await,
+            vec![vec!["C100"]],
+            "{id_type}"
+        );
+    }
+
     assert_eq!(members(&c, "segment_email_reachable").await, ["C200"]);
     assert_eq!(members(&c, "segment_cart_abandoners").await, ["C100"]);
     assert_eq!(members(&c, "segment_engaged_anonymous").await, ["k9"]);

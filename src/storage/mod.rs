@@ -33,6 +33,8 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 
 use crate::engine::error::{EngineError, Result};
 
@@ -149,6 +151,19 @@ impl ManagedTable {
     }
 }
 
+/// How data files are laid out: row groups of 64Ki rows with data pages of at most
+/// 8Ki rows, each with min/max statistics. In a table sorted by a key (a materialised
+/// view with `ORDER BY`), a lookup of one key is pruned down to one page per column by
+/// those statistics (and, in a join, by the dynamic filter of the other side) instead of
+/// reading the whole file.
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_data_page_row_count_limit(8 * 1024)
+        .build()
+}
+
 async fn reader_for(name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
     table
         .table_provider()
@@ -189,12 +204,13 @@ impl TableState {
                 let table = current
                     .write(batches)
                     .with_save_mode(mode)
+                    .with_writer_properties(writer_properties())
                     .await
                     .map_err(storage)?;
                 (table, rows as u64)
             }
             WriteOp::Delete(predicate) => {
-                let mut builder = current.delete();
+                let mut builder = current.delete().with_writer_properties(writer_properties());
                 if let Some(p) = predicate {
                     builder = builder.with_predicate(p);
                 }
@@ -205,7 +221,7 @@ impl TableState {
                 assignments,
                 predicate,
             } => {
-                let mut builder = current.update();
+                let mut builder = current.update().with_writer_properties(writer_properties());
                 if let Some(p) = predicate {
                     builder = builder.with_predicate(p);
                 }
