@@ -761,6 +761,16 @@ async fn segments_record_who_entered_and_who_left() {
     .await
     .expect("refresh after restart");
     assert_eq!(changes(&c, "top").await[4..], [vec!["b", "exited", "3"]]);
+
+    // Dropping a segment drops its history; created again, it starts a new one.
+    c.batch_execute(
+        "DROP MATERIALIZED VIEW top;
+         CREATE MATERIALIZED VIEW top WITH (segment = true) AS
+           SELECT unified_id FROM scores WHERE score > 5;",
+    )
+    .await
+    .expect("drop and create again");
+    assert_eq!(changes(&c, "top").await, vec![vec!["c", "entered", "1"]]);
 }
 
 #[tokio::test]

@@ -174,11 +174,16 @@ impl Engine {
     }
 
     /// Stop serving dropped views: wait for a refresh in progress, then remove the
-    /// stored result. Called without the catalog lock (a refresh takes it to record its
+    /// stored result, and a segment's history in `tessera.segment_changes` (a segment
+    /// created again under that name starts a new history, everyone entering at its
+    /// version 1). Called without the catalog lock (a refresh takes it to record its
     /// outcome).
     pub(in crate::engine) async fn forget_materialized_view(&self, name: &str) {
         if let Some(runtime) = self.matviews.remove(name) {
             let _running = runtime.lock.lock().await;
+        }
+        if let Err(e) = self.matviews.segments.forget(&self.ctx, name).await {
+            warn!("dropped materialized view \"{name}\" but could not delete its segment changes: {e}");
         }
     }
 

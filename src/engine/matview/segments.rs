@@ -8,7 +8,7 @@
 //! The changes are committed before the segment's new result, tagged with the Delta
 //! version that result will have. Should the server stop between the two commits, the
 //! next refresh first deletes the changes tagged with a version the segment never
-//! reached, so each change is recorded once.
+//! reached, so each change is recorded once. Dropping a segment deletes its changes.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -103,6 +103,11 @@ impl SegmentChanges {
         let batch = RecordBatch::try_new(schema(), columns).map_err(DataFusionError::from)?;
         self.table.append(vec![batch]).await?;
         Ok(counts)
+    }
+
+    /// Delete every change of `segment` (when it is dropped).
+    pub async fn forget(&self, ctx: &SessionContext, segment: &str) -> Result<()> {
+        self.forget_unreached(ctx, segment, 0).await
     }
 
     /// Delete the changes of `segment` tagged `version` or later: a previous refresh
