@@ -122,6 +122,19 @@ impl ManagedTable {
         self.state.commit(WriteOp::Overwrite, batches).await
     }
 
+    /// Delete the data files that older versions still reference once they have been
+    /// out of the latest version for `retention` (a query still reading such a version
+    /// would fail, so keep it longer than queries run); returns how many went. Commits
+    /// only when it deletes something.
+    pub async fn vacuum(&self, retention: std::time::Duration) -> Result<usize> {
+        let state = self.state.clone();
+        tokio::spawn(async move { state.vacuum_now(retention).await })
+            .await
+            .map_err(|e| {
+                EngineError::storage(&self.state.name, format!("vacuum task failed: {e}"))
+            })?
+    }
+
     /// Delete the rows matching `predicate` in one commit; returns how many went.
     pub async fn delete_where(&self, predicate: Expr) -> Result<u64> {
         self.state
@@ -232,13 +245,37 @@ impl TableState {
                 (table, metrics.num_updated_rows as u64)
             }
         };
+        self.install(&mut guard, table).await?;
+        Ok(rows)
+    }
+
+    /// Make `table` (just committed) the latest version, for writers and readers.
+    async fn install(&self, latest: &mut DeltaTable, table: DeltaTable) -> Result<()> {
         let reader = reader_for(&self.name, &table).await?;
-        *guard = table;
+        *latest = table;
         *self
             .reader
             .write()
             .map_err(|_| EngineError::storage(&self.name, "lock poisoned"))? = reader;
-        Ok(rows)
+        Ok(())
+    }
+
+    async fn vacuum_now(&self, retention: std::time::Duration) -> Result<usize> {
+        let mut guard = self.table.lock().await;
+        let retention = chrono::Duration::from_std(retention)
+            .map_err(|e| EngineError::storage(&self.name, e))?;
+        let (table, metrics) = guard
+            .clone()
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(|e| EngineError::storage(&self.name, e))?;
+        let deleted = metrics.files_deleted.len();
+        if deleted > 0 {
+            self.install(&mut guard, table).await?;
+        }
+        Ok(deleted)
     }
 
     fn reader(&self) -> Arc<dyn TableProvider> {
@@ -394,5 +431,71 @@ impl TableProvider for ManagedTable {
 
     async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self.sink_exec(WriteOp::Delete(None), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::SessionContext;
+
+    fn data_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("table dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn vacuum_deletes_the_files_of_replaced_versions_only_after_the_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let table = ManagedTable::create("t", dir.path(), schema.clone())
+            .await
+            .expect("create");
+        for n in 0..3 {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![n, n + 10]))],
+            )
+            .expect("batch");
+            table.overwrite(vec![batch]).await.expect("overwrite");
+        }
+        let before = data_files(dir.path());
+        assert!(before >= 3, "{before} files");
+        let long = std::time::Duration::from_secs(3600);
+        assert_eq!(table.vacuum(long).await.expect("vacuum"), 0);
+        assert_eq!(data_files(dir.path()), before);
+
+        let deleted = table
+            .vacuum(std::time::Duration::ZERO)
+            .await
+            .expect("vacuum");
+        assert_eq!(deleted, before - 1);
+        assert_eq!(data_files(dir.path()), 1);
+        let ctx = SessionContext::new();
+        let rows = ctx
+            .read_table(Arc::new(table.clone()))
+            .expect("read")
+            .collect()
+            .await
+            .expect("scan after vacuum");
+        let values: Vec<i64> = rows
+            .iter()
+            .flat_map(|b| {
+                let col = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("i64");
+                col.values().to_vec()
+            })
+            .collect();
+        assert_eq!(values, [2, 12]);
     }
 }

@@ -31,6 +31,9 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::{bare, unique_suffix, upsert, Engine, Outcome};
 use crate::storage::ManagedTable;
 
+/// How long the files of a replaced result are kept for queries still reading it.
+const RETAIN_OLD_RESULTS: Duration = Duration::from_secs(10 * 60);
+
 /// Views read through views read through views...: deeper than this is a cycle.
 const MAX_DEPTH: usize = 64;
 
@@ -327,6 +330,13 @@ impl Engine {
             )));
         }
         let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        // Results replaced more than RETAIN_OLD_RESULTS ago go now, before the commit, so
+        // that the version the new result gets is the one recorded with it.
+        match runtime.table.data().vacuum(RETAIN_OLD_RESULTS).await {
+            Ok(0) => {}
+            Ok(files) => debug!(view = %name, files, "old results deleted"),
+            Err(e) => warn!("cannot delete the old results of materialized view \"{name}\": {e}"),
+        }
         if def.segment {
             self.record_segment_changes(runtime, &batches).await?;
         }
