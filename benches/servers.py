@@ -43,7 +43,7 @@ def start_postgres(work):
 
 def start_tessera(work):
     port = free_port()
-    proc = subprocess.Popen([TESSERA, "serve", "--data-dir", os.path.join(work, "tessera"),
+    proc = subprocess.Popen([TESSERA, "serve", "--http", "off", "--data-dir", os.path.join(work, "tessera"),
                              "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if line.startswith("connect with:"):

@@ -8,8 +8,10 @@
 //! - [`pg`] makes the session look like PostgreSQL 16 to clients;
 //! - [`identity`] resolves identities (`resolve_identities`, `explain_identity`);
 //! - [`system`] holds the `tessera.*` system tables;
+//! - [`collect`] receives events over HTTP (Segment's tracking API) into `tessera.events`;
 //! - [`demo`] generates the messy multi-source demo dataset.
 
+pub mod collect;
 pub mod demo;
 pub mod engine;
 pub mod identity;

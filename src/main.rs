@@ -30,6 +30,22 @@ struct ServeArgs {
     /// Address of the PostgreSQL endpoint.
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:5433")]
     listen: SocketAddr,
+    /// Address of the HTTP event collection API (Segment's `/v1/track`, ...), or `off`.
+    #[arg(long, env = "TESSERA_HTTP", default_value = "127.0.0.1:8080", value_parser = http_addr)]
+    http: HttpAddr,
+}
+
+/// `--http`: an address, or `off` (a newtype, as clap reads `Option` as "may be absent").
+#[derive(Clone, Copy)]
+struct HttpAddr(Option<SocketAddr>);
+
+fn http_addr(text: &str) -> Result<HttpAddr, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HttpAddr(None));
+    }
+    text.parse()
+        .map(|a| HttpAddr(Some(a)))
+        .map_err(|e| format!("{e} (an address such as 127.0.0.1:8080, or off)"))
 }
 
 #[derive(Subcommand)]
@@ -114,10 +130,33 @@ async fn serve(
         addr.ip(),
         addr.port()
     );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let http = match args.http.0 {
+        Some(addr) => {
+            let http_listener = TcpListener::bind(addr).await?;
+            eprintln!("http listening on {}", http_listener.local_addr()?);
+            let mut stopped = stopped.clone();
+            let stopping = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            let collector = engine.collector().clone();
+            Some(tokio::spawn(tessera::collect::http::serve(
+                http_listener,
+                collector,
+                stopping,
+            )))
+        }
+        None => None,
+    };
     let scheduler = tessera::engine::matview::spawn_scheduler(engine.clone());
     let handlers = Arc::new(Handlers::new(engine));
     tessera::server::serve(listener, handlers, shutdown_signal()).await;
     scheduler.abort();
+    // Requests in flight are answered (their events committed) before the process ends.
+    let _ = stop.send(true);
+    if let Some(http) = http {
+        http.await??;
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod clients;
+mod collect;
 mod copy;
 mod demo;
 mod identity;

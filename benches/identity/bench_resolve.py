@@ -74,7 +74,7 @@ class Tessera:
         shutil.rmtree(self.data, ignore_errors=True)
         self.logpath = os.path.join(work, "tessera.log")
         self.logf = open(self.logpath, "w")
-        self.proc = subprocess.Popen([binary, "serve", "--data-dir", self.data, "--listen", "127.0.0.1:0"],
+        self.proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", self.data, "--listen", "127.0.0.1:0"],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:

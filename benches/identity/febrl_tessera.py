@@ -26,7 +26,7 @@ COLUMNS = ["given_name", "surname", "street_number", "address_1", "address_2", "
 
 
 def start_server(binary, data_dir):
-    proc = subprocess.Popen([binary, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+    proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         m = re.search(r"connect with: psql -h (\S+) -p (\d+)", line)

@@ -28,6 +28,12 @@ pub enum EngineError {
     BadArgument(String),
     #[error("relation \"{0}\" already exists")]
     DuplicateRelation(String),
+    /// An object other than a relation (a write key) that already exists.
+    #[error("{kind} \"{name}\" already exists")]
+    DuplicateObject { kind: &'static str, name: String },
+    /// An object other than a relation (a write key) that does not exist.
+    #[error("{kind} \"{name}\" does not exist")]
+    UndefinedObject { kind: &'static str, name: String },
     #[error("\"{name}\" is not a {expected}")]
     WrongObjectType {
         name: String,

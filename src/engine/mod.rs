@@ -73,6 +73,7 @@ pub struct Engine {
     data_dir: PathBuf,
     catalog: Mutex<Catalog>,
     matviews: matview::Registry,
+    collector: Arc<crate::collect::Collector>,
 }
 
 impl Engine {
@@ -92,6 +93,7 @@ impl Engine {
         let system = SystemTables::register(&ctx)?;
         crate::identity::IdentityStore::open(&ctx, &data_dir)?;
         let matviews = matview::Registry::new(&ctx, &data_dir).await?;
+        let collector = Arc::new(crate::collect::Collector::open(&ctx, &data_dir).await?);
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
@@ -100,6 +102,7 @@ impl Engine {
             data_dir,
             catalog: Mutex::new(catalog),
             matviews,
+            collector,
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -111,6 +114,11 @@ impl Engine {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The write keys and event store of the HTTP collection API.
+    pub fn collector(&self) -> &Arc<crate::collect::Collector> {
+        &self.collector
     }
 
     async fn restore(&self) {
@@ -264,6 +272,17 @@ impl Engine {
             )),
             Command::Discard => Ok(Outcome::tag("DISCARD ALL")),
             Command::Accept(tag) => Ok(Outcome::tag(tag)),
+            // The key is only shown by the wire layer, which answers it as a row.
+            Command::CreateWriteKey { name, source } => self
+                .collector
+                .keys()
+                .create(&name, &source)
+                .map(|_| Outcome::tag("CREATE WRITE KEY")),
+            Command::DropWriteKey { name, if_exists } => self
+                .collector
+                .keys()
+                .drop_key(&name, if_exists)
+                .map(|_| Outcome::tag("DROP WRITE KEY")),
             Command::Show(_) | Command::RollbackToSavepoint => Err(EngineError::NotSupported(
                 "session statements outside the wire protocol".into(),
             )),

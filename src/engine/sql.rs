@@ -50,6 +50,17 @@ pub enum Command {
     Accept(&'static str),
     /// `ROLLBACK TO SAVEPOINT`: the transaction stays open (and leaves the failed state).
     RollbackToSavepoint,
+    /// `CREATE WRITE KEY name FOR SOURCE 'source'`: answers one row with the new key
+    /// (see `crate::collect`).
+    CreateWriteKey {
+        name: String,
+        source: String,
+    },
+    /// `DROP WRITE KEY [IF EXISTS] name`.
+    DropWriteKey {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 /// `COPY table [(columns)] FROM STDIN` or `COPY {table | (query)} TO STDOUT`.
@@ -214,6 +225,9 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         return parse_copy(sql).map(|c| Some(Command::Copy(c)));
     }
     if let Some(command) = super::matview::parse::classify(sql) {
+        return command.map(Some);
+    }
+    if let Some(command) = crate::collect::statements::classify(sql) {
         return command.map(Some);
     }
     let stmt = match parse_one(sql)? {

@@ -30,6 +30,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use futures::TryStreamExt;
@@ -177,6 +178,24 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// The session writes run in: one partition, so rows are written in the order they come
+/// (a materialised view's `ORDER BY` survives into its files, which is what makes the
+/// statistics above prune; with several partitions the writer interleaves them).
+fn write_session() -> Result<Arc<dyn Session>> {
+    static SESSION: std::sync::OnceLock<Arc<dyn Session>> = std::sync::OnceLock::new();
+    if let Some(s) = SESSION.get() {
+        return Ok(s.clone());
+    }
+    let overrides = std::collections::HashMap::from([(
+        "datafusion.execution.target_partitions".to_string(),
+        "1".to_string(),
+    )]);
+    let ctx = DeltaSessionContext::new_with_session_overrides(&overrides)
+        .map_err(|e| EngineError::storage("(write session)", e))?;
+    let session: Arc<dyn Session> = Arc::new(ctx.state());
+    Ok(SESSION.get_or_init(|| session).clone())
+}
+
 async fn reader_for(name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
     table
         .table_provider()
@@ -217,13 +236,17 @@ impl TableState {
                 let table = current
                     .write(batches)
                     .with_save_mode(mode)
+                    .with_session_state(write_session()?)
                     .with_writer_properties(writer_properties())
                     .await
                     .map_err(storage)?;
                 (table, rows as u64)
             }
             WriteOp::Delete(predicate) => {
-                let mut builder = current.delete().with_writer_properties(writer_properties());
+                let mut builder = current
+                    .delete()
+                    .with_session_state(write_session()?)
+                    .with_writer_properties(writer_properties());
                 if let Some(p) = predicate {
                     builder = builder.with_predicate(p);
                 }
@@ -234,7 +257,10 @@ impl TableState {
                 assignments,
                 predicate,
             } => {
-                let mut builder = current.update().with_writer_properties(writer_properties());
+                let mut builder = current
+                    .update()
+                    .with_session_state(write_session()?)
+                    .with_writer_properties(writer_properties());
                 if let Some(p) = predicate {
                     builder = builder.with_predicate(p);
                 }
@@ -449,6 +475,55 @@ mod tests {
                     .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
             })
             .count()
+    }
+
+    /// (min, max) of column 0 in each row group of every data file of `dir`.
+    fn row_group_ranges(dir: &Path) -> Vec<(i64, i64)> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::statistics::Statistics;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("table dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|x| x != "parquet") {
+                continue;
+            }
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).expect("open"))
+                .expect("footer");
+            for rg in reader.metadata().row_groups() {
+                match rg.column(0).statistics() {
+                    Some(Statistics::Int64(s)) => {
+                        out.push((*s.min_opt().expect("min"), *s.max_opt().expect("max")))
+                    }
+                    other => panic!("no int64 statistics: {other:?}"),
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn rows_are_written_in_order_in_small_row_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let table = ManagedTable::create("t", dir.path(), schema.clone())
+            .await
+            .expect("create");
+        let batches: Vec<RecordBatch> = (0..25)
+            .map(|b| {
+                let values: Vec<i64> = (b * 8192..(b + 1) * 8192).collect();
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
+                    .expect("batch")
+            })
+            .collect();
+        table.overwrite(batches).await.expect("overwrite");
+        let ranges = row_group_ranges(dir.path());
+        // 204,800 rows in row groups of 64Ki rows, each holding the next run of values.
+        assert_eq!(ranges.len(), 4, "{ranges:?}");
+        assert_eq!(ranges[0], (0, 65_535));
+        for w in ranges.windows(2) {
+            assert_eq!(w[1].0, w[0].1 + 1, "{ranges:?}");
+        }
+        assert_eq!(ranges[3].1, 204_799);
     }
 
     #[tokio::test]

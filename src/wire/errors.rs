@@ -87,6 +87,8 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
     let code = match e {
         EngineError::UndefinedRelation(_) => "42P01",
         EngineError::DuplicateRelation(_) => "42P07",
+        EngineError::DuplicateObject { .. } => "42710",
+        EngineError::UndefinedObject { .. } => "42704",
         EngineError::UndefinedColumn { .. } => "42703",
         EngineError::BadCall(_) => "42883",
         EngineError::BadArgument(_) => "42804",

@@ -28,7 +28,7 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
@@ -42,6 +42,7 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
+use crate::collect::statements::CREATED_COLUMNS;
 use crate::engine::sql::{
     classify, classify_alter_view, qualify_catalog_regclass, split_statements, Command,
 };
@@ -139,6 +140,28 @@ fn tag(o: Outcome) -> Response {
     Response::Execution(t)
 }
 
+/// Text columns named `names`.
+fn text_fields(names: &[&str]) -> Vec<FieldInfo> {
+    names
+        .iter()
+        .map(|n| FieldInfo::new(n.to_string(), None, None, Type::TEXT, FieldFormat::Text))
+        .collect()
+}
+
+/// A result of one row of text (`CREATE WRITE KEY` answers its key this way).
+fn text_row(names: &[&str], values: &[&str]) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(text_fields(names));
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    for v in values {
+        encoder.encode_field(&Some(*v))?;
+    }
+    let row = encoder.take_row();
+    Ok(QueryResponse::new(
+        fields,
+        futures::stream::once(async move { Ok(row) }),
+    ))
+}
+
 /// Where `part` (a slice of `whole`) starts in `whole`.
 fn offset_in(whole: &str, part: &str) -> usize {
     (part.as_ptr() as usize)
@@ -221,6 +244,14 @@ impl QueryService {
             },
             Some(Command::RollbackToSavepoint) => {
                 Ok(vec![Response::TransactionStart(Tag::new("ROLLBACK"))])
+            }
+            Some(Command::CreateWriteKey { name, source }) => {
+                let keys = self.engine.collector().keys();
+                let key = keys.create(&name, &source).map_err(engine_error)?;
+                Ok(vec![Response::Query(text_row(
+                    &CREATED_COLUMNS,
+                    &[&name, &source, &key],
+                )?)])
             }
             Some(command) => Ok(vec![tag(self
                 .engine
@@ -353,6 +384,7 @@ impl QueryParser for TesseraParser {
         match stmt {
             (sql, None) => match classify(sql) {
                 Ok(Some(Command::Show(name))) => Ok(session::show_fields(&name)),
+                Ok(Some(Command::CreateWriteKey { .. })) => Ok(text_fields(&CREATED_COLUMNS)),
                 // A cursor's query (DECLARE stores it unplanned): describe its rows.
                 Ok(None) if !sql.trim().is_empty() => self.describe_query(sql, column_format),
                 _ => Ok(vec![]),

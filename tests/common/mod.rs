@@ -10,6 +10,8 @@ use tokio_postgres::{Client, NoTls};
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// The port of the HTTP collection API (`--http`).
+    pub http_port: u16,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -42,7 +44,13 @@ impl Server {
     fn spawn(args: &[&str], dir: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir)
             .env(
                 "RUST_LOG",
@@ -55,21 +63,26 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut sent = false;
+            let (mut port, mut http_port) = (None, None);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
+                if port.is_none() || http_port.is_none() {
                     // "connect with: psql -h 127.0.0.1 -p PORT tessera"
                     if let Some(rest) = line
                         .split(" -p ")
                         .nth(1)
                         .filter(|_| line.starts_with("connect with:"))
                     {
-                        let port = rest
+                        port = rest
                             .split_whitespace()
                             .next()
-                            .and_then(|p| p.parse::<u16>().ok());
-                        let _ = tx.send(port);
-                        sent = true;
+                            .map(|p| p.parse::<u16>().ok());
+                    }
+                    // "http listening on 127.0.0.1:PORT"
+                    if let Some(addr) = line.strip_prefix("http listening on ") {
+                        http_port = Some(addr.rsplit(':').next().and_then(|p| p.parse().ok()));
+                    }
+                    if let (Some(p), Some(h)) = (port, http_port) {
+                        let _ = tx.send(p.zip(h));
                     }
                 }
                 if std::env::var_os("TESSERA_TEST_LOG").is_some() {
@@ -77,14 +90,15 @@ impl Server {
                 }
             }
         });
-        let port = rx
+        let (port, http_port) = rx
             .recv_timeout(Duration::from_secs(300))
             .ok()
             .flatten()
-            .expect("server did not report its address");
+            .expect("server did not report its addresses");
         Server {
             child,
             port,
+            http_port,
             data_dir: dir.to_path_buf(),
             _tmp: None,
         }

@@ -14,22 +14,17 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{col, lit, Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
 
 use crate::engine::error::{EngineError, Result};
 use crate::storage::ManagedTable;
-use crate::system::register_system_table;
 
 /// The column holding a segment's members.
 pub const MEMBER_COLUMN: &str = "unified_id";
@@ -58,13 +53,7 @@ pub struct SegmentChanges {
 impl SegmentChanges {
     /// Open the table in the data directory (creating it on first start) and register it.
     pub async fn open(ctx: &SessionContext, data_dir: &Path) -> Result<Self> {
-        let dir = data_dir.join("system").join(TABLE);
-        let table = if dir.join("_delta_log").is_dir() {
-            ManagedTable::open(TABLE, &dir).await?
-        } else {
-            ManagedTable::create(TABLE, &dir, schema()).await?
-        };
-        register_system_table(ctx, TABLE, Arc::new(ReadOnly(table.clone())))?;
+        let table = crate::system::delta::open(ctx, data_dir, TABLE, schema()).await?;
         Ok(SegmentChanges { table })
     }
 
@@ -157,74 +146,6 @@ pub fn missing_member_column(segment: &str) -> EngineError {
         column: MEMBER_COLUMN.to_string(),
         detail: " (a segment has one row per member, identified by its unified_id column)"
             .to_string(),
-    }
-}
-
-/// A system table's provider: reads go to the Delta table, writes are refused.
-#[derive(Debug)]
-struct ReadOnly(ManagedTable);
-
-impl ReadOnly {
-    fn refuse(&self) -> DataFusionError {
-        EngineError::ReadOnlySystemTable(TABLE.to_string()).into()
-    }
-}
-
-#[async_trait]
-impl TableProvider for ReadOnly {
-    fn schema(&self) -> SchemaRef {
-        self.0.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.0.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.0.supports_filters_pushdown(filters)
-    }
-
-    async fn insert_into(
-        &self,
-        _state: &dyn Session,
-        _input: Arc<dyn ExecutionPlan>,
-        _insert_op: InsertOp,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Err(self.refuse())
-    }
-
-    async fn delete_from(
-        &self,
-        _state: &dyn Session,
-        _filters: Vec<Expr>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Err(self.refuse())
-    }
-
-    async fn update(
-        &self,
-        _state: &dyn Session,
-        _assignments: Vec<(String, Expr)>,
-        _filters: Vec<Expr>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Err(self.refuse())
-    }
-
-    async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Err(self.refuse())
     }
 }
 

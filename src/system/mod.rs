@@ -5,6 +5,8 @@
 //! relations each view reads; `pg_catalog.pg_depend` and `pg_rewrite` are derived from it
 //! (see `pg.rs`) so clients such as dbt see the same dependencies PostgreSQL reports.
 
+pub mod delta;
+
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
