@@ -8,6 +8,9 @@
 -- Phones without a country: CRM contacts carry one; elsewhere a number written with
 -- `+` or `00` is read as is, and digits that form a valid number once `+` is put in
 -- front (`13037438289`) are read that way. Purely national numbers stay unlinked.
+-- Events collected over HTTP (tessera.events, source 'events', record_key
+-- '<write key source>:<messageId>') link their anonymousId, userId (the CRM customer id)
+-- and traits.email; an alias call also links its previousId (taken as an anonymous id).
 CREATE OR REPLACE VIEW identity_edges AS
 SELECT 'crm_contacts' AS source, contact_id AS record_key, 'customer_id' AS id_type,
        nullif(upper(trim(contact_id)), '') AS id_value
@@ -43,4 +46,16 @@ SELECT 'support_tickets', ticket_id, 'phone',
 UNION ALL
 SELECT 'consent_changes', change_id, 'customer_id', nullif(upper(trim(contact_id)), '') FROM consent_changes
 UNION ALL
-SELECT 'consent_changes', change_id, 'email', normalize_email(email) FROM consent_changes;
+SELECT 'consent_changes', change_id, 'email', normalize_email(email) FROM consent_changes
+UNION ALL
+SELECT 'events', source || ':' || message_id, 'anonymous_id', nullif(trim(anonymous_id), '')
+  FROM tessera.events
+UNION ALL
+SELECT 'events', source || ':' || message_id, 'customer_id', nullif(upper(trim(user_id)), '')
+  FROM tessera.events
+UNION ALL
+SELECT 'events', source || ':' || message_id, 'email', normalize_email(traits ->> 'email')
+  FROM tessera.events
+UNION ALL
+SELECT 'events', source || ':' || message_id, 'anonymous_id', nullif(trim(previous_id), '')
+  FROM tessera.events WHERE type = 'alias';

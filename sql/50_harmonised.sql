@@ -65,8 +65,9 @@ SELECT m.unified_id,
   FROM pos_orders p
   JOIN identity_map m ON m.source = 'pos_orders' AND m.record_key = p.receipt_id;
 
--- Web and app events. anonymous_id is the cookie or device id; user_id is set once
--- the visitor has logged in.
+-- Web and app events, from the web_events export and from the events collected over
+-- HTTP. anonymous_id is the cookie or device id; customer_id is set once the visitor
+-- has logged in.
 --   event_type  page_view | product_view | add_to_cart | checkout | login | logout | signup
 CREATE OR REPLACE VIEW stg_web_events AS
 SELECT m.unified_id,
@@ -79,7 +80,31 @@ SELECT m.unified_id,
        e.device,
        CAST(e.occurred_at AS TIMESTAMP) AS occurred_at
   FROM web_events e
-  JOIN identity_map m ON m.source = 'web_events' AND m.record_key = e.event_id;
+  JOIN identity_map m ON m.source = 'web_events' AND m.record_key = e.event_id
+UNION ALL
+-- Page, screen and track calls collected over HTTP (tessera.events); track events named
+-- as in Segment's e-commerce spec map to the web event types.
+SELECT m.unified_id,
+       v.source || ':' || v.message_id AS event_id,
+       nullif(trim(v.anonymous_id), '') AS anonymous_id,
+       nullif(upper(trim(v.user_id)), '') AS customer_id,
+       normalize_email(v.traits ->> 'email') AS email,
+       CASE
+         WHEN v.type IN ('page', 'screen') THEN 'page_view'
+         WHEN v.event = 'Product Viewed' THEN 'product_view'
+         WHEN v.event = 'Product Added' THEN 'add_to_cart'
+         WHEN v.event IN ('Checkout Started', 'Order Completed') THEN 'checkout'
+         WHEN v.event = 'Signed In' THEN 'login'
+         WHEN v.event = 'Signed Out' THEN 'logout'
+         WHEN v.event = 'Signed Up' THEN 'signup'
+         ELSE lower(v.event)
+       END AS event_type,
+       coalesce(v.properties ->> 'url', v.context -> 'page' ->> 'url') AS url,
+       coalesce(v.context -> 'device' ->> 'type', CASE WHEN v.type = 'screen' THEN 'mobile' ELSE 'desktop' END) AS device,
+       CAST(v.timestamp AS TIMESTAMP) AS occurred_at
+  FROM tessera.events v
+  JOIN identity_map m ON m.source = 'events' AND m.record_key = v.source || ':' || v.message_id
+ WHERE v.type IN ('page', 'screen', 'track');
 
 -- Email engagement from the email service provider.
 --   event  sent | open | click | bounce | unsubscribe

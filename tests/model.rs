@@ -1,6 +1,7 @@
 //! The default CDP model of `sql/` on a small hand-made dataset whose profiles are
 //! known: harmonisation, identity map, profiles (survivorship, orders, engagement,
-//! consent), segments, and the changes a new order makes to them.
+//! consent), segments, the changes a new order makes to them, and events collected
+//! over HTTP joining the model as a source.
 
 use std::path::Path;
 
@@ -361,5 +362,56 @@ async fn default_model_builds_profiles_and_segments() {
             vec!["segment_email_reachable", "entered", "1"],
             vec!["segment_engaged_anonymous", "entered", "1"],
         ]
+    );
+
+    // Events collected over HTTP are a source: the anonymous visitor k9 signs in on the
+    // site as Bob (identify), then views a page. Applied again, the model merges k9 into
+    // Bob's profile, and k9 leaves the engaged anonymous visitors.
+    let key = rows(&c, "CREATE WRITE KEY site FOR SOURCE 'web'").await[0][2].clone();
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "identify",
+            r#"{"messageId": "m1", "anonymousId": "k9", "userId": "c200", "traits": {"email": "Bob.Martin@orange.fr"}, "timestamp": "2026-10-31T09:00:00Z"}"#,
+        ),
+        (
+            "page",
+            r#"{"messageId": "m2", "anonymousId": "k9", "userId": "c200", "properties": {"url": "/sale"}, "timestamp": "2026-10-31T09:01:00Z"}"#,
+        ),
+    ] {
+        let status = http
+            .post(format!("http://127.0.0.1:{}/v1/{path}", s.http_port))
+            .basic_auth(&key, Some(""))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status.as_u16(), 200, "{path}");
+    }
+    apply_model(&c).await;
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM profiles").await,
+        vec![vec!["2"]]
+    );
+    assert_eq!(
+        profile(
+            &c,
+            "web_sessions, page_views, array_to_string(anonymous_ids, ' '), as_of",
+            "customer_id = 'C200'"
+        )
+        .await,
+        ["4", "4", "k9", "2026-10-31 09:01:00.000000"]
+    );
+    assert!(members(&c, "segment_engaged_anonymous").await.is_empty());
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT change FROM tessera.segment_changes
+              WHERE segment = 'segment_engaged_anonymous' ORDER BY version"
+        )
+        .await,
+        vec![vec!["entered"], vec!["exited"]]
     );
 }

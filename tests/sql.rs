@@ -697,3 +697,24 @@ async fn postgres_column_names_and_cursors_with_parameters() {
     assert_eq!(rows(&c, "FETCH ALL FROM big").await, vec![vec!["4"]]);
     c.batch_execute("CLOSE big; COMMIT").await.expect("close");
 }
+
+#[tokio::test]
+async fn json_operators_with_postgres_precedence() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(
+        r#"CREATE TABLE ev (id INT, traits TEXT);
+           INSERT INTO ev VALUES (1, '{"email": "ann@x.org", "plan": {"tier": 2}}'), (2, '{"email": "bob@x.org"}');"#,
+    )
+    .await
+    .expect("setup");
+    // `->>` binds tighter than `=`, as in PostgreSQL.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT id, traits -> 'plan' ->> 'tier' FROM ev WHERE traits ->> 'email' = 'ann@x.org'"
+        )
+        .await,
+        vec![vec!["1", "2"]]
+    );
+}

@@ -84,10 +84,12 @@ impl Engine {
         std::fs::create_dir_all(data_dir.join("tables"))
             .map_err(|e| EngineError::io(data_dir, e))?;
         let data_dir = std::fs::canonicalize(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true);
+        // PostgreSQL's grammar and operator precedence (`traits ->> 'email' = 'x'`).
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = Arc::new(SessionContext::new_with_config(config));
         udfs::register_all(&ctx);
         let system = SystemTables::register(&ctx)?;

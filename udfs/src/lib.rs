@@ -7,7 +7,8 @@
 //! (how alike two values are) and [`phonetic`] (codes for names that sound alike).
 //! `args` holds what they share for reading arguments and building results, `fold` the
 //! folding of names to ASCII tokens. The aggregate functions of [`survivorship`] build
-//! golden records: which value of a profile's records survives. [`docs`] renders the
+//! golden records: which value of a profile's records survives. [`json`] reads JSON
+//! text (`json_get`, `json_get_text` and the `->`, `->>` operators). [`docs`] renders the
 //! function reference, `FUNCTIONS.md`, from the functions' own documentation; a unit test
 //! keeps the committed file in step, and another runs the `.slt` files under `slt/`
 //! against a `SessionContext`.
@@ -18,6 +19,7 @@ use datafusion::prelude::SessionContext;
 mod args;
 pub mod docs;
 mod fold;
+pub mod json;
 pub mod normalize;
 pub mod phonetic;
 pub mod similarity;
@@ -38,6 +40,8 @@ pub fn all_scalar_udfs() -> Vec<ScalarUDF> {
         ScalarUDF::from(phonetic::SoundexFunc::new()),
         ScalarUDF::from(phonetic::DoubleMetaphoneFunc::new()),
         ScalarUDF::from(phonetic::NysiisFunc::new()),
+        ScalarUDF::from(json::JsonGetFunc::new()),
+        ScalarUDF::from(json::JsonGetTextFunc::new()),
     ]
 }
 
@@ -61,6 +65,12 @@ pub fn register_all(ctx: &SessionContext) {
     for udaf in all_aggregate_udfs() {
         ctx.register_udaf(udaf);
     }
+    use datafusion::execution::FunctionRegistry;
+    let planner = std::sync::Arc::new(json::JsonOperators);
+    if let Err(e) = ctx.state_ref().write().register_expr_planner(planner) {
+        // Registering a planner cannot fail in DataFusion 55; the functions still work.
+        eprintln!("cannot register the JSON operators: {e}");
+    }
 }
 
 #[cfg(test)]
@@ -73,7 +83,7 @@ mod tests {
         register_all(&ctx);
         let state = ctx.state();
         let udfs = all_scalar_udfs();
-        assert_eq!(udfs.len(), 10);
+        assert_eq!(udfs.len(), 12);
         for udf in &udfs {
             assert!(
                 state.scalar_functions().contains_key(udf.name()),
