@@ -122,7 +122,12 @@ async fn serve(
     if let Some(demo) = demo {
         demo.install(&engine).await?;
     }
-    let listener = TcpListener::bind(args.listen).await?;
+    let listener = TcpListener::bind(args.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {}: {e} (choose another address with --listen)",
+            args.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     info!(data_dir = %engine.data_dir().display(), "tessera listening on {addr}");
     eprintln!(
@@ -133,7 +138,9 @@ async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let http = match args.http.0 {
         Some(addr) => {
-            let http_listener = TcpListener::bind(addr).await?;
+            let http_listener = TcpListener::bind(addr).await.map_err(|e| {
+                format!("cannot listen for HTTP on {addr}: {e} (choose another address with --http, or --http off)")
+            })?;
             eprintln!("http listening on {}", http_listener.local_addr()?);
             let mut stopped = stopped.clone();
             let stopping = async move {
