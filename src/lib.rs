@@ -11,6 +11,7 @@
 //! - [`collect`] receives events over HTTP (Segment's tracking API) into `tessera.events`;
 //! - [`demo`] generates the messy multi-source demo dataset.
 
+pub mod access;
 pub mod collect;
 pub mod demo;
 pub mod engine;

@@ -7,6 +7,7 @@
 //! valid order to rebuild them in: a view can only refer to relations that existed when it
 //! was created.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,10 @@ pub struct Entry {
     /// For materialised views: what the last refresh did and what it read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshState>,
+    /// Column comments (`COMMENT ON COLUMN`), by column name; `pii...` ones classify the
+    /// column as personal data (see `access::classes`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub comments: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -182,6 +187,7 @@ mod tests {
             location: None,
             primary_key: vec![],
             refresh: None,
+            comments: Default::default(),
         }
     }
 

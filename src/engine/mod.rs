@@ -19,6 +19,7 @@ mod dml;
 pub mod error;
 pub mod matview;
 pub mod object_stores;
+mod privacy;
 pub mod source;
 pub mod sql;
 
@@ -74,6 +75,8 @@ pub struct Engine {
     catalog: Mutex<Catalog>,
     matviews: matview::Registry,
     collector: Arc<crate::collect::Collector>,
+    /// Which columns hold personal data (read by the masking rule).
+    classes: Arc<crate::access::Classification>,
 }
 
 impl Engine {
@@ -92,6 +95,13 @@ impl Engine {
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = Arc::new(SessionContext::new_with_config(config));
         udfs::register_all(&ctx);
+        ctx.register_udf(privacy::pseudonymize_udf(privacy::pseudonym_key(
+            &data_dir,
+        )?));
+        let classes = Arc::new(crate::access::Classification::default());
+        ctx.add_analyzer_rule(Arc::new(crate::access::mask::MaskPersonalData::new(
+            classes.clone(),
+        )));
         let system = SystemTables::register(&ctx)?;
         crate::identity::IdentityStore::open(&ctx, &data_dir)?;
         let matviews = matview::Registry::new(&ctx, &data_dir).await?;
@@ -105,6 +115,7 @@ impl Engine {
             catalog: Mutex::new(catalog),
             matviews,
             collector,
+            classes,
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -147,6 +158,8 @@ impl Engine {
         }
         self.publish_dependencies(&catalog);
         self.publish_materialized_views(&catalog);
+        drop(catalog);
+        self.reclassify().await;
     }
 
     /// Refresh `tessera.view_dependencies` from the catalog.
@@ -234,6 +247,8 @@ impl Engine {
             let catalog = self.catalog.lock().await;
             self.publish_dependencies(&catalog);
             self.publish_materialized_views(&catalog);
+            drop(catalog);
+            self.reclassify().await;
         }
         outcome
     }
@@ -272,6 +287,11 @@ impl Engine {
             Command::Copy(_) => Err(EngineError::NotSupported(
                 "COPY outside the wire protocol".into(),
             )),
+            Command::CommentOnColumn {
+                relation,
+                column,
+                comment,
+            } => self.comment_on_column(&relation, &column, comment).await,
             Command::Discard => Ok(Outcome::tag("DISCARD ALL")),
             Command::Accept(tag) => Ok(Outcome::tag(tag)),
             // The key is only shown by the wire layer, which answers it as a row.
@@ -293,7 +313,12 @@ impl Engine {
 
     /// Run a script of statements (the demo model, tests): commands through
     /// [`Engine::execute`], everything else through DataFusion, results discarded.
+    /// Scripts are the engine's own work (the model it applies), run with every privilege.
     pub async fn run_script(&self, script: &str) -> Result<Vec<Outcome>> {
+        crate::access::as_system(self.run_script_inner(script)).await
+    }
+
+    async fn run_script_inner(&self, script: &str) -> Result<Vec<Outcome>> {
         let mut out = Vec::new();
         for stmt in sql::split_statements(script) {
             let command = match sql::classify(stmt) {
@@ -379,6 +404,7 @@ impl Engine {
             location: None,
             primary_key: vec![],
             refresh: None,
+            comments: Default::default(),
         };
         // Register first: this validates the location and infers the schema.
         for l in &cet.locations {
@@ -494,6 +520,7 @@ impl Engine {
             location: Some(location),
             primary_key,
             refresh: None,
+            comments: Default::default(),
         };
         if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
             let _ = std::fs::remove_dir_all(&dir);
@@ -529,6 +556,7 @@ impl Engine {
             location: None,
             primary_key: vec![],
             refresh: None,
+            comments: Default::default(),
         };
         // Planning the view checks that everything it reads exists (42P01 otherwise).
         let previous = self.ctx.table_provider(bare(&name)).await.ok();

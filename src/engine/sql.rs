@@ -41,6 +41,13 @@ pub enum Command {
     /// INSERT, UPDATE, DELETE, TRUNCATE: planned by DataFusion, answered with a row count.
     Dml(Box<Statement>),
     Copy(CopyCommand),
+    /// `COMMENT ON COLUMN relation.column IS 'text' | NULL` (a `pii...` comment classifies
+    /// the column as personal data).
+    CommentOnColumn {
+        relation: String,
+        column: String,
+        comment: Option<String>,
+    },
     Discard,
     /// `SHOW name`: answered from the session's settings by the wire layer.
     Show(String),
@@ -275,6 +282,31 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         | Statement::Update(_)
         | Statement::Delete(_)
         | Statement::Truncate(_) => Command::Dml(Box::new(stmt)),
+        Statement::Comment {
+            object_type: ast::CommentObject::Column,
+            ref object_name,
+            ref comment,
+            ..
+        } => {
+            let parts: Vec<String> = object_name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(ident_name)
+                .collect();
+            match parts.as_slice() {
+                [.., relation, column] => Command::CommentOnColumn {
+                    relation: relation.clone(),
+                    column: column.clone(),
+                    comment: comment.clone(),
+                },
+                _ => {
+                    return Err(EngineError::Syntax(format!(
+                        "COMMENT ON COLUMN needs relation.column, not {object_name}"
+                    )))
+                }
+            }
+        }
         Statement::Discard { .. } => Command::Discard,
         Statement::ShowVariable { ref variable } => Command::Show(show_name(variable)),
         Statement::Savepoint { .. } => Command::Accept("SAVEPOINT"),

@@ -8,6 +8,7 @@
 //! - the `COPY` sub-protocol, in both directions ([`copy`]);
 //! - SQLSTATE codes and error positions ([`errors`]), for every error either path raises.
 
+mod access;
 mod cancel;
 mod copy;
 pub mod errors;
@@ -282,6 +283,20 @@ impl QueryService {
 #[async_trait]
 impl SimpleQueryHandler for QueryService {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let principal = access::principal(&self.engine, client);
+        crate::access::run_as(principal, self.run_simple(client, query)).await
+    }
+}
+
+impl QueryService {
+    /// A simple query: each statement in turn, stopping at the first error.
+    async fn run_simple<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -570,6 +585,25 @@ impl ExtendedQueryHandler for QueryService {
     }
 
     async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let principal = access::principal(&self.engine, client);
+        crate::access::run_as(principal, self.run_portal(client, portal, max_rows)).await
+    }
+}
+
+impl QueryService {
+    /// Execute a bound portal.
+    async fn run_portal<C>(
         &self,
         client: &mut C,
         portal: &Portal<Statement>,

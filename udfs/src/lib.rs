@@ -8,7 +8,8 @@
 //! `args` holds what they share for reading arguments and building results, `fold` the
 //! folding of names to ASCII tokens. The aggregate functions of [`survivorship`] build
 //! golden records: which value of a profile's records survives. [`json`] reads JSON
-//! text (`json_get`, `json_get_text` and the `->`, `->>` operators). [`docs`] renders the
+//! text (`json_get`, `json_get_text` and the `->`, `->>` operators). [`privacy`] masks
+//! personal data (`mask_email`, `mask_phone`, `redact`, `pseudonymize`). [`docs`] renders the
 //! function reference, `FUNCTIONS.md`, from the functions' own documentation; a unit test
 //! keeps the committed file in step, and another runs the `.slt` files under `slt/`
 //! against a `SessionContext`.
@@ -22,6 +23,7 @@ mod fold;
 pub mod json;
 pub mod normalize;
 pub mod phonetic;
+pub mod privacy;
 pub mod similarity;
 #[cfg(test)]
 mod slt_runner;
@@ -42,6 +44,10 @@ pub fn all_scalar_udfs() -> Vec<ScalarUDF> {
         ScalarUDF::from(phonetic::NysiisFunc::new()),
         ScalarUDF::from(json::JsonGetFunc::new()),
         ScalarUDF::from(json::JsonGetTextFunc::new()),
+        ScalarUDF::from(privacy::MaskEmailFunc::new()),
+        ScalarUDF::from(privacy::MaskPhoneFunc::new()),
+        ScalarUDF::from(privacy::RedactFunc::new()),
+        ScalarUDF::from(privacy::PseudonymizeFunc::default()),
     ]
 }
 
@@ -83,7 +89,7 @@ mod tests {
         register_all(&ctx);
         let state = ctx.state();
         let udfs = all_scalar_udfs();
-        assert_eq!(udfs.len(), 12);
+        assert_eq!(udfs.len(), 16);
         for udf in &udfs {
             assert!(
                 state.scalar_functions().contains_key(udf.name()),

@@ -103,6 +103,7 @@ impl Engine {
                 location: Some(location.clone()),
                 primary_key: vec![],
                 refresh: Some(state),
+                comments: Default::default(),
             };
             if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -191,12 +192,19 @@ impl Engine {
     }
 
     /// `REFRESH MATERIALIZED VIEW name [WITH [NO] DATA]`; returns the rows it holds.
+    ///
+    /// The query runs on the engine's own account, whoever asked: the stored result is
+    /// the same for every reader, and masked on the way out for those who may not see
+    /// personal data (see `crate::access`).
     pub async fn refresh_materialized_view(&self, name: &str, with_data: bool) -> Result<u64> {
-        if with_data {
-            self.refresh(name, 0).await
-        } else {
-            self.unpopulate(name).await.map(|()| 0)
-        }
+        crate::access::as_system(async {
+            if with_data {
+                self.refresh(name, 0).await
+            } else {
+                self.unpopulate(name).await.map(|()| 0)
+            }
+        })
+        .await
     }
 
     /// The view of that name being served, or the error PostgreSQL gives.
@@ -417,7 +425,7 @@ impl Engine {
     }
 
     /// The logical plan of a view's query, with the view's column names.
-    async fn plan_definition(&self, def: &Definition) -> Result<LogicalPlan> {
+    pub(in crate::engine) async fn plan_definition(&self, def: &Definition) -> Result<LogicalPlan> {
         let query = Statement::Query(def.query.clone());
         let plan = self
             .ctx
