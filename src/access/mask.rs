@@ -1,13 +1,17 @@
-//! Masking personal data where it is read: [`MaskPersonalData`] rewrites every table
-//! scan of a classified relation to read through [`MaskedTable`] when the running
-//! principal lacks the PII privilege.
+//! What a principal reads of a relation, enforced where it is read: [`GuardRelations`]
+//! rewrites every table scan that needs it to read through [`GuardedTable`], which
+//! - masks the columns classified as personal data when the principal lacks the PII
+//!   privilege, and
+//! - in a purpose-bound session (`SET tessera.purpose`), keeps only the rows of people
+//!   whose consent allows the purpose (relations with a `unified_id` column), and
+//!   refuses relations holding personal data that are not keyed by person.
 //!
-//! The mask sits inside the scan, so every filter, join, aggregate and expression above
+//! The guard sits inside the scan, so every filter, join, aggregate and expression above
 //! it (from the query itself, from inlined views, from subqueries) only ever sees masked
-//! values: `WHERE email = 'x'` compares the masked email. Filters on masked columns are
-//! not pushed into the underlying table either, so file statistics cannot answer them
-//! on raw values. The rewrite is idempotent (a scan already reading through
-//! [`MaskedTable`] is left alone), as DataFusion may analyse a plan twice.
+//! values of consenting people: `WHERE email = 'x'` compares the masked email. Filters on
+//! masked columns are not pushed into the underlying table either, so file statistics
+//! cannot answer them on raw values. The rewrite is idempotent (a scan already reading
+//! through [`GuardedTable`] is left alone), as DataFusion may analyse a plan twice.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -17,83 +21,111 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::common::{Column, DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     col, lit, Expr, LogicalPlan, TableProviderFilterPushDown, TableScan, TableType,
 };
 use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::classes::{Classification, ColumnClasses, PiiClass};
 
+/// The column that keys a relation by person.
+pub const PERSON_KEY: &str = "unified_id";
+
 /// The analyzer rule; register it once on the session state.
 #[derive(Debug)]
-pub struct MaskPersonalData {
+pub struct GuardRelations {
     classes: Arc<Classification>,
 }
 
-impl MaskPersonalData {
+impl GuardRelations {
     pub fn new(classes: Arc<Classification>) -> Self {
-        MaskPersonalData { classes }
+        GuardRelations { classes }
     }
 
-    fn mask_scan(&self, scan: TableScan) -> Result<Transformed<LogicalPlan>> {
-        let Some(classes) = self.classes.get(&Classification::key(&scan.table_name)) else {
-            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
-        };
+    fn guard_scan(
+        &self,
+        scan: TableScan,
+        principal: &super::Principal,
+    ) -> Result<Transformed<LogicalPlan>> {
         let provider = source_as_provider(&scan.source)?;
-        if provider.is::<MaskedTable>()
-            || !classes
-                .keys()
-                .any(|c| provider.schema().index_of(c).is_ok())
-        {
+        if provider.is::<GuardedTable>() {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         }
-        let masked = Arc::new(MaskedTable {
+        let schema = provider.schema();
+        let classes = self
+            .classes
+            .get(&Classification::key(&scan.table_name))
+            .filter(|c| c.keys().any(|k| schema.index_of(k).is_ok()));
+        let keyed = schema.index_of(PERSON_KEY).is_ok();
+        let purpose = match &principal.purpose {
+            Some(p) if keyed => Some(p.clone()),
+            Some(p) if classes.is_some() => {
+                return Err(super::denied(format!(
+                    "relation \"{}\" holds personal data but no {PERSON_KEY} column, so a \
+                     session bound to purpose \"{p}\" cannot read it (read the profiles and \
+                     segments, or RESET tessera.purpose)",
+                    scan.table_name
+                )))
+            }
+            _ => None,
+        };
+        let masks = classes.filter(|_| !principal.pii);
+        if masks.is_none() && purpose.is_none() {
+            return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+        }
+        let guarded = Arc::new(GuardedTable {
             inner: provider,
-            classes,
+            masks: masks.unwrap_or_default(),
+            purpose,
         });
         Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
-            source: provider_as_source(masked),
+            source: provider_as_source(guarded),
             ..scan
         })))
     }
 }
 
-impl AnalyzerRule for MaskPersonalData {
+impl AnalyzerRule for GuardRelations {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        if super::current().pii {
+        let principal = super::current();
+        if principal.pii && principal.purpose.is_none() {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(|node| match node {
-            LogicalPlan::TableScan(scan) => self.mask_scan(scan),
+            LogicalPlan::TableScan(scan) => self.guard_scan(scan, &principal),
             other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
-        "mask_personal_data"
+        "guard_relations"
     }
 }
 
-/// A table read with its classified columns masked.
+/// A table read with its classified columns masked and, in a purpose-bound session,
+/// only the rows of people who consented to the purpose.
 #[derive(Debug)]
-pub struct MaskedTable {
+pub struct GuardedTable {
     inner: Arc<dyn TableProvider>,
-    classes: Arc<ColumnClasses>,
+    /// The columns to mask (empty when the principal may see personal data).
+    masks: Arc<ColumnClasses>,
+    purpose: Option<String>,
 }
 
-impl MaskedTable {
+impl GuardedTable {
     /// Whether `filter` reads a masked column (and so must run above the mask).
     fn reads_masked(&self, filter: &Expr) -> bool {
         filter
             .column_refs()
             .iter()
-            .any(|c| self.classes.contains_key(&c.name))
+            .any(|c| self.masks.contains_key(&c.name))
     }
 }
 
@@ -131,8 +163,17 @@ pub fn mask_expr(
     )))
 }
 
+/// A function registered on the session (the engine registers the ones used here).
+fn function(state: &dyn Session, name: &str) -> Result<Arc<datafusion::logical_expr::ScalarUDF>> {
+    state
+        .scalar_functions()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal(format!("function {name} is not registered")))
+}
+
 #[async_trait]
-impl TableProvider for MaskedTable {
+impl TableProvider for GuardedTable {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }
@@ -161,14 +202,44 @@ impl TableProvider for MaskedTable {
             .filter(|f| !self.reads_masked(f))
             .cloned()
             .collect();
-        let input = self.inner.scan(state, projection, &passed, limit).await?;
+        let all: Vec<usize> = (0..self.inner.schema().fields().len()).collect();
+        let wanted = projection.unwrap_or(&all).clone();
+        let mut input = match &self.purpose {
+            None => {
+                self.inner
+                    .scan(state, Some(&wanted), &passed, limit)
+                    .await?
+            }
+            Some(purpose) => {
+                // The consent filter needs the person key, wanted or not, and runs
+                // before any limit.
+                let key = self.inner.schema().index_of(PERSON_KEY)?;
+                let mut read = wanted.clone();
+                if !read.contains(&key) {
+                    read.push(key);
+                }
+                let input = self.inner.scan(state, Some(&read), &passed, None).await?;
+                let schema = DFSchema::try_from(input.schema().as_ref().clone())?;
+                let udf = function(state, "consent_allows")?;
+                let allows = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    udf,
+                    vec![
+                        col(Column::new_unqualified(PERSON_KEY)),
+                        lit(purpose.as_str()),
+                    ],
+                ));
+                let predicate = state.create_physical_expr(allows, &schema)?;
+                Arc::new(FilterExec::try_new(predicate, input)?) as Arc<dyn ExecutionPlan>
+            }
+        };
         let schema = input.schema();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let exprs = schema
             .fields()
             .iter()
+            .take(wanted.len())
             .map(|f| {
-                let logical = match self.classes.get(f.name()) {
+                let logical = match self.masks.get(f.name()) {
                     Some(class) => {
                         mask_expr(state, f.name(), f.data_type(), f.is_nullable(), class)?
                     }
@@ -178,7 +249,10 @@ impl TableProvider for MaskedTable {
                 Ok((physical, f.name().clone()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+        // A limit given to a scan is a hint the plan still applies above it, so the
+        // consent filter may simply read on past it.
+        input = Arc::new(ProjectionExec::try_new(exprs, input)?);
+        Ok(input)
     }
 
     fn supports_filters_pushdown(

@@ -8,13 +8,14 @@
 //! query outside any such scope is treated as the least privileged principal there is,
 //! so a forgotten scope masks too much rather than too little.
 //!
-//! What the principal may not see is masked by [`mask::MaskPersonalData`], an analyzer
-//! rule: every scan of a relation with columns classified as personal data
+//! What the principal may not see is masked by [`mask::GuardRelations`], an analyzer
+//! rule (which also applies a session's purpose, see [`consent`]): every scan of a relation with columns classified as personal data
 //! ([`classes`]) reads through masking functions when the principal lacks the PII
 //! privilege. Because views are inlined and materialised views carry the classes of the
 //! columns they were computed from, the rule holds on every path into the data.
 
 pub mod classes;
+pub mod consent;
 pub mod mask;
 #[cfg(test)]
 mod tests;
@@ -77,4 +78,9 @@ pub fn current() -> Principal {
     CURRENT
         .try_with(Principal::clone)
         .unwrap_or_else(|_| Principal::nobody())
+}
+
+/// The error of a read the principal may not make (SQLSTATE 42501).
+pub fn denied(message: String) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::Plan(message)
 }

@@ -77,6 +77,8 @@ pub struct Engine {
     collector: Arc<crate::collect::Collector>,
     /// Which columns hold personal data (read by the masking rule).
     classes: Arc<crate::access::Classification>,
+    /// Who consented to what (`consent_allows`), from `consent_state`.
+    consent: Arc<crate::access::consent::ConsentIndex>,
 }
 
 impl Engine {
@@ -99,7 +101,9 @@ impl Engine {
             &data_dir,
         )?));
         let classes = Arc::new(crate::access::Classification::default());
-        ctx.add_analyzer_rule(Arc::new(crate::access::mask::MaskPersonalData::new(
+        let consent = Arc::new(crate::access::consent::ConsentIndex::default());
+        ctx.register_udf(crate::access::consent::ConsentAllows::udf(consent.clone()));
+        ctx.add_analyzer_rule(Arc::new(crate::access::mask::GuardRelations::new(
             classes.clone(),
         )));
         let system = SystemTables::register(&ctx)?;
@@ -116,6 +120,7 @@ impl Engine {
             matviews,
             collector,
             classes,
+            consent,
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -160,6 +165,7 @@ impl Engine {
         self.publish_materialized_views(&catalog);
         drop(catalog);
         self.reclassify().await;
+        self.reload_consent().await;
     }
 
     /// Refresh `tessera.view_dependencies` from the catalog.
@@ -305,9 +311,9 @@ impl Engine {
                 .keys()
                 .drop_key(&name, if_exists)
                 .map(|_| Outcome::tag("DROP WRITE KEY")),
-            Command::Show(_) | Command::RollbackToSavepoint => Err(EngineError::NotSupported(
-                "session statements outside the wire protocol".into(),
-            )),
+            Command::Show(_) | Command::RollbackToSavepoint | Command::SetPurpose(_) => Err(
+                EngineError::NotSupported("session statements outside the wire protocol".into()),
+            ),
         }
     }
 

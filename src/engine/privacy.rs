@@ -16,6 +16,7 @@ use super::error::{EngineError, Result};
 use super::matview::Definition;
 use super::{Engine, Outcome};
 use crate::access::classes::{derive, ColumnClasses};
+use crate::access::consent::CONSENT_RELATION;
 use crate::access::{self, Classification, PiiClass};
 use crate::system::SYSTEM_SCHEMA;
 
@@ -163,5 +164,50 @@ impl Engine {
             .zip(derive(&plan, &scanned))
             .filter_map(|(f, c)| c.map(|c| (f.name().clone(), c)))
             .collect())
+    }
+}
+
+impl Engine {
+    /// Reload the consent index from `consent_state` (empty when there is none, or it
+    /// has not been populated).
+    pub(super) async fn reload_consent(&self) {
+        let query = format!(
+            "SELECT CAST(unified_id AS TEXT), CAST(purpose AS TEXT) FROM {CONSENT_RELATION} \
+             WHERE granted AND unified_id IS NOT NULL AND purpose IS NOT NULL"
+        );
+        let exists = self.ctx.table_exist(CONSENT_RELATION).unwrap_or(false);
+        let batches = match exists {
+            false => Ok(vec![]),
+            true => {
+                access::as_system(async {
+                    match self.ctx.sql(&query).await {
+                        Ok(df) => df.collect().await,
+                        Err(e) => Err(e),
+                    }
+                })
+                .await
+            }
+        };
+        match batches {
+            Ok(batches) => {
+                let mut pairs = Vec::new();
+                for b in &batches {
+                    let ids = datafusion::common::cast::as_string_array(b.column(0));
+                    let purposes = datafusion::common::cast::as_string_array(b.column(1));
+                    if let (Ok(ids), Ok(purposes)) = (ids, purposes) {
+                        pairs.extend(ids.iter().zip(purposes.iter()).filter_map(|p| match p {
+                            (Some(i), Some(p)) => Some((i, p)),
+                            _ => None,
+                        }));
+                    }
+                }
+                self.consent.replace(pairs.into_iter());
+            }
+            // Not populated yet, or redefined without the columns: nobody consents.
+            Err(e) => {
+                warn!("cannot read {CONSENT_RELATION}, so no consent is recorded: {e}");
+                self.consent.replace(std::iter::empty());
+            }
+        }
     }
 }

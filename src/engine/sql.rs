@@ -49,6 +49,9 @@ pub enum Command {
         comment: Option<String>,
     },
     Discard,
+    /// `SET tessera.purpose = 'purpose'` (`Some`), `RESET tessera.purpose` (`None`): the
+    /// purpose the session processes personal data for (see `crate::access`).
+    SetPurpose(Option<String>),
     /// `SHOW name`: answered from the session's settings by the wire layer.
     Show(String),
     /// Statements accepted for client compatibility that change nothing here, answered
@@ -307,6 +310,14 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
                 }
             }
         }
+        Statement::Set(ast::Set::SingleAssignment {
+            ref variable,
+            ref values,
+            ..
+        }) if is_purpose(variable) => Command::SetPurpose(purpose_value(values)?),
+        Statement::Reset(ast::ResetStatement {
+            reset: ast::Reset::ConfigurationParameter(ref name),
+        }) if is_purpose(name) => Command::SetPurpose(None),
         Statement::Discard { .. } => Command::Discard,
         Statement::ShowVariable { ref variable } => Command::Show(show_name(variable)),
         Statement::Savepoint { .. } => Command::Accept("SAVEPOINT"),
@@ -320,6 +331,36 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         Statement::Deallocate { .. } => Command::Accept("DEALLOCATE"),
         _ => return Ok(None),
     }))
+}
+
+/// The name of the session's purpose setting.
+pub const PURPOSE_SETTING: &str = "tessera.purpose";
+
+fn is_purpose(name: &ObjectName) -> bool {
+    name.to_string().eq_ignore_ascii_case(PURPOSE_SETTING)
+}
+
+/// The purpose `SET tessera.purpose` gives: a string or a word; `''` or `DEFAULT` is none.
+fn purpose_value(values: &[ast::Expr]) -> Result<Option<String>> {
+    let text = match values {
+        [ast::Expr::Value(v)] => match v.clone().into_string() {
+            Some(s) => s,
+            None => v.to_string(),
+        },
+        [ast::Expr::Identifier(i)] => i.value.clone(),
+        other => {
+            return Err(EngineError::InvalidParameter(format!(
+                "{PURPOSE_SETTING} takes one purpose name, not {}",
+                other
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let text = text.trim().to_string();
+    Ok((!text.is_empty() && !text.eq_ignore_ascii_case("default")).then_some(text))
 }
 
 /// The setting a `SHOW` names, with PostgreSQL's spellings of the multi-word forms.

@@ -273,6 +273,11 @@ impl Engine {
             .await;
             runtime.refreshing.store(false, Ordering::Release);
             runtime.reschedule();
+            if name == crate::access::consent::CONSENT_RELATION
+                && matches!(outcome, Ok(Refreshed::Written { .. }))
+            {
+                self.reload_consent().await;
+            }
             self.publish_materialized_views(&*self.catalog.lock().await);
             outcome.map(|_| rows).map_err(|e| EngineError::Refresh {
                 name: name.to_string(),
