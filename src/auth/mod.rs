@@ -4,7 +4,8 @@
 //!   rewritten atomically) and what a role is allowed ([`Role::has_pii`],
 //!   [`Role::may_select`], [`Role::default_purpose`]); it also serves `tessera.roles`;
 //! - [`statements`] reads `CREATE ROLE`/`USER`, `ALTER ROLE`, `DROP ROLE`, `GRANT` and
-//!   `REVOKE` into a [`RoleCommand`], which [`Roles::execute`] runs for a superuser;
+//!   `REVOKE` into a [`RoleCommand`], which [`Roles::execute`] runs for a superuser
+//!   (checks and changes in `apply`);
 //! - [`scram`] is SCRAM-SHA-256: the verifier a role stores instead of its password, and
 //!   the server side of the exchange the wire layer runs at connection start-up
 //!   (`wire::startup`).
@@ -12,6 +13,7 @@
 //! Enforcement (masking personal data, refusing SELECT without a grant) is not done here:
 //! this module only stores roles and answers questions about them.
 
+mod apply;
 pub mod roles;
 pub mod scram;
 pub mod statements;
