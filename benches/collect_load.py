@@ -29,6 +29,8 @@ import psycopg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, "target/release/tessera"))
+# The password of tessera's superuser on the fresh data directory (TESSERA_ADMIN_PASSWORD).
+PASSWORD = "tessera-bench"
 CLIENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 SECONDS = float(sys.argv[2]) if len(sys.argv) > 2 else 20.0
 BATCH = int(sys.argv[3]) if len(sys.argv) > 3 else 100
@@ -37,7 +39,8 @@ BATCH = int(sys.argv[3]) if len(sys.argv) > 3 else 100
 def start_tessera(data_dir):
     """Start a server on free ports; returns (process, pg port, http port)."""
     proc = subprocess.Popen([TESSERA, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0",
-                             "--http", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+                             "--http", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TESSERA_ADMIN_PASSWORD": PASSWORD})
     pg_port = http_port = None
     for line in proc.stderr:
         if line.startswith("connect with:"):
@@ -97,7 +100,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         proc, pg_port, http_port = start_tessera(os.path.join(work, "data"))
         try:
-            dsn = f"host=127.0.0.1 port={pg_port} user=tessera dbname=tessera"
+            dsn = f"host=127.0.0.1 port={pg_port} user=tessera password={PASSWORD} dbname=tessera"
             with psycopg.connect(dsn, autocommit=True) as conn:
                 key = conn.execute("CREATE WRITE KEY bench FOR SOURCE 'bench'").fetchone()[2]
             results = multiprocessing.Queue()

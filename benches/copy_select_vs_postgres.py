@@ -22,7 +22,7 @@ import time
 
 import psycopg
 
-from servers import start_postgres, start_tessera
+from servers import TESSERA_PASSWORD, start_postgres, start_tessera
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 REPEAT = int(os.environ.get("REPEAT", "3"))
@@ -90,7 +90,7 @@ def main():
         t_port, stop = start_tessera(work)
         stops.append(stop)
         pg = bench("postgres", f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres", csv_path)
-        ts = bench("tessera", f"host=127.0.0.1 port={t_port} user=tessera dbname=tessera", csv_path)
+        ts = bench("tessera", f"host=127.0.0.1 port={t_port} user=tessera password={TESSERA_PASSWORD} dbname=tessera", csv_path)
         print(f"rows: {ROWS:,} (best of {REPEAT})")
         print(f"{'':24}{'tessera':>14}{'postgres 15':>14}{'ratio':>8}")
         print(f"{'COPY FROM STDIN rows/s':24}{ts[0]:>14,.0f}{pg[0]:>14,.0f}{ts[0] / pg[0]:>7.2f}x  (target >= 1.0x)")

@@ -27,7 +27,7 @@ import time
 
 import psycopg
 
-from servers import start_postgres, start_tessera
+from servers import TESSERA_PASSWORD, start_postgres, start_tessera
 
 PROFILES = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
@@ -162,7 +162,7 @@ def main():
         t_port, stop = start_tessera(work)
         stops.append(stop)
         dsns = {
-            "tessera": f"host=127.0.0.1 port={t_port} user=tessera dbname=tessera",
+            "tessera": f"host=127.0.0.1 port={t_port} user=tessera password={TESSERA_PASSWORD} dbname=tessera",
             "postgres": f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres",
         }
         results = {}

@@ -13,6 +13,8 @@ import threading
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, "target/release/tessera"))
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+# The password of tessera's superuser on a fresh data directory (TESSERA_ADMIN_PASSWORD).
+TESSERA_PASSWORD = "tessera-bench"
 
 
 def free_port():
@@ -44,7 +46,8 @@ def start_postgres(work):
 def start_tessera(work):
     port = free_port()
     proc = subprocess.Popen([TESSERA, "serve", "--http", "off", "--data-dir", os.path.join(work, "tessera"),
-                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TESSERA_ADMIN_PASSWORD": TESSERA_PASSWORD})
     for line in proc.stderr:
         if line.startswith("connect with:"):
             break

@@ -1,5 +1,6 @@
 //! tessera: a Customer Data Platform engine served over the PostgreSQL wire protocol.
 //!
+//! - [`auth`] keeps roles (`roles.json`), their grants and SCRAM verifiers;
 //! - [`engine`] owns the DataFusion session and the persistent catalog, and runs the
 //!   statements DataFusion cannot (durable DDL and DML, COPY);
 //! - [`storage`] keeps managed tables as Delta Lake tables in the data directory;
@@ -12,6 +13,7 @@
 //! - [`demo`] generates the messy multi-source demo dataset.
 
 pub mod access;
+pub mod auth;
 pub mod collect;
 pub mod demo;
 pub mod engine;

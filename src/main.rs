@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+use tessera::auth::{Bootstrap, ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, ADMIN_ROLE};
 use tessera::engine::Engine;
-use tessera::wire::Handlers;
+use tessera::wire::{Authentication, Handlers};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +34,25 @@ struct ServeArgs {
     /// Address of the HTTP event collection API (Segment's `/v1/track`, ...), or `off`.
     #[arg(long, env = "TESSERA_HTTP", default_value = "127.0.0.1:8080", value_parser = http_addr)]
     http: HttpAddr,
+    /// Ask clients for no password: any existing LOGIN role is believed (development only).
+    #[arg(long, env = "TESSERA_INSECURE_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new())]
+    insecure_no_auth: bool,
+    /// PEM certificate chain for TLS on the PostgreSQL endpoint (needs --tls-key).
+    #[arg(
+        long,
+        env = "TESSERA_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "TESSERA_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 /// `--http`: an address, or `off` (a newtype, as clap reads `Option` as "may be absent").
@@ -118,7 +138,28 @@ async fn serve(
     args: ServeArgs,
     demo: Option<tessera::demo::Demo>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Certificate problems stop start-up before anything else (never plain text instead).
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tessera::wire::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let authentication = if args.insecure_no_auth {
+        warn!("--insecure-no-auth: clients are NOT asked for a password; anyone who can reach the port can connect as any LOGIN role. Never use this outside development.");
+        Authentication::Trust
+    } else {
+        Authentication::Scram
+    };
     let engine = Engine::open(&args.data_dir).await?;
+    match engine.roles().take_bootstrap() {
+        Some(Bootstrap::Generated { password, file }) => eprintln!(
+            "created superuser \"{ADMIN_ROLE}\" with the generated password {password} (kept in {}, mode 0600; set {ADMIN_PASSWORD_ENV} before the first start to choose it)",
+            file.display()
+        ),
+        Some(Bootstrap::FromEnv) => {
+            info!("created superuser \"{ADMIN_ROLE}\" with the password of {ADMIN_PASSWORD_ENV}")
+        }
+        None => {}
+    }
     if let Some(demo) = demo {
         demo.install(&engine).await?;
     }
@@ -129,9 +170,17 @@ async fn serve(
         )
     })?;
     let addr = listener.local_addr()?;
-    info!(data_dir = %engine.data_dir().display(), "tessera listening on {addr}");
+    info!(data_dir = %engine.data_dir().display(), tls = tls.is_some(), "tessera listening on {addr}");
+    let password_file = engine.data_dir().join(ADMIN_PASSWORD_FILE);
+    let password = if args.insecure_no_auth {
+        "no password: --insecure-no-auth".to_string()
+    } else if password_file.exists() {
+        format!("password in {}", password_file.display())
+    } else {
+        format!("password: {ADMIN_PASSWORD_ENV} of the first start, or as changed by ALTER ROLE")
+    };
     eprintln!(
-        "connect with: psql -h {} -p {} tessera",
+        "connect with: psql -h {} -p {} -U {ADMIN_ROLE} tessera   ({password})",
         addr.ip(),
         addr.port()
     );
@@ -156,8 +205,8 @@ async fn serve(
         None => None,
     };
     let scheduler = tessera::engine::matview::spawn_scheduler(engine.clone());
-    let handlers = Arc::new(Handlers::new(engine));
-    tessera::server::serve(listener, handlers, shutdown_signal()).await;
+    let handlers = Arc::new(Handlers::new(engine, authentication));
+    tessera::server::serve(listener, handlers, tls, shutdown_signal()).await;
     scheduler.abort();
     // Requests in flight are answered (their events committed) before the process ends.
     let _ = stop.send(true);

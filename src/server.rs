@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use pgwire::tokio::TlsAcceptor;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -11,10 +12,11 @@ use crate::wire::Handlers;
 
 /// Serve PostgreSQL connections on `listener` until `shutdown` completes. Each
 /// connection runs in its own task; a client that sends garbage only loses its own
-/// connection.
+/// connection. With `tls`, clients that ask for TLS get it.
 pub async fn serve(
     listener: TcpListener,
     handlers: Arc<Handlers>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -24,8 +26,9 @@ pub async fn serve(
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let handlers = handlers.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                             warn!(%peer, "connection ended with an error: {e}");
                         }
                     });

@@ -28,6 +28,8 @@ fn run_client(program: &mut Command) {
     let s = Server::start();
     let out = program
         .env("TESSERA_PORT", s.port.to_string())
+        .env("TESSERA_PASSWORD", crate::common::PASSWORD)
+        .env("PGPASSWORD", crate::common::PASSWORD)
         .env("TESSERA_VENV", &venv)
         .env("TESSERA_KEEP_GOING", "1")
         .current_dir(root())

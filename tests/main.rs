@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod clients;
 mod collect;
 mod copy;

@@ -562,6 +562,7 @@ async fn listed_in_pg_matviews_and_psql() {
         let out = Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &s.port.to_string()])
             .args(["-U", "tessera", "-d", "tessera", "-X", "-c", meta])
+            .env("PGPASSWORD", crate::common::PASSWORD)
             .output()
             .expect("psql is installed");
         assert!(

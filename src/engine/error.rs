@@ -84,6 +84,9 @@ pub enum EngineError {
     },
     #[error("storage error on table \"{table}\": {reason}")]
     Storage { table: String, reason: String },
+    /// Role statements (`crate::auth`).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 }

@@ -79,6 +79,7 @@ pub struct Engine {
     classes: Arc<crate::access::Classification>,
     /// Who consented to what (`consent_allows`), from `consent_state`.
     consent: Arc<crate::access::consent::ConsentIndex>,
+    roles: crate::auth::Roles,
 }
 
 impl Engine {
@@ -107,6 +108,7 @@ impl Engine {
             classes.clone(),
         )));
         let system = SystemTables::register(&ctx)?;
+        let roles = crate::auth::Roles::open(&ctx, &data_dir)?;
         crate::identity::IdentityStore::open(&ctx, &data_dir)?;
         let matviews = matview::Registry::new(&ctx, &data_dir).await?;
         let collector = Arc::new(crate::collect::Collector::open(&ctx, &data_dir).await?);
@@ -121,6 +123,7 @@ impl Engine {
             collector,
             classes,
             consent,
+            roles,
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -137,6 +140,11 @@ impl Engine {
     /// The write keys and event store of the HTTP collection API.
     pub fn collector(&self) -> &Arc<crate::collect::Collector> {
         &self.collector
+    }
+
+    /// The roles: who may log in, and what each may see.
+    pub fn roles(&self) -> &crate::auth::Roles {
+        &self.roles
     }
 
     async fn restore(&self) {
@@ -239,8 +247,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Run a [`Command`] other than `COPY` (which needs the protocol: see [`copy`]).
+    /// Run a [`Command`] other than `COPY` (which needs the protocol: see [`copy`]) as
+    /// the server itself (model scripts): role statements are not checked.
     pub async fn execute(&self, command: Command) -> Result<Outcome> {
+        self.execute_as(command, None).await
+    }
+
+    /// Run a [`Command`] for the session of role `user` (`None`: the server itself).
+    /// Only role statements depend on who runs them (superusers only).
+    pub async fn execute_as(&self, command: Command, user: Option<&str>) -> Result<Outcome> {
         let ddl = matches!(
             command,
             Command::CreateView(_)
@@ -248,7 +263,25 @@ impl Engine {
                 | Command::Drop { .. }
                 | Command::Rename { .. }
         );
-        let outcome = self.execute_command(command).await;
+        let renamed = match &command {
+            Command::Rename { name, new_name, .. } => Some((name.clone(), new_name.clone())),
+            _ => None,
+        };
+        let dropped = matches!(command, Command::Drop { .. });
+        let outcome = match command {
+            Command::Role(c) => self.execute_role(*c, user),
+            other => self.execute_command(other).await,
+        };
+        // Grants follow a renamed relation and go with a dropped one.
+        if outcome.is_ok() {
+            if let Some((old, new)) = renamed {
+                self.roles.rename_relation(&old, &new)?;
+            }
+            if dropped {
+                self.roles
+                    .prune_relations(&|r| self.ctx.table_exist(r).unwrap_or(true))?;
+            }
+        }
         if ddl {
             let catalog = self.catalog.lock().await;
             self.publish_dependencies(&catalog);
@@ -311,10 +344,42 @@ impl Engine {
                 .keys()
                 .drop_key(&name, if_exists)
                 .map(|_| Outcome::tag("DROP WRITE KEY")),
+            Command::Role(c) => self.execute_role(*c, None),
             Command::Show(_) | Command::RollbackToSavepoint | Command::SetPurpose(_) => Err(
                 EngineError::NotSupported("session statements outside the wire protocol".into()),
             ),
         }
+    }
+
+    fn execute_role(
+        &self,
+        command: crate::auth::RoleCommand,
+        user: Option<&str>,
+    ) -> Result<Outcome> {
+        let resolve = |name: &datafusion::sql::sqlparser::ast::ObjectName, must_exist: bool| {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(sql::ident_name)
+                .collect();
+            let reference = match parts.as_slice() {
+                [t] => TableReference::bare(t.as_str()),
+                [s, t] => TableReference::partial(s.as_str(), t.as_str()),
+                [c, s, t] => TableReference::full(c.as_str(), s.as_str(), t.as_str()),
+                _ => return Err(EngineError::Syntax(format!("bad relation name {name}"))),
+            };
+            let exists = self.ctx.table_exist(reference.clone()).unwrap_or(false);
+            if must_exist && !exists {
+                return Err(EngineError::UndefinedRelation(reference.to_string()));
+            }
+            Ok(match reference.schema() {
+                Some(s) if s != SCHEMA => format!("{s}.{}", reference.table()),
+                _ => reference.table().to_string(),
+            })
+        };
+        let tag = self.roles.execute(command, user, &resolve)?;
+        Ok(Outcome::tag(tag))
     }
 
     /// Run a script of statements (the demo model, tests): commands through

@@ -71,6 +71,8 @@ pub enum Command {
         name: String,
         if_exists: bool,
     },
+    /// Role statements: `CREATE ROLE`, `ALTER ROLE`, `GRANT`, ... (see `crate::auth`).
+    Role(Box<crate::auth::RoleCommand>),
 }
 
 /// `COPY table [(columns)] FROM STDIN` or `COPY {table | (query)} TO STDOUT`.
@@ -238,6 +240,9 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         return command.map(Some);
     }
     if let Some(command) = crate::collect::statements::classify(sql) {
+        return command.map(Some);
+    }
+    if let Some(command) = crate::auth::statements::classify(sql) {
         return command.map(Some);
     }
     let stmt = match parse_one(sql)? {

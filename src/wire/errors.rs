@@ -9,6 +9,7 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
+use crate::auth::AuthError;
 use crate::engine::EngineError;
 
 /// Turn any error into a PostgreSQL error response. `query` is the full query string and
@@ -107,6 +108,15 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         EngineError::CorruptCatalog { .. }
         | EngineError::Io { .. }
         | EngineError::Storage { .. } => "58030",
+        EngineError::Auth(a) => match a {
+            AuthError::PermissionDenied(_) => "42501",
+            AuthError::DuplicateRole(_) => "42710",
+            AuthError::UndefinedRole(_) => "42704",
+            AuthError::Reserved(_) => "42939",
+            AuthError::CurrentUser(_) => "55006",
+            AuthError::LastSuperuser(_) => "55000",
+            AuthError::CircularMembership { .. } => "0LP01",
+        },
         EngineError::DataFusion(d) => return classify_df(d),
         EngineError::Source { source, .. } => classify_df(source).0,
     };

@@ -7,6 +7,9 @@
 //!   with proper command tags in both the simple and the extended protocol;
 //! - the `COPY` sub-protocol, in both directions ([`copy`]);
 //! - SQLSTATE codes and error positions ([`errors`]), for every error either path raises.
+//!
+//! [`startup`] authenticates each connection (SCRAM-SHA-256 against the role store) and
+//! [`tls`] loads the certificate for TLS connections.
 
 mod access;
 mod cancel;
@@ -14,6 +17,8 @@ mod copy;
 pub mod errors;
 mod names;
 mod session;
+pub mod startup;
+pub mod tls;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -25,7 +30,6 @@ use datafusion::sql::sqlparser;
 use datafusion_postgres::arrow_pg::datatypes::df;
 use datafusion_postgres::{DfSessionService, Parser as DfParser};
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -34,7 +38,8 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, METADATA_USER,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription};
@@ -49,6 +54,8 @@ use crate::engine::sql::{
 };
 use crate::engine::{Engine, EngineError, Outcome};
 use errors::{engine_error, to_pg};
+pub use startup::Authentication;
+use startup::Startup;
 
 /// The statement type datafusion-postgres uses; kept so its cursor hook finds its portals.
 /// `(sql, None)` marks a statement the engine runs itself.
@@ -57,12 +64,14 @@ type Statement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
 /// All pgwire handlers of one server.
 pub struct Handlers {
     service: Arc<QueryService>,
-    startup: Arc<Startup>,
+    authentication: Authentication,
+    connections: Arc<ConnectionManager>,
+    pids: Arc<dyn PidSecretKeyGenerator>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl Handlers {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<Engine>, authentication: Authentication) -> Self {
         let connections = Arc::new(ConnectionManager::new());
         let inner = Arc::new(DfSessionService::new(engine.session_context()));
         Handlers {
@@ -74,9 +83,9 @@ impl Handlers {
                 engine,
                 inner,
             }),
-            startup: Arc::new(Startup {
-                connections: connections.clone(),
-            }),
+            authentication,
+            connections: connections.clone(),
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }
@@ -89,8 +98,15 @@ impl PgWireServerHandlers for Handlers {
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
         self.service.clone()
     }
+    /// Called once per connection: each gets its own [`Startup`] (its SCRAM exchange).
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.startup.clone()
+        Arc::new(Startup {
+            roles: self.service.engine.roles().clone(),
+            mode: self.authentication,
+            connections: self.connections.clone(),
+            pids: self.pids.clone(),
+            exchange: std::sync::Mutex::new(None),
+        })
     }
     fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
         self.service.clone()
@@ -100,19 +116,6 @@ impl PgWireServerHandlers for Handlers {
     }
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
-    }
-}
-
-/// Startup without authentication (roles and SCRAM arrive with the privacy work);
-/// registers each connection so a CancelRequest can reach its running query.
-pub struct Startup {
-    connections: Arc<ConnectionManager>,
-}
-
-#[async_trait]
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
     }
 }
 
@@ -254,11 +257,20 @@ impl QueryService {
                     &[&name, &source, &key],
                 )?)])
             }
-            Some(command) => Ok(vec![tag(self
-                .engine
-                .execute(command)
-                .await
-                .map_err(engine_error)?)]),
+            Some(command) => {
+                // Every session has its role (start-up refuses a connection without one);
+                // an empty name would be refused, never trusted like the server's `None`.
+                let user = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(vec![tag(self
+                    .engine
+                    .execute_as(command, Some(&user))
+                    .await
+                    .map_err(engine_error)?)])
+            }
             None => match self
                 .delegate_query(
                     client,

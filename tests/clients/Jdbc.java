@@ -95,7 +95,8 @@ public class Jdbc {
         url = "jdbc:postgresql://127.0.0.1:" + port + "/tessera?sslmode=disable&connectTimeout=10&socketTimeout=60";
 
         check("connect, product name and version", () -> {
-            conn = DriverManager.getConnection(url, "tessera", "");
+            String password = System.getenv("TESSERA_PASSWORD");
+            conn = DriverManager.getConnection(url, "tessera", password == null ? "" : password);
             DatabaseMetaData md = conn.getMetaData();
             eq(md.getDatabaseProductName(), "PostgreSQL", "product name");
             isTrue(md.getDatabaseMajorVersion() >= 9, "major version " + md.getDatabaseMajorVersion());

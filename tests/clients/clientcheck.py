@@ -34,6 +34,9 @@ def port():
 
 
 PORT = port()
+# The password of role tessera (TESSERA_ADMIN_PASSWORD of the server's first start, or
+# the content of <data dir>/admin-password).
+PASSWORD = os.environ.get("TESSERA_PASSWORD", "")
 KEEP_GOING = os.environ.get("TESSERA_KEEP_GOING") == "1"
 VERBOSE = os.environ.get("TESSERA_VERBOSE") == "1"
 

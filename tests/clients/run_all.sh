@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every client-compatibility program against a running tessera server:
 #
-#   tests/clients/run_all.sh PORT
+#   TESSERA_PASSWORD=<password of role tessera> tests/clients/run_all.sh PORT
 #
 # Python comes from $TESSERA_VENV (default: .venv at the repository root), which needs
 # `pip install -r tests/clients/requirements.txt`; the JDBC program needs java and

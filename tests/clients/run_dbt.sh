@@ -34,6 +34,7 @@ fail() {
     [ "${TESSERA_KEEP_GOING:-}" = 1 ] || finish
 }
 
+export PGPASSWORD=${TESSERA_PASSWORD:-}
 psql_t() { psql -h 127.0.0.1 -p "$TESSERA_PORT" -U tessera -d tessera -X -q -v ON_ERROR_STOP=1 -At -F '|' "$@"; }
 
 # Compare a query's output with the expected text (rows as a|b|c, one a line). Money is

@@ -14,7 +14,7 @@ import io
 
 import asyncpg
 
-from clientcheck import HOST, PORT, Checks, araises, eq, true
+from clientcheck import HOST, PASSWORD, PORT, Checks, araises, eq, true
 
 T = "apg_items"
 ROWS = [
@@ -29,7 +29,7 @@ conn = None
 
 
 async def connect():
-    return await asyncpg.connect(host=HOST, port=PORT, user="tessera", database="tessera", ssl=False, timeout=10)
+    return await asyncpg.connect(host=HOST, port=PORT, user="tessera", password=PASSWORD, database="tessera", ssl=False, timeout=10)
 
 
 async def reset():

@@ -16,7 +16,7 @@ import psycopg2.errors
 import psycopg2.extensions as ext
 import psycopg2.extras
 
-from clientcheck import HOST, PORT, Checks, eq, raises, true
+from clientcheck import HOST, PASSWORD, PORT, Checks, eq, raises, true
 
 T = "pg2_items"
 ROWS = [
@@ -31,7 +31,7 @@ conn = None
 
 
 def connect():
-    return psycopg2.connect(host=HOST, port=PORT, user="tessera", dbname="tessera", sslmode="disable", connect_timeout=10)
+    return psycopg2.connect(host=HOST, port=PORT, user="tessera", password=PASSWORD, dbname="tessera", sslmode="disable", connect_timeout=10)
 
 
 def reset():

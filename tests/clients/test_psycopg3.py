@@ -12,7 +12,7 @@ import psycopg
 import psycopg.errors
 from psycopg import pq
 
-from clientcheck import HOST, PORT, Checks, eq, fail, raises, true
+from clientcheck import HOST, PASSWORD, PORT, Checks, eq, fail, raises, true
 
 
 
@@ -46,7 +46,7 @@ conn = None
 
 
 def connect(**kw):
-    return psycopg.connect(host=HOST, port=PORT, user="tessera", dbname="tessera", sslmode="disable", connect_timeout=10, **kw)
+    return psycopg.connect(host=HOST, port=PORT, user="tessera", password=PASSWORD, dbname="tessera", sslmode="disable", connect_timeout=10, **kw)
 
 
 @checks.check("connect and read server version")

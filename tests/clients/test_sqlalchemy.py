@@ -7,19 +7,20 @@ pg_catalog (inspect(engine)), and pandas to_sql/read_sql go through it. Every ch
 once per driver. Tables: sa2_* (psycopg2) and sa3_* (psycopg).
 """
 import datetime as dt
+from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import types as sat
 
-from clientcheck import HOST, PORT, Checks, eq, fail, true
+from clientcheck import HOST, PASSWORD, PORT, Checks, eq, fail, true
 
 checks = Checks("sqlalchemy")
 
 DRIVERS = [("psycopg2", "sa2"), ("psycopg", "sa3")]
 
 for driver, P in DRIVERS:
-    url = f"postgresql+{driver}://tessera:@{HOST}:{PORT}/tessera?sslmode=disable"
+    url = f"postgresql+{driver}://tessera:{quote(PASSWORD, safe='')}@{HOST}:{PORT}/tessera?sslmode=disable"
     state = {}
 
     @checks.check(f"[{driver}] create_engine, connect, SELECT")

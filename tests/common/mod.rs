@@ -1,4 +1,5 @@
 //! A real `tessera serve` process on a free loopback port, with its own data directory.
+//! Its superuser `tessera` has the password [`PASSWORD`] (`TESSERA_ADMIN_PASSWORD`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -6,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
+
+/// The password of the superuser `tessera` of every test server.
+pub const PASSWORD: &str = "tessera-test-password";
 
 pub struct Server {
     child: Child,
@@ -42,6 +46,12 @@ impl Server {
     }
 
     fn spawn(args: &[&str], dir: &Path) -> Server {
+        Server::spawn_with(args, dir, &[])
+    }
+
+    /// Start `tessera` with `args` (`serve ...`) and extra environment variables on
+    /// `dir`, and wait until it serves.
+    pub fn spawn_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(args)
             .args([
@@ -56,6 +66,8 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("TESSERA_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env("TESSERA_ADMIN_PASSWORD", PASSWORD)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -66,7 +78,7 @@ impl Server {
             let (mut port, mut http_port) = (None, None);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if port.is_none() || http_port.is_none() {
-                    // "connect with: psql -h 127.0.0.1 -p PORT tessera"
+                    // "connect with: psql -h 127.0.0.1 -p PORT -U tessera tessera ..."
                     if let Some(rest) = line
                         .split(" -p ")
                         .nth(1)
@@ -115,10 +127,29 @@ impl Server {
     }
 
     pub fn conn_str(&self) -> String {
+        self.conn_str_as("tessera", PASSWORD)
+    }
+
+    /// The connection string for role `user` with `password`.
+    pub fn conn_str_as(&self, user: &str, password: &str) -> String {
         format!(
-            "host=127.0.0.1 port={} user=tessera dbname=tessera",
+            "host=127.0.0.1 port={} user={user} password='{password}' dbname=tessera",
             self.port
         )
+    }
+
+    /// Connect as `user` with `password`.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conn_str_as(user, password), NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
     }
 
     /// SIGKILL: no shutdown code runs.
