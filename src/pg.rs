@@ -318,7 +318,11 @@ async fn plan_views(
 ) -> Result<(), EngineError> {
     for (name, sql) in sources {
         let plan = ctx.state().create_logical_plan(&sql).await?;
-        let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
+        // Bounded, so the system tables it reads are read on the catalog's account.
+        let view: Arc<dyn TableProvider> = Arc::new(crate::access::view::BoundedView::new(
+            &format!("pg_catalog.{name}"),
+            Arc::new(ViewTable::new(plan, Some(sql))),
+        ));
         views.insert(name, view);
     }
     Ok(())

@@ -13,5 +13,6 @@ mod matching;
 mod matview;
 mod model;
 mod persistence;
+mod privacy;
 mod psql;
 mod sql;

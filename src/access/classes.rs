@@ -173,6 +173,7 @@ fn derive_inner(
         | LogicalPlan::SubqueryAlias(_)
         | LogicalPlan::Repartition(_)
         | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_))
+        | LogicalPlan::Extension(_)
             if inputs.len() == 1 && inputs[0].len() == width =>
         {
             inputs[0].clone()

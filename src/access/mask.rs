@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -76,7 +76,9 @@ impl GuardRelations {
             _ => None,
         };
         let masks = classes.filter(|_| !principal.pii);
-        if masks.is_none() && purpose.is_none() {
+        // A non-superuser's scans are all wrapped, so that a second analysis of the plan
+        // (after the view boundaries are gone) knows they were checked.
+        if masks.is_none() && purpose.is_none() && principal.superuser {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         }
         let guarded = Arc::new(GuardedTable {
@@ -91,17 +93,62 @@ impl GuardRelations {
     }
 }
 
+impl GuardRelations {
+    /// Check, guard and strip view boundaries in `plan`; `in_view` when inside a view
+    /// (whose relations are the definer's choice, so not checked against the principal).
+    fn guard(
+        &self,
+        plan: LogicalPlan,
+        principal: &super::Principal,
+        in_view: bool,
+    ) -> Result<Transformed<LogicalPlan>> {
+        if let Some(b) = super::view::boundary(&plan) {
+            if !in_view {
+                check_select(principal, &b.view)?;
+            }
+            let input = b.input.clone();
+            return Ok(Transformed::yes(self.guard(input, principal, true)?.data));
+        }
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if !in_view && !is_catalog(&scan.table_name) {
+                    check_select(principal, &Classification::key(&scan.table_name))?;
+                }
+                self.guard_scan(scan, principal)
+            }
+            other => other
+                .map_children(|c| self.guard(c, principal, in_view))?
+                .transform_data(|n| n.map_subqueries(|s| self.guard(s, principal, in_view))),
+        }
+    }
+}
+
+/// `pg_catalog` and `information_schema` describe the database; anyone may read them.
+fn is_catalog(reference: &datafusion::common::TableReference) -> bool {
+    matches!(
+        reference.schema(),
+        Some("pg_catalog" | "information_schema")
+    )
+}
+
+/// SELECT on `relation`, or a 42501 error.
+fn check_select(principal: &super::Principal, relation: &str) -> Result<()> {
+    let catalog = ["pg_catalog.", "information_schema."]
+        .iter()
+        .any(|s| relation.starts_with(s));
+    if catalog || principal.superuser || principal.grants.covers(relation) {
+        return Ok(());
+    }
+    Err(super::denied(format!(
+        "permission denied for table {relation} (role \"{}\" has no SELECT on it)",
+        principal.name
+    )))
+}
+
 impl AnalyzerRule for GuardRelations {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         let principal = super::current();
-        if principal.pii && principal.purpose.is_none() {
-            return Ok(plan);
-        }
-        plan.transform_up_with_subqueries(|node| match node {
-            LogicalPlan::TableScan(scan) => self.guard_scan(scan, &principal),
-            other => Ok(Transformed::no(other)),
-        })
-        .map(|t| t.data)
+        self.guard(plan, &principal, false).map(|t| t.data)
     }
 
     fn name(&self) -> &str {

@@ -19,6 +19,7 @@ pub mod consent;
 pub mod mask;
 #[cfg(test)]
 mod tests;
+pub mod view;
 
 use std::future::Future;
 
@@ -35,6 +36,8 @@ pub struct Principal {
     pub pii: bool,
     /// The purpose the session processes data for (`SET tessera.purpose`), if any.
     pub purpose: Option<String>,
+    /// The relations it may read (superusers read everything).
+    pub grants: crate::auth::Grants,
 }
 
 impl Principal {
@@ -45,6 +48,7 @@ impl Principal {
             superuser: true,
             pii: true,
             purpose: None,
+            grants: Default::default(),
         }
     }
 
@@ -55,6 +59,7 @@ impl Principal {
             superuser: false,
             pii: false,
             purpose: None,
+            grants: Default::default(),
         }
     }
 }
@@ -82,5 +87,7 @@ pub fn current() -> Principal {
 
 /// The error of a read the principal may not make (SQLSTATE 42501).
 pub fn denied(message: String) -> datafusion::error::DataFusionError {
-    datafusion::error::DataFusionError::Plan(message)
+    datafusion::error::DataFusionError::External(Box::new(crate::engine::EngineError::Auth(
+        crate::auth::AuthError::Denied(message),
+    )))
 }

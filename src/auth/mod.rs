@@ -39,6 +39,9 @@ pub enum AuthError {
     /// A statement only superusers may run (`permission denied to create role`).
     #[error("permission denied to {0}")]
     PermissionDenied(String),
+    /// A read the session may not make (`permission denied for table x`), in full.
+    #[error("{0}")]
+    Denied(String),
     #[error("role \"{0}\" already exists")]
     DuplicateRole(String),
     #[error("role \"{0}\" does not exist")]

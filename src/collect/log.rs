@@ -296,13 +296,15 @@ mod tests {
     }
 
     async fn stored(ctx: &SessionContext) -> Vec<String> {
-        let batches = ctx
-            .sql("SELECT source || ':' || message_id FROM tessera.events ORDER BY 1")
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
+        let batches = crate::access::as_system(async {
+            ctx.sql("SELECT source || ':' || message_id FROM tessera.events ORDER BY 1")
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run")
+        })
+        .await;
         batches
             .iter()
             .flat_map(|b| {

@@ -225,6 +225,7 @@ impl Engine {
             }
             RelationKind::View => {
                 self.ctx.sql(&entry.sql).await?;
+                self.bound_view(&entry.name)?;
             }
             RelationKind::Table => {
                 let location = entry.location.as_deref().unwrap_or_default();
@@ -233,6 +234,16 @@ impl Engine {
                     .register_table(bare(&entry.name), Arc::new(table))?;
             }
             RelationKind::MaterializedView => self.restore_materialized_view(entry).await?,
+        }
+        Ok(())
+    }
+
+    /// Replace the view DataFusion registered by one whose inlined plan keeps its name,
+    /// so that SELECT on it can be checked (see `crate::access::view`).
+    fn bound_view(&self, name: &str) -> Result<()> {
+        if let Some(view) = self.ctx.deregister_table(bare(name))? {
+            let bounded = crate::access::view::BoundedView::new(name, view);
+            self.ctx.register_table(bare(name), Arc::new(bounded))?;
         }
         Ok(())
     }
@@ -632,6 +643,7 @@ impl Engine {
         // Planning the view checks that everything it reads exists (42P01 otherwise).
         let previous = self.ctx.table_provider(bare(&name)).await.ok();
         self.ctx.sql(&entry.sql).await?;
+        self.bound_view(&name)?;
         if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
             self.ctx.deregister_table(bare(&name))?;
             if let Some(p) = previous {
@@ -813,7 +825,11 @@ impl Engine {
             }
             Ok(())
         })?;
-        if let Some(provider) = self.ctx.deregister_table(bare(name))? {
+        let provider = self.ctx.deregister_table(bare(name))?;
+        if renamed.kind == RelationKind::View {
+            // Built again: its plan carries its name (see `bound_view`).
+            self.register(&renamed).await?;
+        } else if let Some(provider) = provider {
             self.ctx.register_table(bare(new_name), provider)?;
         }
         // A materialised view keeps its stored result; its next refresh reads the new name.

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::arrow::array::AsArray;
 use datafusion::logical_expr::ScalarUDF;
 use tracing::warn;
 
@@ -172,7 +173,7 @@ impl Engine {
     /// has not been populated).
     pub(super) async fn reload_consent(&self) {
         let query = format!(
-            "SELECT CAST(unified_id AS TEXT), CAST(purpose AS TEXT) FROM {CONSENT_RELATION} \
+            "SELECT unified_id, purpose FROM {CONSENT_RELATION} \
              WHERE granted AND unified_id IS NOT NULL AND purpose IS NOT NULL"
         );
         let exists = self.ctx.table_exist(CONSENT_RELATION).unwrap_or(false);
@@ -190,16 +191,31 @@ impl Engine {
         };
         match batches {
             Ok(batches) => {
-                let mut pairs = Vec::new();
+                let text = |c: &datafusion::arrow::array::ArrayRef| {
+                    datafusion::arrow::compute::cast(
+                        c,
+                        &datafusion::arrow::datatypes::DataType::Utf8,
+                    )
+                };
+                let mut columns = Vec::new();
                 for b in &batches {
-                    let ids = datafusion::common::cast::as_string_array(b.column(0));
-                    let purposes = datafusion::common::cast::as_string_array(b.column(1));
-                    if let (Ok(ids), Ok(purposes)) = (ids, purposes) {
-                        pairs.extend(ids.iter().zip(purposes.iter()).filter_map(|p| match p {
-                            (Some(i), Some(p)) => Some((i, p)),
-                            _ => None,
-                        }));
+                    match (text(b.column(0)), text(b.column(1))) {
+                        (Ok(ids), Ok(purposes)) => columns.push((ids, purposes)),
+                        (Err(e), _) | (_, Err(e)) => {
+                            warn!("cannot read {CONSENT_RELATION}, so no consent is recorded: {e}");
+                            self.consent.replace(std::iter::empty());
+                            return;
+                        }
                     }
+                }
+                let mut pairs = Vec::new();
+                for (ids, purposes) in &columns {
+                    let ids = ids.as_string::<i32>();
+                    let purposes = purposes.as_string::<i32>();
+                    pairs.extend(ids.iter().zip(purposes.iter()).filter_map(|p| match p {
+                        (Some(i), Some(p)) => Some((i, p)),
+                        _ => None,
+                    }));
                 }
                 self.consent.replace(pairs.into_iter());
             }

@@ -13,6 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::error::{EngineError, Result};
+use crate::auth::PURPOSE_SETTING;
 
 /// A statement the engine executes itself.
 #[derive(Debug, Clone)]
@@ -250,6 +251,11 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
             return Ok(Some(Command::CreateExternal(Box::new(c))))
         }
         DFStatement::Statement(s) => *s,
+        DFStatement::Reset(datafusion::sql::parser::ResetStatement::Variable(ref name))
+            if is_purpose(name) =>
+        {
+            return Ok(Some(Command::SetPurpose(None)))
+        }
         _ => return Ok(None),
     };
     Ok(Some(match stmt {
@@ -337,9 +343,6 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         _ => return Ok(None),
     }))
 }
-
-/// The name of the session's purpose setting.
-pub const PURPOSE_SETTING: &str = "tessera.purpose";
 
 fn is_purpose(name: &ObjectName) -> bool {
     name.to_string().eq_ignore_ascii_case(PURPOSE_SETTING)
@@ -765,5 +768,28 @@ mod tests {
         assert!(refs.contains(&"a".to_string()) && refs.contains(&"b".to_string()));
         rename_references(&mut s, "a", "c");
         assert!(s.to_string().contains("FROM \"c\""), "{s}");
+    }
+}
+
+#[cfg(test)]
+mod purpose_tests {
+    use super::*;
+
+    #[test]
+    fn set_and_reset_purpose() {
+        for (sql, expected) in [
+            (
+                "SET tessera.purpose = 'email_marketing'",
+                Some("email_marketing"),
+            ),
+            ("SET tessera.purpose TO sms", Some("sms")),
+            ("set TESSERA.PURPOSE = ''", None),
+            ("RESET tessera.purpose", None),
+        ] {
+            match classify(sql) {
+                Ok(Some(Command::SetPurpose(p))) => assert_eq!(p.as_deref(), expected, "{sql}"),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
     }
 }

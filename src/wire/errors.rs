@@ -109,7 +109,7 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         | EngineError::Io { .. }
         | EngineError::Storage { .. } => "58030",
         EngineError::Auth(a) => match a {
-            AuthError::PermissionDenied(_) => "42501",
+            AuthError::PermissionDenied(_) | AuthError::Denied(_) => "42501",
             AuthError::DuplicateRole(_) => "42710",
             AuthError::UndefinedRole(_) => "42704",
             AuthError::Reserved(_) => "42939",

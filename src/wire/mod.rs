@@ -194,6 +194,8 @@ impl QueryService {
             Err(EngineError::Syntax(msg)) => (classify_alter_view(sql), Some(msg)),
             Err(e) => return Err(engine_error(e)),
         };
+        access::check_statement(&crate::access::current(), sql, command.as_ref())
+            .map_err(engine_error)?;
         if let Some(c) = &command {
             session::check_transaction_state(status, c)?;
         }
@@ -240,6 +242,17 @@ impl QueryService {
     {
         match command {
             Some(Command::Copy(c)) => Ok(vec![copy::start(&self.engine, client, c).await?]),
+            Some(Command::SetPurpose(purpose)) => {
+                let tag = if purpose.is_some() { "SET" } else { "RESET" };
+                access::set_purpose(&self.engine, client, purpose).map_err(engine_error)?;
+                Ok(vec![Response::Execution(Tag::new(tag))])
+            }
+            Some(Command::Show(name)) if name == crate::auth::PURPOSE_SETTING => {
+                let purpose = crate::access::current().purpose.unwrap_or_default();
+                Ok(vec![Response::Query(session::show_response(
+                    &name, &purpose,
+                )?)])
+            }
             Some(Command::Show(name)) => match session::show_value(client, &name) {
                 Some(value) => Ok(vec![Response::Query(session::show_response(
                     &name, &value,
@@ -362,7 +375,13 @@ impl QueryParser for TesseraParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let own = match classify(sql) {
+        let classified = classify(sql);
+        if let Ok(command) = &classified {
+            let principal = access::principal(&self.engine, client);
+            access::check_statement(&principal, sql, command.as_ref())
+                .map_err(|e| to_pg(engine_error(e), sql, 0))?;
+        }
+        let own = match classified {
             Ok(Some(Command::Dml(_))) | Ok(None) => false,
             // PostgreSQL checks a COPY's relation when it is parsed; clients such as
             // tokio-postgres rely on that (an error after Bind leaves them out of step).

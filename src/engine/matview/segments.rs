@@ -161,6 +161,10 @@ mod tests {
 
     #[tokio::test]
     async fn changes_for_a_version_never_reached_are_recorded_once() {
+        crate::access::as_system(version_never_reached()).await
+    }
+
+    async fn version_never_reached() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Engine::open(dir.path()).await.expect("open");
         let changes = &engine.matviews.segments;
