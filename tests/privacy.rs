@@ -334,3 +334,82 @@ async fn purpose_bound_sessions_see_only_people_who_consented() {
         [["u1"], ["u2"]]
     );
 }
+
+#[tokio::test]
+async fn audit_log_records_every_statement_for_superusers_only() {
+    let (s, admin) = setup().await;
+    let analyst = login(&s, "analyst").await;
+    assert_eq!(rows(&analyst, "SELECT email FROM people").await.len(), 3);
+    assert_eq!(error_code(&analyst, "SELECT * FROM secret").await, "42501");
+    let n = analyst
+        .execute(
+            "SELECT unified_id FROM profiles WHERE unified_id <> $1",
+            &[&"u1"],
+        )
+        .await
+        .expect("prepared");
+    assert_eq!(n, 2);
+    let marketer = login(&s, "marketer").await;
+    assert_eq!(rows(&marketer, "SELECT name FROM profiles").await.len(), 1);
+
+    // Only superusers read the log, whatever was granted.
+    admin
+        .batch_execute("GRANT SELECT ON tessera.audit_log TO analyst")
+        .await
+        .expect("grant");
+    assert_eq!(
+        error_code(&analyst, "SELECT * FROM tessera.audit_log").await,
+        "42501"
+    );
+
+    let query =
+        "SELECT role, coalesce(purpose, '-'), statement, coalesce(CAST(rows AS TEXT), '-'), \
+                 coalesce(pii_columns, '-'), coalesce(error, '-') FROM tessera.audit_log \
+                 WHERE role <> 'tessera' ORDER BY at";
+    let mut logged = Vec::new();
+    for _ in 0..50 {
+        logged = rows(&admin, query).await;
+        if logged.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        logged,
+        [
+            [
+                "analyst",
+                "-",
+                "SELECT email FROM people",
+                "3",
+                "people.email",
+                "-"
+            ],
+            ["analyst", "-", "SELECT * FROM secret", "-", "-", "42501"],
+            [
+                "analyst",
+                "-",
+                "SELECT unified_id FROM profiles WHERE unified_id <> $1",
+                "2",
+                "-",
+                "-"
+            ],
+            [
+                "marketer",
+                "email_marketing",
+                "SELECT name FROM profiles",
+                "1",
+                "profiles.name",
+                "-"
+            ],
+            [
+                "analyst",
+                "-",
+                "SELECT * FROM tessera.audit_log",
+                "-",
+                "-",
+                "42501"
+            ],
+        ]
+    );
+}

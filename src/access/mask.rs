@@ -75,15 +75,17 @@ impl GuardRelations {
             }
             _ => None,
         };
-        let masks = classes.filter(|_| !principal.pii);
-        // A non-superuser's scans are all wrapped, so that a second analysis of the plan
+        // Scans of personal data are wrapped for everyone (the audit log notes what they
+        // read); a non-superuser's scans all are, so that a second analysis of the plan
         // (after the view boundaries are gone) knows they were checked.
-        if masks.is_none() && purpose.is_none() && principal.superuser {
+        if classes.is_none() && purpose.is_none() && principal.superuser {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         }
         let guarded = Arc::new(GuardedTable {
             inner: provider,
-            masks: masks.unwrap_or_default(),
+            relation: Classification::key(&scan.table_name),
+            classes: classes.unwrap_or_default(),
+            masked: !principal.pii,
             purpose,
         });
         Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
@@ -136,7 +138,9 @@ fn check_select(principal: &super::Principal, relation: &str) -> Result<()> {
     let catalog = ["pg_catalog.", "information_schema."]
         .iter()
         .any(|s| relation.starts_with(s));
-    if catalog || principal.superuser || principal.grants.covers(relation) {
+    // The audit log is for superusers only, whatever was granted.
+    let audit = relation == format!("{}.{}", crate::system::SYSTEM_SCHEMA, super::audit::TABLE);
+    if principal.superuser || (!audit && (catalog || principal.grants.covers(relation))) {
         return Ok(());
     }
     Err(super::denied(format!(
@@ -161,18 +165,23 @@ impl AnalyzerRule for GuardRelations {
 #[derive(Debug)]
 pub struct GuardedTable {
     inner: Arc<dyn TableProvider>,
-    /// The columns to mask (empty when the principal may see personal data).
-    masks: Arc<ColumnClasses>,
+    /// The relation's name, for the audit log.
+    relation: String,
+    /// Its personal-data columns.
+    classes: Arc<ColumnClasses>,
+    /// Whether they are masked (the principal lacks the PII privilege).
+    masked: bool,
     purpose: Option<String>,
 }
 
 impl GuardedTable {
     /// Whether `filter` reads a masked column (and so must run above the mask).
     fn reads_masked(&self, filter: &Expr) -> bool {
-        filter
-            .column_refs()
-            .iter()
-            .any(|c| self.masks.contains_key(&c.name))
+        self.masked
+            && filter
+                .column_refs()
+                .iter()
+                .any(|c| self.classes.contains_key(&c.name))
     }
 }
 
@@ -286,7 +295,11 @@ impl TableProvider for GuardedTable {
             .iter()
             .take(wanted.len())
             .map(|f| {
-                let logical = match self.masks.get(f.name()) {
+                let class = self.classes.get(f.name());
+                if class.is_some() {
+                    super::audit::note_read(&self.relation, f.name());
+                }
+                let logical = match class.filter(|_| self.masked) {
                     Some(class) => {
                         mask_expr(state, f.name(), f.data_type(), f.is_nullable(), class)?
                     }

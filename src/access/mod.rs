@@ -14,6 +14,7 @@
 //! privilege. Because views are inlined and materialised views carry the classes of the
 //! columns they were computed from, the rule holds on every path into the data.
 
+pub mod audit;
 pub mod classes;
 pub mod consent;
 pub mod mask;

@@ -80,6 +80,8 @@ pub struct Engine {
     /// Who consented to what (`consent_allows`), from `consent_state`.
     consent: Arc<crate::access::consent::ConsentIndex>,
     roles: crate::auth::Roles,
+    /// `tessera.audit_log`.
+    audit: crate::access::audit::AuditLog,
 }
 
 impl Engine {
@@ -112,6 +114,7 @@ impl Engine {
         crate::identity::IdentityStore::open(&ctx, &data_dir)?;
         let matviews = matview::Registry::new(&ctx, &data_dir).await?;
         let collector = Arc::new(crate::collect::Collector::open(&ctx, &data_dir).await?);
+        let audit = crate::access::audit::AuditLog::open(&ctx, &data_dir).await?;
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
@@ -123,6 +126,7 @@ impl Engine {
             collector,
             classes,
             consent,
+            audit,
             roles,
         };
         engine.restore().await;
@@ -140,6 +144,11 @@ impl Engine {
     /// The write keys and event store of the HTTP collection API.
     pub fn collector(&self) -> &Arc<crate::collect::Collector> {
         &self.collector
+    }
+
+    /// `tessera.audit_log`.
+    pub fn audit(&self) -> &crate::access::audit::AuditLog {
+        &self.audit
     }
 
     /// The roles: who may log in, and what each may see.

@@ -38,6 +38,16 @@ pub fn to_pg(err: PgWireError, query: &str, offset: usize) -> PgWireError {
     }
 }
 
+/// The SQLSTATE `err` reaches the client with.
+pub fn sqlstate(err: &PgWireError) -> String {
+    match err {
+        PgWireError::ApiError(e) => classify_boxed(e.as_ref()).0.to_string(),
+        PgWireError::UserError(i) if i.code == "25P01" => "25P02".into(),
+        PgWireError::UserError(i) => i.code.clone(),
+        _ => "XX000".into(),
+    }
+}
+
 /// Whether a query path failed in the parser (rather than in planning or execution).
 pub fn is_syntax_error(e: &PgWireError) -> bool {
     match e {

@@ -12,6 +12,7 @@
 //! [`tls`] loads the certificate for TLS connections.
 
 mod access;
+mod audit;
 mod cancel;
 mod copy;
 pub mod errors;
@@ -174,6 +175,34 @@ fn offset_in(whole: &str, part: &str) -> usize {
 }
 
 impl QueryService {
+    /// Run one statement of a simple query and record it in the audit log.
+    async fn run_audited<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        status: TransactionStatus,
+    ) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let entry = audit::entry(&crate::access::current(), sql);
+        let reads = crate::access::audit::Reads::default();
+        let result =
+            crate::access::audit::collecting(reads.clone(), self.run_one(client, sql, status))
+                .await;
+        let log = self.engine.audit();
+        match result {
+            Ok(responses) => responses
+                .into_iter()
+                .map(|r| audit::audited(log, entry.clone(), &reads, Ok(r)))
+                .collect(),
+            Err(e) => audit::audited(log, entry, &reads, Err(e)).map(|r| vec![r]),
+        }
+    }
+
     /// Run one statement of a simple query.
     async fn run_one<C>(
         &self,
@@ -335,7 +364,7 @@ impl QueryService {
         let mut out = Vec::new();
         let mut status = client.transaction_status();
         for sql in statements {
-            match self.run_one(client, sql, status).await {
+            match self.run_audited(client, sql, status).await {
                 Ok(r) => {
                     status = r.iter().fold(status, session::status_after);
                     out.extend(r)
@@ -628,7 +657,17 @@ impl ExtendedQueryHandler for QueryService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let principal = access::principal(&self.engine, client);
-        crate::access::run_as(principal, self.run_portal(client, portal, max_rows)).await
+        let entry = audit::entry(&principal, &portal.statement.statement.0);
+        let reads = crate::access::audit::Reads::default();
+        let result = crate::access::run_as(
+            principal,
+            crate::access::audit::collecting(
+                reads.clone(),
+                self.run_portal(client, portal, max_rows),
+            ),
+        )
+        .await;
+        audit::audited(self.engine.audit(), entry, &reads, result)
     }
 }
 
