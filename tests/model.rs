@@ -414,4 +414,54 @@ async fn default_model_builds_profiles_and_segments() {
         .await,
         vec![vec!["entered"], vec!["exited"]]
     );
+
+    // Right of access: every row held about Bob, found by any of his identifiers.
+    let held = rows(
+        &c,
+        "SELECT relation, row_json FROM subject_access('email', ' Bob.Martin@orange.fr ')",
+    )
+    .await;
+    let relations: std::collections::BTreeSet<&str> = held.iter().map(|r| r[0].as_str()).collect();
+    for expected in [
+        "crm_contacts",
+        "pos_orders",
+        "profiles",
+        "identity_lookup",
+        "web_sessions",
+        "tessera.events",
+    ] {
+        assert!(
+            relations.contains(expected),
+            "{expected} missing: {relations:?}"
+        );
+    }
+    let crm: Vec<&Vec<String>> = held.iter().filter(|r| r[0] == "crm_contacts").collect();
+    assert_eq!(crm.len(), 1);
+    assert!(
+        crm[0][1].contains("\"email\":\"bob.martin@orange.fr\""),
+        "{}",
+        crm[0][1]
+    );
+    assert!(held.iter().all(|r| !r[1].contains("Ann")), "{held:?}");
+    assert!(rows(
+        &c,
+        "SELECT * FROM subject_access('email', 'nobody@example.com')"
+    )
+    .await
+    .is_empty());
+    // Only roles that may see personal data exercise it.
+    c.batch_execute(
+        "CREATE ROLE clerk LOGIN PASSWORD 'clerk-pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO clerk",
+    )
+    .await
+    .expect("clerk");
+    let clerk = s
+        .connect_as("clerk", "clerk-pw")
+        .await
+        .expect("clerk logs in");
+    let denied = clerk
+        .simple_query("SELECT * FROM subject_access('email', 'bob.martin@orange.fr')")
+        .await
+        .expect_err("denied");
+    assert_eq!(crate::common::sqlstate(&denied), "42501");
 }

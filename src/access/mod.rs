@@ -18,6 +18,7 @@ pub mod audit;
 pub mod classes;
 pub mod consent;
 pub mod mask;
+pub mod subject;
 #[cfg(test)]
 mod tests;
 pub mod view;

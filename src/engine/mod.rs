@@ -106,6 +106,13 @@ impl Engine {
         let classes = Arc::new(crate::access::Classification::default());
         let consent = Arc::new(crate::access::consent::ConsentIndex::default());
         ctx.register_udf(crate::access::consent::ConsentAllows::udf(consent.clone()));
+        ctx.register_udtf(
+            crate::access::subject::FUNCTION,
+            Arc::new(crate::access::subject::SubjectAccess {
+                ctx: Arc::downgrade(&ctx),
+                classes: classes.clone(),
+            }),
+        );
         ctx.add_analyzer_rule(Arc::new(crate::access::mask::GuardRelations::new(
             classes.clone(),
         )));

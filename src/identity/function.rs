@@ -45,7 +45,12 @@ pub struct NamedRelation {
 }
 
 /// The string literal argument `i` of `function`.
-fn literal_arg(function: &str, args: &[Expr], i: usize, what: &str) -> Result<Option<String>> {
+pub(crate) fn literal_arg(
+    function: &str,
+    args: &[Expr],
+    i: usize,
+    what: &str,
+) -> Result<Option<String>> {
     match args.get(i) {
         None => Ok(None),
         Some(Expr::Literal(ScalarValue::Utf8(Some(s)), _))

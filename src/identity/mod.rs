@@ -16,6 +16,15 @@
 //! The system tables `tessera.identity_merges`, `tessera.identity_refusals` and
 //! `tessera.identity_spaces` show what the last runs did.
 
+/// The identity table functions, in registration order: they read and write identity
+/// state, so only superusers call them (see `crate::access::mask`).
+pub const TABLE_FUNCTIONS: [&str; 4] = [
+    "resolve_identities",
+    "explain_identity",
+    "train_match_model",
+    "score_matches",
+];
+
 pub mod explain;
 pub mod fellegi_sunter;
 pub mod function;
@@ -129,19 +138,19 @@ impl IdentityStore {
         register_system_table(ctx, "identity_refusals", store.refusals.clone())?;
         register_system_table(ctx, "identity_spaces", store.summary.clone())?;
         ctx.register_udtf(
-            "resolve_identities",
+            TABLE_FUNCTIONS[0],
             Arc::new(function::ResolveIdentities {
                 store: store.clone(),
             }),
         );
         ctx.register_udtf(
-            "explain_identity",
+            TABLE_FUNCTIONS[1],
             Arc::new(function::ExplainIdentity {
                 store: store.clone(),
             }),
         );
-        ctx.register_udtf("train_match_model", Arc::new(function::TrainMatchModel));
-        ctx.register_udtf("score_matches", Arc::new(function::ScoreMatches));
+        ctx.register_udtf(TABLE_FUNCTIONS[2], Arc::new(function::TrainMatchModel));
+        ctx.register_udtf(TABLE_FUNCTIONS[3], Arc::new(function::ScoreMatches));
         store.publish().map_err(EngineError::from)?;
         Ok(store)
     }
