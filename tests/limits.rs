@@ -294,7 +294,33 @@ async fn garbage_on_the_wire_closes_only_that_connection() {
     );
     still_serves(&s, "an SSLRequest then junk").await;
 
-    // (e) A cancel request for a session that does not exist.
+    // (e) A startup message, then a Parse too short for its fields while the server
+    //     waits for the password (pgwire 0.41 panics decoding it; only this connection
+    //     may end).
+    let mut socket = TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .expect("connect");
+    let params = b"user\0tessera\0database\0tessera\0\0";
+    let mut startup = ((8 + params.len()) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&196_608u32.to_be_bytes());
+    startup.extend_from_slice(params);
+    socket.write_all(&startup).await.expect("startup");
+    let mut buf = [0u8; 256];
+    let n = socket.read(&mut buf).await.expect("authentication request");
+    assert_eq!(buf.first(), Some(&b'R'), "{:?}", &buf[..n]);
+    let _ = socket.write_all(b"P\0\0\0\x04").await;
+    let closed = tokio::time::timeout(wait, async {
+        while let Ok(n) = socket.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a malformed Parse closes the connection");
+    still_serves(&s, "a malformed Parse").await;
+
+    // (f) A cancel request for a session that does not exist.
     let mut socket = TcpStream::connect(("127.0.0.1", s.port))
         .await
         .expect("connect");

@@ -16,6 +16,8 @@ mod cancel;
 mod copy;
 pub mod errors;
 mod names;
+#[cfg(test)]
+mod robustness;
 mod session;
 pub mod startup;
 pub mod tls;
