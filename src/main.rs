@@ -9,7 +9,8 @@ use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use tessera::auth::{Bootstrap, ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, ADMIN_ROLE};
-use tessera::engine::Engine;
+use tessera::engine::memory::MemoryLimitSpec;
+use tessera::engine::{Engine, EngineOptions};
 use tessera::wire::{Authentication, Handlers};
 
 #[derive(Parser)]
@@ -53,6 +54,35 @@ struct ServeArgs {
         value_name = "FILE"
     )]
     tls_key: Option<PathBuf>,
+    /// A directory (or a URL prefix such as s3://bucket/exports/) external tables may
+    /// read, besides the data directory; repeatable. Also TESSERA_ALLOW_LOCATIONS,
+    /// colon-separated.
+    #[arg(long = "allow-location", value_name = "DIR|URL")]
+    allow_locations: Vec<String>,
+    /// Memory for queries, shared by all: a size (4GiB, 512MiB; binary units) or a share
+    /// of the machine's memory (25%). A query over it fails with SQLSTATE 53200.
+    #[arg(long, env = "TESSERA_MEMORY_LIMIT", value_name = "SIZE|PERCENT", value_parser = MemoryLimitSpec::parse, default_value = "50%")]
+    memory_limit: MemoryLimitSpec,
+}
+
+impl ServeArgs {
+    /// The engine's limits: `--allow-location` and `TESSERA_ALLOW_LOCATIONS` together,
+    /// the memory limit in bytes.
+    fn engine_options(&self) -> EngineOptions {
+        let mut allowed_locations = self.allow_locations.clone();
+        if let Ok(env) = std::env::var("TESSERA_ALLOW_LOCATIONS") {
+            allowed_locations.extend(tessera::engine::locations::split_roots(&env));
+        }
+        let available = tessera::engine::memory::available_memory();
+        let memory_limit = self.memory_limit.bytes(available);
+        if memory_limit.is_none() {
+            warn!("the machine's memory is unknown: queries run without a memory limit (set one with --memory-limit)");
+        }
+        EngineOptions {
+            allowed_locations,
+            memory_limit: memory_limit.map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+        }
+    }
 }
 
 /// `--http`: an address, or `off` (a newtype, as clap reads `Option` as "may be absent").
@@ -149,7 +179,16 @@ async fn serve(
     } else {
         Authentication::Scram
     };
-    let engine = Engine::open(&args.data_dir).await?;
+    let options = args.engine_options();
+    let memory = options.memory_limit.map_or("unlimited".to_string(), |b| {
+        tessera::engine::memory::human(b as u64)
+    });
+    let engine = Engine::open_with(&args.data_dir, options).await?;
+    info!(
+        memory_limit = %memory,
+        allowed_locations = %engine.allowed_locations().describe(),
+        "limits"
+    );
     match engine.roles().take_bootstrap() {
         Some(Bootstrap::Generated { password, file }) => eprintln!(
             "created superuser \"{ADMIN_ROLE}\" with the generated password {password} (kept in {}, mode 0600; set {ADMIN_PASSWORD_ENV} before the first start to choose it)",

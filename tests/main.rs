@@ -9,6 +9,7 @@ mod collect;
 mod copy;
 mod demo;
 mod identity;
+mod limits;
 mod matching;
 mod matview;
 mod model;

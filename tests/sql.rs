@@ -395,7 +395,8 @@ async fn external_source_over_http() {
         .and_then(|r| r.split_whitespace().next())
         .expect("port")
         .to_string();
-    let s = Server::start();
+    // Remote locations are read only under a listed prefix.
+    let s = Server::start_with(&["--allow-location", &format!("http://127.0.0.1:{port}/")]);
     let c = s.client().await;
     let result = c
         .batch_execute(&format!(

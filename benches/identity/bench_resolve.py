@@ -71,12 +71,16 @@ def proc_cpu_seconds(pid):
 
 
 class Tessera:
-    def __init__(self, binary, work):
+    def __init__(self, binary, work, allow=()):
+        """`allow`: the directories the benchmark's sources are read from (external
+        tables may read only under the data dir and --allow-location)."""
         self.data = os.path.join(work, "tessera-data")
         shutil.rmtree(self.data, ignore_errors=True)
         self.logpath = os.path.join(work, "tessera.log")
         self.logf = open(self.logpath, "w")
-        self.proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", self.data, "--listen", "127.0.0.1:0"],
+        allowed = [a for d in allow for a in ("--allow-location", os.path.dirname(os.path.abspath(d)))]
+        self.proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", self.data, "--listen", "127.0.0.1:0",
+                                      *allowed],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      env={**os.environ, "TESSERA_ADMIN_PASSWORD": PASSWORD})
         deadline = time.time() + 120
@@ -131,7 +135,7 @@ def run_tessera(args, edges, truth):
     stay stable across runs), so run 1 is cold (no earlier state, like DuckDB) and later
     runs are warm (they load the previous ids)."""
     res = {"binary": args.tessera_bin}
-    srv = Tessera(args.tessera_bin, args.work)
+    srv = Tessera(args.tessera_bin, args.work, allow=[edges] + ([args.fake_resolver] if args.fake_resolver else []))
     res["server_log"] = srv.logpath
     try:
         with psycopg.connect(srv.dsn, autocommit=True) as conn:

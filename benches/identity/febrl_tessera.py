@@ -28,7 +28,9 @@ COLUMNS = ["given_name", "surname", "street_number", "address_1", "address_2", "
 
 
 def start_server(binary, data_dir):
-    proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+    # The source CSV is written next to the data dir, which external tables may read.
+    proc = subprocess.Popen([binary, "serve", "--http", "off", "--data-dir", data_dir, "--listen", "127.0.0.1:0",
+                             "--allow-location", os.path.dirname(os.path.abspath(data_dir))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TESSERA_ADMIN_PASSWORD": PASSWORD})
     for line in proc.stderr:

@@ -424,7 +424,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     work = tempfile.mkdtemp(prefix="persons-", dir=args.work)
 
-    srv = Tessera(binary, work)
+    srv = Tessera(binary, work, allow=[persons, truth])
     try:
         with psycopg.connect(srv.dsn, autocommit=True) as conn:
             ph = Phases(conn, srv, not args.quiet)

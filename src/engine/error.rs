@@ -63,6 +63,9 @@ pub enum EngineError {
         name: String,
         dependents: Vec<String>,
     },
+    /// `CREATE EXTERNAL TABLE` over a location outside the allowed roots.
+    #[error("location \"{location}\" is outside the locations external tables may read ({roots}); start the server with --allow-location DIR (or TESSERA_ALLOW_LOCATIONS) to allow it")]
+    LocationNotAllowed { location: String, roots: String },
     #[error("syntax error: {0}")]
     Syntax(String),
     #[error("{0} is not supported")]

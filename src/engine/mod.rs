@@ -17,7 +17,9 @@ pub mod catalog;
 pub mod copy;
 mod dml;
 pub mod error;
+pub mod locations;
 pub mod matview;
+pub mod memory;
 pub mod object_stores;
 mod privacy;
 pub mod source;
@@ -31,6 +33,7 @@ use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -68,8 +71,19 @@ impl Outcome {
     }
 }
 
+/// How the server limits what queries and sources may use (see [`locations`], [`memory`]).
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Roots external sources may read besides the data directory (`--allow-location`).
+    pub allowed_locations: Vec<String>,
+    /// The memory pool of queries in bytes (`None`: unlimited).
+    pub memory_limit: Option<usize>,
+}
+
 pub struct Engine {
     ctx: Arc<SessionContext>,
+    /// Where `CREATE EXTERNAL TABLE` may read (the data directory and `--allow-location`).
+    allowed: locations::AllowedLocations,
     system: SystemTables,
     data_dir: PathBuf,
     catalog: Mutex<Catalog>,
@@ -89,6 +103,11 @@ impl Engine {
     /// A relation that cannot be rebuilt (say, its source file is gone) is logged and
     /// kept in the catalog; the others are served.
     pub async fn open(data_dir: &Path) -> Result<Arc<Engine>> {
+        Engine::open_with(data_dir, EngineOptions::default()).await
+    }
+
+    /// [`Engine::open`] with limits.
+    pub async fn open_with(data_dir: &Path, options: EngineOptions) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(data_dir.join("tables"))
             .map_err(|e| EngineError::io(data_dir, e))?;
         let data_dir = std::fs::canonicalize(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
@@ -98,7 +117,16 @@ impl Engine {
             .with_information_schema(true);
         // PostgreSQL's grammar and operator precedence (`traits ->> 'email' = 'x'`).
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        let ctx = Arc::new(SessionContext::new_with_config(config));
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = options.memory_limit {
+            runtime = runtime.with_memory_pool(memory::pool(bytes));
+        }
+        let ctx = Arc::new(SessionContext::new_with_config_rt(
+            config,
+            runtime.build_arc()?,
+        ));
+        let allowed =
+            locations::AllowedLocations::new(&options.allowed_locations)?.with_dir(&data_dir)?;
         udfs::register_all(&ctx);
         ctx.register_udf(privacy::pseudonymize_udf(privacy::pseudonym_key(
             &data_dir,
@@ -126,6 +154,7 @@ impl Engine {
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
             ctx,
+            allowed,
             system,
             data_dir,
             catalog: Mutex::new(catalog),
@@ -146,6 +175,11 @@ impl Engine {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Where external sources may read from.
+    pub fn allowed_locations(&self) -> &locations::AllowedLocations {
+        &self.allowed
     }
 
     /// The write keys and event store of the HTTP collection API.
@@ -227,6 +261,13 @@ impl Engine {
                 cet.name = object_name(&entry.name);
                 cet.if_not_exists = false;
                 cet.or_replace = true;
+                // Defined before the roots were (or under other roots): served as it
+                // is, so an upgrade does not lose sources, but said.
+                for l in &cet.locations {
+                    if let Err(e) = self.allowed.check(l) {
+                        warn!(relation = %entry.name, "source kept from the catalog although {e}");
+                    }
+                }
                 for l in &cet.locations {
                     object_stores::register_for(&self.ctx, l)?;
                 }
@@ -494,6 +535,9 @@ impl Engine {
             .iter()
             .map(|l| absolute_location(l))
             .collect::<Result<_>>()?;
+        for l in &cet.locations {
+            self.allowed.check(l)?;
+        }
         cet.name = object_name(&name);
         let entry = Entry {
             name: name.clone(),

@@ -111,6 +111,7 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         EngineError::Refresh { source, .. } => classify_engine(source).0,
         EngineError::DependentObjects { .. } => "2BP01",
         EngineError::Syntax(_) => "42601",
+        EngineError::LocationNotAllowed { .. } => "42501",
         EngineError::NotSupported(_) => "0A000",
         EngineError::BadCopyData(m) if m.starts_with("invalid input syntax") => "22P02",
         EngineError::BadCopyData(m) if m.contains("does not exist") => "42703",
@@ -185,7 +186,7 @@ fn classify_df(e: &DataFusionError) -> (&'static str, String) {
             }
         }
         DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ResourcesExhausted(m) => return ("53200", format!("out of memory: {m}")),
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => "22012",
             ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") => "23502",

@@ -17,6 +17,8 @@ mod cancel;
 mod copy;
 pub mod errors;
 mod names;
+#[cfg(test)]
+mod robustness;
 mod session;
 pub mod startup;
 pub mod tls;

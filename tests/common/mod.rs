@@ -30,6 +30,16 @@ impl Server {
         s
     }
 
+    /// Start `tessera serve` with extra arguments on a fresh data directory.
+    pub fn start_with(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        let mut s = Server::spawn_with(&all, tmp.path(), &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// Start a server on an existing data directory (to test restarts).
     pub fn start_in(dir: &Path) -> Server {
         Server::spawn(&["serve"], dir)
@@ -50,7 +60,8 @@ impl Server {
     }
 
     /// Start `tessera` with `args` (`serve ...`) and extra environment variables on
-    /// `dir`, and wait until it serves.
+    /// `dir`, and wait until it serves. Tests write their source files to temporary
+    /// directories, so the system's temporary directory is an allowed location.
     pub fn spawn_with(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(args)
@@ -59,8 +70,10 @@ impl Server {
                 "127.0.0.1:0",
                 "--http",
                 "127.0.0.1:0",
-                "--data-dir",
+                "--allow-location",
             ])
+            .arg(std::env::temp_dir())
+            .arg("--data-dir")
             .arg(dir)
             .env(
                 "RUST_LOG",
