@@ -224,6 +224,7 @@ async fn non_superusers_read_only_what_they_were_granted() {
         "REFRESH MATERIALIZED VIEW profiles",
         "DROP TABLE crm",
         "SET datafusion.execution.batch_size = 1",
+        "SELECT * INTO stolen FROM people",
         "CREATE ROLE sneaky SUPERUSER",
         "GRANT tessera_pii TO analyst",
     ] {

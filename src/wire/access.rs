@@ -6,7 +6,7 @@ use pgwire::api::ClientInfo;
 use crate::access::Principal;
 use crate::auth::AuthError;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::ast::{Set, SetExpr, Statement};
 
 use crate::auth::PURPOSE_SETTING;
 use crate::engine::sql::{parse_one, Command, CopyCommand, CopyDirection};
@@ -94,8 +94,21 @@ pub fn check_statement(
             Ok(DFStatement::Statement(s)) => read_only(&s),
             Ok(DFStatement::Explain(_)) => true,
             Ok(_) => false,
-            // What our parser cannot read, the planner checks as it plans it.
-            Err(_) => true,
+            // What our parser cannot read goes to datafusion-postgres' compatibility
+            // parser: only queries, whose reads the planner checks.
+            Err(_) => {
+                let first = sql
+                    .trim_start()
+                    .split(|c: char| c.is_whitespace() || c == '(')
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                sql.trim_start().starts_with('(')
+                    || matches!(
+                        first.as_str(),
+                        "select" | "with" | "show" | "values" | "table"
+                    )
+            }
         },
     };
     if allowed {
@@ -126,8 +139,9 @@ const SESSION_SETTINGS: &[&str] = &[
 
 fn read_only(s: &Statement) -> bool {
     match s {
-        Statement::Query(_)
-        | Statement::Explain { .. }
+        // `SELECT ... INTO t` creates a table.
+        Statement::Query(q) => !matches!(&*q.body, SetExpr::Select(s) if s.into.is_some()),
+        Statement::Explain { .. }
         | Statement::ExplainTable { .. }
         | Statement::ShowVariable { .. }
         | Statement::ShowVariables { .. }
