@@ -1,7 +1,6 @@
 //! `mask_phone(text)`: a phone number with all but its last two digits hidden.
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::utils::take_function_args;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
@@ -11,8 +10,7 @@ use datafusion_macros::user_doc;
 
 use datafusion::arrow::datatypes::FieldRef;
 
-use super::{as_string_type, same_presence, text_return_type};
-use crate::args::{all_scalar, build_utf8, Strings};
+use super::{map_text, same_presence, text_return_type};
 
 #[user_doc(
     doc_section(label = "Privacy Functions"),
@@ -85,17 +83,7 @@ impl ScalarUDFImpl for MaskPhoneFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = all_scalar(&args.args);
-        let [phone] = take_function_args(self.name(), &args.args)?;
-        let phones = Strings::try_new(self.name(), 0, phone, args.number_rows)?;
-        let out = build_utf8(scalar, args.number_rows, |row, out| {
-            let Some(phone) = phones.get(row) else {
-                return Ok(false);
-            };
-            mask(phone, out);
-            Ok(true)
-        })?;
-        as_string_type(out, args.return_field.data_type())
+        map_text(self.name(), &args, mask)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -22,8 +22,11 @@ use datafusion::arrow::compute::cast;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs};
+use datafusion::common::utils::take_function_args;
+use datafusion::common::Result;
+use datafusion::logical_expr::{ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs};
+
+use crate::args::{all_scalar, build_utf8, Strings};
 
 /// `value` (built as `Utf8`) in the string type `to` the argument had, so that a masked
 /// column keeps its type.
@@ -46,9 +49,24 @@ pub(crate) fn text_return_type(function: &str, arg: &DataType) -> Result<DataTyp
     }
 }
 
-/// A typed NULL, for the scalar results of functions over non-text values.
-pub(crate) fn null_of(t: &DataType) -> Result<ScalarValue> {
-    ScalarValue::try_from(t)
+/// The body of a strict text-to-text function: `f` writes the result for each non-NULL
+/// value, and the result keeps the argument's string type.
+pub(crate) fn map_text(
+    function: &str,
+    args: &ScalarFunctionArgs,
+    mut f: impl FnMut(&str, &mut String),
+) -> Result<ColumnarValue> {
+    let scalar = all_scalar(&args.args);
+    let [value] = take_function_args(function, &args.args)?;
+    let values = Strings::try_new(function, 0, value, args.number_rows)?;
+    let out = build_utf8(scalar, args.number_rows, |row, out| {
+        let Some(value) = values.get(row) else {
+            return Ok(false);
+        };
+        f(value, out);
+        Ok(true)
+    })?;
+    as_string_type(out, args.return_field.data_type())
 }
 
 /// The result field of a strict text function: NULL exactly when its argument is, so a

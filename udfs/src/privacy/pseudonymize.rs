@@ -2,7 +2,6 @@
 //! value within one installation and unguessable without its key.
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::utils::take_function_args;
 use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
@@ -14,8 +13,7 @@ use sha2::Sha256;
 
 use datafusion::arrow::datatypes::FieldRef;
 
-use super::{as_string_type, same_presence, text_return_type};
-use crate::args::{all_scalar, build_utf8, Strings};
+use super::{map_text, same_presence, text_return_type};
 
 /// The key of the documentation's example (and of sessions that register no key of their
 /// own). The server registers the function with its installation's secret key instead.
@@ -96,17 +94,9 @@ impl ScalarUDFImpl for PseudonymizeFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = all_scalar(&args.args);
-        let [value] = take_function_args(self.name(), &args.args)?;
-        let values = Strings::try_new(self.name(), 0, value, args.number_rows)?;
-        let out = build_utf8(scalar, args.number_rows, |row, out| {
-            let Some(value) = values.get(row) else {
-                return Ok(false);
-            };
-            pseudonym(&self.key, value, out);
-            Ok(true)
-        })?;
-        as_string_type(out, args.return_field.data_type())
+        map_text(self.name(), &args, |value, out| {
+            pseudonym(&self.key, value, out)
+        })
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -11,7 +11,7 @@ use datafusion::logical_expr::{
 use datafusion_macros::user_doc;
 use std::sync::Arc;
 
-use super::{as_string_type, null_of};
+use super::as_string_type;
 
 /// What a redacted text value reads as.
 pub const REDACTED: &str = "[redacted]";
@@ -87,7 +87,7 @@ impl ScalarUDFImpl for RedactFunc {
         let to = args.return_field.data_type();
         if !is_text(to) {
             return Ok(match value {
-                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(null_of(to)?),
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from(to)?),
                 ColumnarValue::Array(a) => ColumnarValue::Array(new_null_array(to, a.len())),
             });
         }
