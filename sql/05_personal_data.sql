@@ -7,6 +7,9 @@
 --   pii:id    -> pseudonymize a keyed hash: still joins and counts distinct
 --   pii, pii:<anything else> -> redact   [redacted] (NULL for non-text values)
 -- City and country stay readable for analysis; street, postcode and birth date do not.
+-- Customer numbers are identifiers too: they are pseudonymised, and `forget_subject`
+-- finds an erased person's records by them (see the README, Right to be forgotten).
+COMMENT ON COLUMN crm_contacts.contact_id IS 'pii:id';
 COMMENT ON COLUMN crm_contacts.first_name IS 'pii:name';
 COMMENT ON COLUMN crm_contacts.last_name IS 'pii:name';
 COMMENT ON COLUMN crm_contacts.email IS 'pii:email';
@@ -32,3 +35,4 @@ COMMENT ON COLUMN support_tickets.name IS 'pii:name';
 COMMENT ON COLUMN support_tickets.phone IS 'pii:phone';
 
 COMMENT ON COLUMN consent_changes.email IS 'pii:email';
+COMMENT ON COLUMN consent_changes.contact_id IS 'pii:id';

@@ -8,6 +8,7 @@ mod clients;
 mod collect;
 mod copy;
 mod demo;
+mod erasure;
 mod identity;
 mod limits;
 mod matching;

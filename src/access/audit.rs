@@ -21,10 +21,12 @@ use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
+use super::erasure::Suppression;
 use crate::engine::EngineError;
 use crate::storage::ManagedTable;
 
@@ -63,19 +65,104 @@ fn schema() -> SchemaRef {
     ]))
 }
 
+/// What the writer is sent.
+enum Message {
+    Entry(Entry),
+    /// Commit what is queued now, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 /// The queue to the audit writer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditLog {
-    queue: mpsc::UnboundedSender<Entry>,
+    queue: mpsc::UnboundedSender<Message>,
+    table: ManagedTable,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
 }
 
 impl AuditLog {
     /// Open (or create) `tessera.audit_log` and start its writer.
-    pub async fn open(ctx: &SessionContext, data_dir: &Path) -> Result<Self, EngineError> {
+    /// Identifiers of people on the `suppression` list are never written: literals
+    /// holding one are logged as `'[erased]'`.
+    pub async fn open(
+        ctx: &SessionContext,
+        data_dir: &Path,
+        suppression: Arc<Suppression>,
+    ) -> Result<Self, EngineError> {
         let table = crate::system::delta::open(ctx, data_dir, TABLE, schema()).await?;
         let (queue, entries) = mpsc::unbounded_channel();
-        tokio::spawn(write(table, entries));
-        Ok(AuditLog { queue })
+        tokio::spawn(write(table.clone(), entries, suppression));
+        Ok(AuditLog { queue, table })
+    }
+
+    /// Wait until every entry recorded so far is committed.
+    pub async fn flush(&self) {
+        let (done, committed) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).is_ok() {
+            let _ = committed.await;
+        }
+    }
+
+    /// Replace every occurrence of `terms` (any case) in the statements logged with
+    /// `[erased]`, and forget the table's history (see `forget_subject`); returns how
+    /// many entries changed.
+    pub async fn scrub(&self, terms: &[String]) -> Result<u64, EngineError> {
+        let terms: Vec<&String> = terms.iter().filter(|t| !t.trim().is_empty()).collect();
+        if terms.is_empty() {
+            self.table.forget_history().await?;
+            return Ok(0);
+        }
+        let pattern = terms
+            .iter()
+            .map(|t| regex::escape(t))
+            .collect::<Vec<_>>()
+            .join("|");
+        let pattern = regex::RegexBuilder::new(&pattern)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| EngineError::storage(TABLE, e))?;
+        self.flush().await;
+        let changed = std::sync::atomic::AtomicU64::new(0);
+        let table = self.table.clone();
+        self.table
+            .replace_with(async {
+                let ctx = SessionContext::new();
+                let batches = ctx.read_table(Arc::new(table))?.collect().await?;
+                let mut out = Vec::with_capacity(batches.len());
+                for b in batches {
+                    let b = crate::storage::cast_batch(&b, &schema())?;
+                    let i = schema()
+                        .index_of("statement")
+                        .map_err(DataFusionError::from)?;
+                    let statements = datafusion::common::cast::as_string_array(b.column(i))?;
+                    let scrubbed: StringArray = statements
+                        .iter()
+                        .map(|s| {
+                            s.map(|s| match pattern.replace_all(s, "[erased]") {
+                                std::borrow::Cow::Borrowed(s) => s.to_string(),
+                                std::borrow::Cow::Owned(s) => {
+                                    changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    s
+                                }
+                            })
+                        })
+                        .collect();
+                    let mut columns = b.columns().to_vec();
+                    columns[i] = Arc::new(scrubbed);
+                    out.push(
+                        RecordBatch::try_new(schema(), columns).map_err(DataFusionError::from)?,
+                    );
+                }
+                Ok(out)
+            })
+            .await?;
+        self.table.forget_history().await?;
+        Ok(changed.into_inner())
     }
 
     pub fn record(&self, mut entry: Entry) {
@@ -89,26 +176,46 @@ impl AuditLog {
             entry.statement.push_str(&format!(" ... ({full} bytes)"));
         }
         // The writer only stops with the runtime.
-        let _ = self.queue.send(entry);
+        let _ = self.queue.send(Message::Entry(entry));
     }
 }
 
-async fn write(table: ManagedTable, mut entries: mpsc::UnboundedReceiver<Entry>) {
-    while let Some(first) = entries.recv().await {
-        tokio::time::sleep(FLUSH).await;
-        let mut group = vec![first];
-        while let Ok(e) = entries.try_recv() {
-            group.push(e);
-        }
-        let batch = match batch(&group) {
-            Ok(b) => b,
-            Err(e) => {
-                error!("cannot build audit entries: {e}");
-                continue;
+async fn write(
+    table: ManagedTable,
+    mut messages: mpsc::UnboundedReceiver<Message>,
+    suppression: Arc<Suppression>,
+) {
+    while let Some(first) = messages.recv().await {
+        let mut group = Vec::new();
+        let mut waiting = Vec::new();
+        match first {
+            Message::Entry(e) => {
+                group.push(e);
+                tokio::time::sleep(FLUSH).await;
             }
-        };
-        if let Err(e) = table.append(vec![batch]).await {
-            error!(entries = group.len(), "cannot write the audit log: {e}");
+            Message::Flush(done) => waiting.push(done),
+        }
+        while let Ok(m) = messages.try_recv() {
+            match m {
+                Message::Entry(e) => group.push(e),
+                Message::Flush(done) => waiting.push(done),
+            }
+        }
+        for e in &mut group {
+            e.statement = suppression.redact_literals(&e.statement);
+        }
+        if !group.is_empty() {
+            match batch(&group) {
+                Ok(b) => {
+                    if let Err(e) = table.append(vec![b]).await {
+                        error!(entries = group.len(), "cannot write the audit log: {e}");
+                    }
+                }
+                Err(e) => error!("cannot build audit entries: {e}"),
+            }
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
     }
 }

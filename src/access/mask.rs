@@ -4,7 +4,9 @@
 //!   privilege, and
 //! - in a purpose-bound session (`SET tessera.purpose`), keeps only the rows of people
 //!   whose consent allows the purpose (relations with a `unified_id` column), and
-//!   refuses relations holding personal data that are not keyed by person.
+//!   refuses relations holding personal data that are not keyed by person;
+//! - leaves out, for everyone, the rows of people erased by `forget_subject` (rows whose
+//!   identifiers are on the suppression list, see [`super::erasure`]).
 //!
 //! The guard sits inside the scan, so every filter, join, aggregate and expression above
 //! it (from the query itself, from inlined views, from subqueries) only ever sees masked
@@ -25,7 +27,7 @@ use datafusion::common::{Column, DFSchema, DataFusionError, Result, ScalarValue}
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
-    col, lit, Expr, LogicalPlan, TableProviderFilterPushDown, TableScan, TableType,
+    col, lit, Expr, LogicalPlan, ScalarUDF, TableProviderFilterPushDown, TableScan, TableType,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::filter::FilterExec;
@@ -33,6 +35,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::classes::{Classification, ColumnClasses, PiiClass};
+use super::erasure::{self, Check, ErasedFunc, Suppression};
 
 /// The column that keys a relation by person.
 pub const PERSON_KEY: &str = "unified_id";
@@ -41,11 +44,15 @@ pub const PERSON_KEY: &str = "unified_id";
 #[derive(Debug)]
 pub struct GuardRelations {
     classes: Arc<Classification>,
+    suppression: Arc<Suppression>,
 }
 
 impl GuardRelations {
-    pub fn new(classes: Arc<Classification>) -> Self {
-        GuardRelations { classes }
+    pub fn new(classes: Arc<Classification>, suppression: Arc<Suppression>) -> Self {
+        GuardRelations {
+            classes,
+            suppression,
+        }
     }
 
     fn guard_scan(
@@ -85,12 +92,18 @@ impl GuardRelations {
         if classes.is_none() && purpose.is_none() && principal.superuser {
             return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
         }
+        let classes = classes.unwrap_or_default();
+        // Rows of erased people are left out for everyone, the engine included.
+        let erased = erasure::checks(&classes, &schema);
+        let erased = (!erased.is_empty() && !self.suppression.is_empty())
+            .then(|| (self.suppression.clone(), erased));
         let guarded = Arc::new(GuardedTable {
             inner: provider,
             relation: Classification::key(&scan.table_name),
-            classes: classes.unwrap_or_default(),
+            classes,
             masked: !principal.pii,
             purpose,
+            erased,
         });
         Ok(Transformed::yes(LogicalPlan::TableScan(TableScan {
             source: provider_as_source(guarded),
@@ -142,8 +155,15 @@ fn check_select(principal: &super::Principal, relation: &str) -> Result<()> {
     let catalog = ["pg_catalog.", "information_schema."]
         .iter()
         .any(|s| relation.starts_with(s));
-    // The audit log is for superusers only, whatever was granted.
-    let audit = relation == format!("{}.{}", crate::system::SYSTEM_SCHEMA, super::audit::TABLE);
+    // The audit log and the erasure records are for superusers only, whatever was
+    // granted.
+    let audit = [
+        super::audit::TABLE,
+        super::erasure::TABLE,
+        super::erasure::RECEIPTS,
+    ]
+    .iter()
+    .any(|t| relation == format!("{}.{t}", crate::system::SYSTEM_SCHEMA));
     let allowed = match relation.strip_suffix("()") {
         // A table function (`FROM f(...)`): the right of access is exercised by whoever
         // may see personal data; tessera's identity functions (which read and write
@@ -172,6 +192,9 @@ impl AnalyzerRule for GuardRelations {
     }
 }
 
+/// The suppression list and the columns of a scan checked against it (index, check).
+type ErasedColumns = (Arc<Suppression>, Vec<(usize, Check)>);
+
 /// A table read with its classified columns masked and, in a purpose-bound session,
 /// only the rows of people who consented to the purpose.
 #[derive(Debug)]
@@ -184,6 +207,9 @@ pub struct GuardedTable {
     /// Whether they are masked (the principal lacks the PII privilege).
     masked: bool,
     purpose: Option<String>,
+    /// The suppression list and the columns checked against it (index, check), when
+    /// the list has entries and the relation columns it can check.
+    erased: Option<ErasedColumns>,
 }
 
 impl GuardedTable {
@@ -272,34 +298,54 @@ impl TableProvider for GuardedTable {
             .collect();
         let all: Vec<usize> = (0..self.inner.schema().fields().len()).collect();
         let wanted = projection.unwrap_or(&all).clone();
-        let mut input = match &self.purpose {
-            None => {
-                self.inner
-                    .scan(state, Some(&wanted), &passed, limit)
-                    .await?
-            }
-            Some(purpose) => {
-                // The consent filter needs the person key, wanted or not, and runs
-                // before any limit.
-                let key = self.inner.schema().index_of(PERSON_KEY)?;
-                let mut read = wanted.clone();
-                if !read.contains(&key) {
-                    read.push(key);
-                }
-                let input = self.inner.scan(state, Some(&read), &passed, None).await?;
-                let schema = DFSchema::try_from(input.schema().as_ref().clone())?;
-                let udf = function(state, "consent_allows")?;
-                let allows = Expr::ScalarFunction(ScalarFunction::new_udf(
-                    udf,
-                    vec![
-                        col(Column::new_unqualified(PERSON_KEY)),
-                        lit(purpose.as_str()),
-                    ],
-                ));
-                let predicate = state.create_physical_expr(allows, &schema)?;
-                Arc::new(FilterExec::try_new(predicate, input)?) as Arc<dyn ExecutionPlan>
-            }
+        // The filters below need columns the query may not want (read after the wanted
+        // ones, and dropped by the projection at the end), and run before any limit.
+        let mut read = wanted.clone();
+        let need = |i: usize, read: &mut Vec<usize>| {
+            read.iter().position(|r| *r == i).unwrap_or_else(|| {
+                read.push(i);
+                read.len() - 1
+            })
         };
+        let key = match &self.purpose {
+            Some(_) => Some(need(self.inner.schema().index_of(PERSON_KEY)?, &mut read)),
+            None => None,
+        };
+        let erased: Option<ErasedColumns> = self.erased.as_ref().map(|(list, checks)| {
+            let at = checks
+                .iter()
+                .map(|(i, c)| (need(*i, &mut read), *c))
+                .collect();
+            (list.clone(), at)
+        });
+        let filtered = key.is_some() || erased.is_some();
+        let read_limit = if filtered { None } else { limit };
+        let mut input = self
+            .inner
+            .scan(state, Some(&read), &passed, read_limit)
+            .await?;
+        let column = |i: usize, input: &Arc<dyn ExecutionPlan>| {
+            col(Column::new_unqualified(input.schema().field(i).name()))
+        };
+        if let Some((list, at)) = erased {
+            let udf = ScalarUDF::from(ErasedFunc::new(list, at.iter().map(|(_, c)| *c).collect()));
+            let args = at.iter().map(|(i, _)| column(*i, &input)).collect();
+            let erased = Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args));
+            let keep = Expr::Not(Box::new(erased));
+            let schema = DFSchema::try_from(input.schema().as_ref().clone())?;
+            let predicate = state.create_physical_expr(keep, &schema)?;
+            input = Arc::new(FilterExec::try_new(predicate, input)?);
+        }
+        if let (Some(key), Some(purpose)) = (key, &self.purpose) {
+            let schema = DFSchema::try_from(input.schema().as_ref().clone())?;
+            let udf = function(state, "consent_allows")?;
+            let allows = Expr::ScalarFunction(ScalarFunction::new_udf(
+                udf,
+                vec![column(key, &input), lit(purpose.as_str())],
+            ));
+            let predicate = state.create_physical_expr(allows, &schema)?;
+            input = Arc::new(FilterExec::try_new(predicate, input)?);
+        }
         let schema = input.schema();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let exprs = schema
@@ -322,7 +368,7 @@ impl TableProvider for GuardedTable {
             })
             .collect::<Result<Vec<_>>>()?;
         // A limit given to a scan is a hint the plan still applies above it, so the
-        // consent filter may simply read on past it.
+        // filters may simply read on past it.
         input = Arc::new(ProjectionExec::try_new(exprs, input)?);
         Ok(input)
     }

@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod classes;
 pub mod consent;
+pub mod erasure;
 pub mod mask;
 pub mod subject;
 #[cfg(test)]

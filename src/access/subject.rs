@@ -31,7 +31,7 @@ use crate::system::SYSTEM_SCHEMA;
 /// The function's name.
 pub const FUNCTION: &str = "subject_access";
 /// The relation people are looked up in.
-const LOOKUP: &str = "identity_lookup";
+pub const LOOKUP: &str = "identity_lookup";
 
 /// The table function; holds the session (weakly: the session holds the function).
 #[derive(Debug)]
@@ -94,127 +94,148 @@ fn text_column(batches: &[RecordBatch], i: usize) -> Result<Vec<String>> {
     Ok(out)
 }
 
-impl SubjectRows {
-    /// The person's unified_id and identifiers (id_type, id_value).
-    async fn person(
-        &self,
-        ctx: &SessionContext,
-    ) -> Result<Option<(String, Vec<(String, String)>)>> {
-        if !ctx.table_exist(LOOKUP)? {
-            return plan_err!(
-                "{FUNCTION} finds people through {LOOKUP} (id_type, id_value, unified_id), which does not exist (see sql/60_profiles.sql)"
-            );
-        }
-        let t = quote(&self.id_type);
-        let v = quote(&self.id_value);
-        let found = query(
-            ctx,
-            &format!(
-                "SELECT DISTINCT unified_id FROM {LOOKUP} WHERE id_type = {t} AND id_value = \
-                 CASE {t} WHEN 'email' THEN normalize_email({v}) WHEN 'phone' THEN normalize_phone({v}) ELSE {v} END"
-            ),
-        )
-        .await?;
-        let Some(unified_id) = text_column(&found, 0)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let ids = query(
-            ctx,
-            &format!(
-                "SELECT id_type, id_value FROM {LOOKUP} WHERE unified_id = {}",
-                quote(&unified_id)
-            ),
-        )
-        .await?;
-        let types = text_column(&ids, 0)?;
-        let values = text_column(&ids, 1)?;
-        Ok(Some((unified_id, types.into_iter().zip(values).collect())))
-    }
+/// A person as the identity map knows them.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub unified_id: String,
+    /// Their identifiers: (id_type, id_value), values in normal form.
+    pub ids: Vec<(String, String)>,
+}
 
-    /// The relations searched, by the name to query them with.
-    async fn relations(&self, ctx: &SessionContext) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for (schema_name, prefix) in [("public", ""), (SYSTEM_SCHEMA, "tessera.")] {
-            let Some(schema) = ctx
-                .catalog(crate::engine::DATABASE)
-                .and_then(|c| c.schema(schema_name))
-            else {
-                continue;
-            };
-            let mut names = schema.table_names();
-            names.sort();
-            for name in names {
-                if let Some(t) = schema.table(&name).await? {
-                    if t.table_type() != TableType::View && name != super::audit::TABLE {
-                        out.push(format!("{prefix}{name}"));
-                    }
+/// The person identifier `id_value` of type `id_type` belongs to, if the identity map
+/// knows it.
+pub async fn find(ctx: &SessionContext, id_type: &str, id_value: &str) -> Result<Option<Person>> {
+    if !ctx.table_exist(LOOKUP)? {
+        return plan_err!(
+            "people are found through {LOOKUP} (id_type, id_value, unified_id), which does not exist (see sql/60_profiles.sql)"
+        );
+    }
+    let t = quote(id_type);
+    let v = quote(id_value);
+    let found = query(
+        ctx,
+        &format!(
+            "SELECT DISTINCT unified_id FROM {LOOKUP} WHERE id_type = {t} AND id_value = \
+             CASE {t} WHEN 'email' THEN normalize_email({v}) WHEN 'phone' THEN normalize_phone({v}) ELSE {v} END"
+        ),
+    )
+    .await?;
+    let Some(unified_id) = text_column(&found, 0)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let ids = query(
+        ctx,
+        &format!(
+            "SELECT id_type, id_value FROM {LOOKUP} WHERE unified_id = {}",
+            quote(&unified_id)
+        ),
+    )
+    .await?;
+    let types = text_column(&ids, 0)?;
+    let values = text_column(&ids, 1)?;
+    Ok(Some(Person {
+        unified_id,
+        ids: types.into_iter().zip(values).collect(),
+    }))
+}
+
+/// The relations searched, by the name to query them with: every table, source and
+/// materialised view, and the engine's tables but the audit log.
+async fn relations(ctx: &SessionContext) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (schema_name, prefix) in [("public", ""), (SYSTEM_SCHEMA, "tessera.")] {
+        let Some(schema) = ctx
+            .catalog(crate::engine::DATABASE)
+            .and_then(|c| c.schema(schema_name))
+        else {
+            continue;
+        };
+        let mut names = schema.table_names();
+        names.sort();
+        for name in names {
+            if let Some(t) = schema.table(&name).await? {
+                if t.table_type() != TableType::View && name != super::audit::TABLE {
+                    out.push(format!("{prefix}{name}"));
                 }
             }
         }
-        Ok(out)
     }
+    Ok(out)
+}
 
-    /// The condition picking the person's rows of `relation`, if it can hold any.
-    fn condition(
-        &self,
-        relation: &str,
-        schema: &SchemaRef,
-        unified_id: &str,
-        ids: &[(String, String)],
-    ) -> Option<String> {
-        if schema.index_of(PERSON_KEY).is_ok() {
-            return Some(format!("{PERSON_KEY} = {}", quote(unified_id)));
+/// The condition picking `person`'s rows of `relation`, if it can hold any.
+fn condition(
+    classes: &Classification,
+    relation: &str,
+    schema: &SchemaRef,
+    person: &Person,
+) -> Option<String> {
+    if schema.index_of(PERSON_KEY).is_ok() {
+        return Some(format!("{PERSON_KEY} = {}", quote(&person.unified_id)));
+    }
+    let classes = classes.get(relation)?;
+    let ids = &person.ids;
+    let of = |t: &str| -> Vec<String> {
+        ids.iter()
+            .filter(|(k, _)| k == t)
+            .map(|(_, v)| quote(v))
+            .collect()
+    };
+    let all: Vec<String> = ids.iter().map(|(_, v)| quote(v)).collect();
+    let mut terms = Vec::new();
+    for (column, class) in classes.iter() {
+        if schema.index_of(column).is_err() {
+            continue;
         }
-        let classes = self.classes.get(relation)?;
-        let of = |t: &str| -> Vec<String> {
-            ids.iter()
-                .filter(|(k, _)| k == t)
-                .map(|(_, v)| quote(v))
-                .collect()
+        let c = format!("\"{}\"", column.replace('"', "\"\""));
+        let (expr, values) = match class {
+            PiiClass::Email => (format!("normalize_email(CAST({c} AS TEXT))"), of("email")),
+            PiiClass::Phone => (format!("normalize_phone(CAST({c} AS TEXT))"), of("phone")),
+            PiiClass::Id => (format!("CAST({c} AS TEXT)"), all.clone()),
+            PiiClass::Other(_) => continue,
         };
-        let all: Vec<String> = ids.iter().map(|(_, v)| quote(v)).collect();
-        let mut terms = Vec::new();
-        for (column, class) in classes.iter() {
-            if schema.index_of(column).is_err() {
-                continue;
-            }
-            let c = format!("\"{}\"", column.replace('"', "\"\""));
-            let (expr, values) = match class {
-                PiiClass::Email => (format!("normalize_email(CAST({c} AS TEXT))"), of("email")),
-                PiiClass::Phone => (format!("normalize_phone(CAST({c} AS TEXT))"), of("phone")),
-                PiiClass::Id => (format!("CAST({c} AS TEXT)"), all.clone()),
-                PiiClass::Other(_) => continue,
-            };
-            if !values.is_empty() {
-                terms.push(format!("{expr} IN ({})", values.join(", ")));
-            }
+        if !values.is_empty() {
+            terms.push(format!("{expr} IN ({})", values.join(", ")));
         }
-        (!terms.is_empty()).then(|| terms.join(" OR "))
     }
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
 
+/// Every row held about `person`: (relation, the rows as JSON objects). Runs as the
+/// caller: what they may not read is left out.
+pub async fn rows_about(
+    ctx: &SessionContext,
+    classes: &Classification,
+    person: &Person,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for relation in relations(ctx).await? {
+        let provider = ctx.table_provider(relation.as_str()).await?;
+        let Some(condition) = condition(classes, &relation, &provider.schema(), person) else {
+            continue;
+        };
+        let batches = match query(ctx, &format!("SELECT * FROM {relation} WHERE {condition}")).await
+        {
+            Ok(b) => b,
+            // What the caller may not read (not granted, or refused in a purpose-bound
+            // session) is left out.
+            Err(e) if is_denied(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let lines = json_lines(&batches)?;
+        if !lines.is_empty() {
+            out.push((relation, lines));
+        }
+    }
+    Ok(out)
+}
+
+impl SubjectRows {
     async fn rows(&self, ctx: &SessionContext) -> Result<RecordBatch> {
         let (mut relations_out, mut rows_out) = (Vec::new(), Vec::new());
-        if let Some((unified_id, ids)) = self.person(ctx).await? {
-            for relation in self.relations(ctx).await? {
-                let provider = ctx.table_provider(relation.as_str()).await?;
-                let Some(condition) =
-                    self.condition(&relation, &provider.schema(), &unified_id, &ids)
-                else {
-                    continue;
-                };
-                let batches = match query(
-                    ctx,
-                    &format!("SELECT * FROM {relation} WHERE {condition}"),
-                )
-                .await
-                {
-                    Ok(b) => b,
-                    // What the caller may not read (not granted, or refused in a
-                    // purpose-bound session) is left out.
-                    Err(e) if is_denied(&e) => continue,
-                    Err(e) => return Err(e),
-                };
-                for line in json_lines(&batches)? {
+        if let Some(person) = find(ctx, &self.id_type, &self.id_value).await? {
+            for (relation, lines) in rows_about(ctx, &self.classes, &person).await? {
+                for line in lines {
                     relations_out.push(relation.clone());
                     rows_out.push(line);
                 }

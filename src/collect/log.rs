@@ -13,6 +13,11 @@
 //! scan of two columns) before it answers any request; hash collisions are negligible
 //! (about 2^-64 at four billion events). Duplicates are detected across all time, with
 //! no window, which costs that memory and start-up scan.
+//!
+//! **Erasure.** Events about a person erased by `forget_subject` (an identifier of the
+//! suppression list in `user_id`, `anonymous_id`, `previous_id` or the `email`/`phone`
+//! of `traits`, `properties` or `context`) are dropped before the commit, and the request
+//! is answered as if they were stored.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -31,6 +36,8 @@ use tracing::{debug, error, info};
 use twox_hash::XxHash3_128;
 
 use super::event::Event;
+use crate::access::classes::{ColumnClasses, PiiClass};
+use crate::access::erasure::Suppression;
 use crate::engine::error::{EngineError, Result};
 use crate::storage::ManagedTable;
 
@@ -69,6 +76,21 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// The personal-data classes of the columns (see `crate::access::classes`).
+pub fn classes() -> ColumnClasses {
+    [
+        ("user_id", PiiClass::Id),
+        ("anonymous_id", PiiClass::Id),
+        ("previous_id", PiiClass::Id),
+        ("traits", PiiClass::Other("json".into())),
+        ("properties", PiiClass::Other("json".into())),
+        ("context", PiiClass::Other("json".into())),
+    ]
+    .into_iter()
+    .map(|(c, class)| (c.to_string(), class))
+    .collect()
+}
+
 /// Why events were not stored.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -95,10 +117,14 @@ pub struct EventLog {
 impl EventLog {
     /// Open the table in the data directory (creating it on first start), register it as
     /// `tessera.events` and start its writer.
-    pub async fn open(ctx: &SessionContext, data_dir: &Path) -> Result<Self> {
+    pub async fn open(
+        ctx: &SessionContext,
+        data_dir: &Path,
+        suppression: Arc<Suppression>,
+    ) -> Result<Self> {
         let table = crate::system::delta::open(ctx, data_dir, TABLE, schema()).await?;
         let (queue, requests) = mpsc::channel(QUEUE);
-        tokio::spawn(write_events(table, requests));
+        tokio::spawn(write_events(table, requests, suppression));
         Ok(EventLog { queue })
     }
 
@@ -124,7 +150,12 @@ impl EventLog {
 }
 
 /// The writer task: load the stored message ids, then commit the queue group by group.
-async fn write_events(table: ManagedTable, mut requests: mpsc::Receiver<Submission>) {
+async fn write_events(
+    table: ManagedTable,
+    mut requests: mpsc::Receiver<Submission>,
+    suppression: Arc<Suppression>,
+) {
+    let classes = classes();
     let mut stored = match load_ids(&table).await {
         Ok(ids) => {
             info!(events = ids.len(), "event store ready");
@@ -161,8 +192,9 @@ async fn write_events(table: ManagedTable, mut requests: mpsc::Receiver<Submissi
             })
             .collect();
         let started = std::time::Instant::now();
-        let outcome = match to_batch(&fresh) {
-            Ok(_) if fresh.is_empty() => Ok(()),
+        let batch = to_batch(&fresh).and_then(|b| Ok(suppression.retain(b, &classes)?));
+        let outcome = match batch {
+            Ok(batch) if batch.num_rows() == 0 => Ok(()),
             Ok(batch) => table
                 .append(vec![batch])
                 .await

@@ -19,6 +19,7 @@ pub mod log;
 pub mod statements;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::prelude::SessionContext;
@@ -34,10 +35,15 @@ pub struct Collector {
 
 impl Collector {
     /// Open both in `data_dir` and register `tessera.write_keys` and `tessera.events`.
-    pub async fn open(ctx: &SessionContext, data_dir: &Path) -> Result<Self> {
+    /// Events about people on the `suppression` list are dropped as they arrive.
+    pub async fn open(
+        ctx: &SessionContext,
+        data_dir: &Path,
+        suppression: Arc<crate::access::erasure::Suppression>,
+    ) -> Result<Self> {
         Ok(Collector {
             keys: keys::WriteKeys::open(ctx, data_dir)?,
-            events: log::EventLog::open(ctx, data_dir).await?,
+            events: log::EventLog::open(ctx, data_dir, suppression).await?,
         })
     }
 

@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod copy;
 mod dml;
+pub mod erasure;
 pub mod error;
 pub mod locations;
 pub mod matview;
@@ -96,6 +97,14 @@ pub struct Engine {
     roles: crate::auth::Roles,
     /// `tessera.audit_log`.
     audit: crate::access::audit::AuditLog,
+    /// The identifiers of erased people (`forget_subject`), left out of every scan.
+    suppression: Arc<crate::access::erasure::Suppression>,
+    /// `tessera.erasure_receipts`.
+    receipts: ManagedTable,
+    /// The identity spaces (`resolve_identities`).
+    identity: Arc<crate::identity::IdentityStore>,
+    /// Held by the erasure running (one at a time).
+    erasing: Mutex<()>,
 }
 
 impl Engine {
@@ -128,9 +137,8 @@ impl Engine {
         let allowed =
             locations::AllowedLocations::new(&options.allowed_locations)?.with_dir(&data_dir)?;
         udfs::register_all(&ctx);
-        ctx.register_udf(privacy::pseudonymize_udf(privacy::pseudonym_key(
-            &data_dir,
-        )?));
+        let key = privacy::pseudonym_key(&data_dir)?;
+        ctx.register_udf(privacy::pseudonymize_udf(key));
         let classes = Arc::new(crate::access::Classification::default());
         let consent = Arc::new(crate::access::consent::ConsentIndex::default());
         ctx.register_udf(crate::access::consent::ConsentAllows::udf(consent.clone()));
@@ -141,15 +149,21 @@ impl Engine {
                 classes: classes.clone(),
             }),
         );
+        let system = SystemTables::register(&ctx)?;
+        let suppression =
+            Arc::new(crate::access::erasure::Suppression::open(&ctx, &data_dir, key).await?);
         ctx.add_analyzer_rule(Arc::new(crate::access::mask::GuardRelations::new(
             classes.clone(),
+            suppression.clone(),
         )));
-        let system = SystemTables::register(&ctx)?;
+        let receipts = erasure::open_receipts(&ctx, &data_dir).await?;
         let roles = crate::auth::Roles::open(&ctx, &data_dir)?;
-        crate::identity::IdentityStore::open(&ctx, &data_dir)?;
+        let identity = crate::identity::IdentityStore::open(&ctx, &data_dir)?;
         let matviews = matview::Registry::new(&ctx, &data_dir).await?;
-        let collector = Arc::new(crate::collect::Collector::open(&ctx, &data_dir).await?);
-        let audit = crate::access::audit::AuditLog::open(&ctx, &data_dir).await?;
+        let collector =
+            Arc::new(crate::collect::Collector::open(&ctx, &data_dir, suppression.clone()).await?);
+        let audit =
+            crate::access::audit::AuditLog::open(&ctx, &data_dir, suppression.clone()).await?;
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
@@ -164,6 +178,10 @@ impl Engine {
             consent,
             audit,
             roles,
+            suppression,
+            receipts,
+            identity,
+            erasing: Mutex::new(()),
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -338,6 +356,10 @@ impl Engine {
         let dropped = matches!(command, Command::Drop { .. });
         let outcome = match command {
             Command::Role(c) => self.execute_role(*c, user),
+            Command::ForgetSubject { id_type, id_value } if user.is_some() => self
+                .forget_subject(&id_type, &id_value, user.unwrap_or_default())
+                .await
+                .map(|_| Outcome::tag("CALL")),
             other => self.execute_command(other).await,
         };
         // Grants follow a renamed relation and go with a dropped one.
@@ -413,6 +435,14 @@ impl Engine {
                 .drop_key(&name, if_exists)
                 .map(|_| Outcome::tag("DROP WRITE KEY")),
             Command::Role(c) => self.execute_role(*c, None),
+            Command::ForgetSubject { id_type, id_value } => self
+                .forget_subject(
+                    &id_type,
+                    &id_value,
+                    crate::access::Principal::system().name.as_str(),
+                )
+                .await
+                .map(|_| Outcome::tag("CALL")),
             Command::Show(_) | Command::RollbackToSavepoint | Command::SetPurpose(_) => Err(
                 EngineError::NotSupported("session statements outside the wire protocol".into()),
             ),

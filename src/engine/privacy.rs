@@ -59,18 +59,10 @@ pub(super) fn pseudonymize_udf(key: [u8; 32]) -> ScalarUDF {
 
 /// The classes of the tables the engine owns.
 fn system_classes() -> HashMap<String, Arc<ColumnClasses>> {
-    let events: ColumnClasses = [
-        ("user_id", PiiClass::Id),
-        ("anonymous_id", PiiClass::Id),
-        ("previous_id", PiiClass::Id),
-        ("traits", PiiClass::Other("json".into())),
-        ("properties", PiiClass::Other("json".into())),
-        ("context", PiiClass::Other("json".into())),
-    ]
-    .into_iter()
-    .map(|(c, class)| (c.to_string(), class))
-    .collect();
-    HashMap::from([(format!("{SYSTEM_SCHEMA}.events"), Arc::new(events))])
+    HashMap::from([(
+        format!("{SYSTEM_SCHEMA}.events"),
+        Arc::new(crate::collect::log::classes()),
+    )])
 }
 
 impl Engine {

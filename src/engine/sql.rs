@@ -74,6 +74,44 @@ pub enum Command {
     },
     /// Role statements: `CREATE ROLE`, `ALTER ROLE`, `GRANT`, ... (see `crate::auth`).
     Role(Box<crate::auth::RoleCommand>),
+    /// `CALL forget_subject('id_type', 'id_value')`: erase a person (see
+    /// `crate::engine::erasure`); answers one row, the receipt.
+    ForgetSubject {
+        id_type: String,
+        id_value: String,
+    },
+}
+
+/// The erasure procedure's name.
+pub const FORGET_SUBJECT: &str = "forget_subject";
+
+/// The arguments of a procedure call that takes string literals only.
+fn string_args(f: &ast::Function) -> Result<Vec<String>> {
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Ok(Vec::new());
+    };
+    list.args
+        .iter()
+        .map(|a| match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))) => {
+                match &v.value {
+                    ast::Value::SingleQuotedString(s)
+                    | ast::Value::EscapedStringLiteral(s)
+                    | ast::Value::DollarQuotedString(ast::DollarQuotedString {
+                        value: s, ..
+                    }) => Ok(s.clone()),
+                    other => Err(EngineError::BadArgument(format!(
+                        "{} takes text literals, not {other}",
+                        f.name
+                    ))),
+                }
+            }
+            other => Err(EngineError::BadArgument(format!(
+                "{} takes text literals, not {other}",
+                f.name
+            ))),
+        })
+        .collect()
 }
 
 /// `COPY table [(columns)] FROM STDIN` or `COPY {table | (query)} TO STDOUT`.
@@ -296,6 +334,26 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         | Statement::Update(_)
         | Statement::Delete(_)
         | Statement::Truncate(_) => Command::Dml(Box::new(stmt)),
+        Statement::Call(ref f)
+            if f.name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(ident_name)
+                .as_deref()
+                == Some(FORGET_SUBJECT) =>
+        {
+            let args = string_args(f)?;
+            let [id_type, id_value] = args.as_slice() else {
+                return Err(EngineError::BadCall(format!(
+                    "{FORGET_SUBJECT} takes two text arguments: CALL {FORGET_SUBJECT}('email', 'anna@example.com')"
+                )));
+            };
+            Command::ForgetSubject {
+                id_type: id_type.clone(),
+                id_value: id_value.clone(),
+            }
+        }
         Statement::Comment {
             object_type: ast::CommentObject::Column,
             ref object_name,

@@ -261,6 +261,52 @@ impl IdentityStore {
         Ok(batches)
     }
 
+    /// Remove what the spaces keep about an erased person: the merges and refusals that
+    /// name one of `values` (identifiers in normal form) or involve `unified_id`. Each
+    /// changed space is saved as a new generation (the old one is deleted); returns how
+    /// many rows went.
+    pub async fn forget(&self, values: &HashSet<String>, unified_id: Option<&str>) -> Result<u64> {
+        let names: Vec<String> = self.read_spaces().keys().cloned().collect();
+        let mut removed = 0;
+        for space in names {
+            let lock = self.lock(&space);
+            let _guard = lock.lock().await;
+            let dir = space_dir(&self.root, &space);
+            let values = values.clone();
+            let unified_id = unified_id.map(str::to_string);
+            let outcome = tokio::task::spawn_blocking(move || {
+                let Some(mut state) = SpaceState::load(&dir, true)? else {
+                    return Ok::<_, EngineError>(None);
+                };
+                let before = state.merges.len() + state.refusals.len();
+                let theirs = |id: &str| unified_id.as_deref() == Some(id);
+                state.merges.retain(|m| {
+                    !(values.contains(&m.id_value)
+                        || theirs(&m.merged_id)
+                        || theirs(&m.surviving_id))
+                });
+                state.refusals.retain(|r| !values.contains(&r.id_value));
+                let gone = before - state.merges.len() - state.refusals.len();
+                if gone > 0 {
+                    state.save(&dir)?;
+                }
+                state.records = Vec::new();
+                Ok(Some((state, gone as u64)))
+            })
+            .await
+            .map_err(|e| exec_datafusion_err!("forget: {e}"))??;
+            if let Some((state, gone)) = outcome {
+                removed += gone;
+                self.spaces
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(space, state);
+            }
+        }
+        self.publish()?;
+        Ok(removed)
+    }
+
     /// Refresh the system tables from the spaces' states.
     fn publish(&self) -> Result<()> {
         let spaces = self.read_spaces();

@@ -39,6 +39,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::engine::error::{EngineError, Result};
 
+pub use types::cast_batch;
 use types::delta_compatible_schema;
 
 /// State shared by a managed table's provider and the sinks of its pending writes.
@@ -136,6 +137,39 @@ impl ManagedTable {
             })?
     }
 
+    /// Replace the whole contents by the rows `compute` gives, in one commit, holding the
+    /// write lock from before `compute` runs until the commit lands, so no other write
+    /// comes between what it read and what replaces it; returns the number of rows
+    /// written. (`compute` may read this table: reads never take the lock.)
+    pub async fn replace_with<F>(&self, compute: F) -> Result<u64>
+    where
+        F: std::future::Future<Output = Result<Vec<RecordBatch>>>,
+    {
+        let mut guard = self.state.table.lock().await;
+        let mut batches = compute.await?;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(self.state.schema.clone()));
+        }
+        self.state
+            .commit_locked(&mut guard, WriteOp::Overwrite, batches)
+            .await
+    }
+
+    /// Forget the table's past: delete every data file the latest version does not read
+    /// (the rows of earlier versions, deleted or replaced), write a checkpoint of the
+    /// latest version and delete the log before it (the add actions, statistics and
+    /// predicates of earlier commits). What stays describes the current rows only; the
+    /// table can no longer be read as of an earlier version, and a query still reading
+    /// one fails.
+    pub async fn forget_history(&self) -> Result<()> {
+        let state = self.state.clone();
+        tokio::spawn(async move { state.forget_history_now().await })
+            .await
+            .map_err(|e| {
+                EngineError::storage(&self.state.name, format!("history task failed: {e}"))
+            })?
+    }
+
     /// Delete the rows matching `predicate` in one commit; returns how many went.
     pub async fn delete_where(&self, predicate: Expr) -> Result<u64> {
         self.state
@@ -216,6 +250,16 @@ impl TableState {
 
     async fn commit_now(&self, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
         let mut guard = self.table.lock().await;
+        self.commit_locked(&mut guard, op, batches).await
+    }
+
+    /// Commit `op` on the table `guard` holds (the latest version).
+    async fn commit_locked(
+        &self,
+        guard: &mut DeltaTable,
+        op: WriteOp,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
         let current = guard.clone();
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
         let (table, rows) = match op {
@@ -271,7 +315,7 @@ impl TableState {
                 (table, metrics.num_updated_rows as u64)
             }
         };
-        self.install(&mut guard, table).await?;
+        self.install(guard, table).await?;
         Ok(rows)
     }
 
@@ -283,6 +327,37 @@ impl TableState {
             .reader
             .write()
             .map_err(|_| EngineError::storage(&self.name, "lock poisoned"))? = reader;
+        Ok(())
+    }
+
+    async fn forget_history_now(&self) -> Result<()> {
+        let mut guard = self.table.lock().await;
+        let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
+        let (table, _) = guard
+            .clone()
+            .vacuum()
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(storage)?;
+        self.install(&mut guard, table).await?;
+        let version = guard
+            .version()
+            .ok_or_else(|| EngineError::storage(&self.name, "the table has no version"))?;
+        deltalake::checkpoints::create_checkpoint(&guard, None)
+            .await
+            .map_err(storage)?;
+        // Every log file before the checkpoint goes, whatever its age.
+        let cutoff = chrono::Utc::now().timestamp_millis() + 60_000;
+        deltalake::checkpoints::cleanup_expired_logs_for(
+            version,
+            guard.log_store().as_ref(),
+            cutoff,
+            None,
+        )
+        .await
+        .map_err(storage)?;
         Ok(())
     }
 

@@ -49,6 +49,11 @@ impl ReadOnlyTable {
         ReadOnlyTable { name, table }
     }
 
+    /// The table, for the engine to write.
+    pub fn table(&self) -> &ManagedTable {
+        &self.table
+    }
+
     fn refuse<T>(&self) -> Result<T> {
         Err(EngineError::ReadOnlySystemTable(self.name.to_string()).into())
     }

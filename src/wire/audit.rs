@@ -16,7 +16,7 @@ pub fn entry(principal: &Principal, statement: &str) -> Entry {
         at_micros: chrono::Utc::now().timestamp_micros(),
         role: principal.name.clone(),
         purpose: principal.purpose.clone(),
-        statement: statement.trim().to_string(),
+        statement: crate::access::erasure::audit_text(statement.trim()),
         rows: None,
         pii_columns: vec![],
         error: None,

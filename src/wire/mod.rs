@@ -52,6 +52,7 @@ use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
 use crate::collect::statements::CREATED_COLUMNS;
+use crate::engine::erasure::RESULT_COLUMNS;
 use crate::engine::sql::{
     classify, classify_alter_view, qualify_catalog_regclass, split_statements, Command,
 };
@@ -301,6 +302,21 @@ impl QueryService {
                     &[&name, &source, &key],
                 )?)])
             }
+            Some(Command::ForgetSubject { id_type, id_value }) => {
+                let user = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
+                let receipt = self
+                    .engine
+                    .forget_subject(&id_type, &id_value, &user)
+                    .await
+                    .map_err(engine_error)?;
+                let row = receipt.row();
+                let row: Vec<&str> = row.iter().map(String::as_str).collect();
+                Ok(vec![Response::Query(text_row(&RESULT_COLUMNS, &row)?)])
+            }
             Some(command) => {
                 // Every session has its role (start-up refuses a connection without one);
                 // an empty name would be refused, never trusted like the server's `None`.
@@ -462,6 +478,7 @@ impl QueryParser for TesseraParser {
             (sql, None) => match classify(sql) {
                 Ok(Some(Command::Show(name))) => Ok(session::show_fields(&name)),
                 Ok(Some(Command::CreateWriteKey { .. })) => Ok(text_fields(&CREATED_COLUMNS)),
+                Ok(Some(Command::ForgetSubject { .. })) => Ok(text_fields(&RESULT_COLUMNS)),
                 // A cursor's query (DECLARE stores it unplanned): describe its rows.
                 Ok(None) if !sql.trim().is_empty() => self.describe_query(sql, column_format),
                 _ => Ok(vec![]),

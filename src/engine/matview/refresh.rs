@@ -34,6 +34,9 @@ use crate::storage::ManagedTable;
 /// How long the files of a replaced result are kept for queries still reading it.
 const RETAIN_OLD_RESULTS: Duration = Duration::from_secs(10 * 60);
 
+/// The pseudo-input recording the size of the suppression list (see `forget_subject`).
+const ERASURES: &str = "(erasures)";
+
 /// Views read through views read through views...: deeper than this is a cycle.
 const MAX_DEPTH: usize = 64;
 
@@ -312,7 +315,12 @@ impl Engine {
                 self.refresh(&input, depth + 1).await?;
             }
         }
-        let versions = inputs.versions().await;
+        let mut versions = inputs.versions().await;
+        // The suppression list filters every scan: a view computed before an erasure is
+        // out of date after it, whatever its inputs' versions.
+        if !self.suppression.is_empty() {
+            versions.insert(ERASURES.to_string(), self.suppression.len().to_string());
+        }
         if previous.populated
             && runtime.table.is_populated()
             && previous.inputs == versions

@@ -116,7 +116,7 @@ impl ScalarUDFImpl for NormalizeEmailFunc {
 
 /// Write the normal form of `input` into `out` (empty on entry) and return true, or return
 /// false when `input` is not a valid address. `scratch` is a reusable buffer.
-pub(crate) fn normalize_email_into(input: &str, out: &mut String, scratch: &mut String) -> bool {
+pub fn normalize_email_into(input: &str, out: &mut String, scratch: &mut String) -> bool {
     let address = input.trim();
     if address.is_empty() || address.len() > MAX_INPUT_LEN {
         return false;

@@ -166,7 +166,7 @@ fn parse_region(region: &str) -> Result<Option<Id>> {
 
 /// Write the E.164 form of `input` into `out` (empty on entry) and return true, or return
 /// false when `input` is not a valid phone number. `scratch` is a reusable buffer.
-pub(crate) fn normalize_phone_into(
+pub fn normalize_phone_into(
     input: &str,
     region: Option<Id>,
     out: &mut String,
