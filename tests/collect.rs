@@ -600,3 +600,37 @@ async fn browser_and_sdk_styles_are_accepted() {
         [["gz1", "web"], ["js1", "web"]]
     );
 }
+
+#[tokio::test]
+async fn a_view_over_events_is_recomputed_only_when_events_arrive() {
+    let (_s, c, api, key) = start("web_prod", "web").await;
+    let track = |id: &str| json!({"messageId": id, "userId": "u1", "event": "Viewed"}).to_string();
+    assert_eq!(api.post("/v1/track", Some(&key), track("v1")).await, ok());
+    c.batch_execute(
+        "CREATE MATERIALIZED VIEW per_event AS
+           SELECT event, count(*) AS n FROM tessera.events GROUP BY event",
+    )
+    .await
+    .expect("create");
+    let status = || async {
+        rows(
+            &c,
+            "SELECT status, inputs FROM tessera.materialized_views WHERE name = 'per_event'",
+        )
+        .await[0]
+            .clone()
+    };
+    c.batch_execute("REFRESH MATERIALIZED VIEW per_event")
+        .await
+        .expect("refresh");
+    // tessera.events is a Delta table with versions: no new event, nothing to recompute.
+    let unchanged = status().await;
+    assert_eq!(unchanged[0], "up to date", "{unchanged:?}");
+    assert!(unchanged[1].starts_with("tessera.events v"), "{unchanged:?}");
+    assert_eq!(api.post("/v1/track", Some(&key), track("v2")).await, ok());
+    c.batch_execute("REFRESH MATERIALIZED VIEW per_event")
+        .await
+        .expect("refresh");
+    assert_eq!(status().await[0], "refreshed");
+    assert_eq!(rows(&c, "SELECT n FROM per_event").await, vec![vec!["2"]]);
+}

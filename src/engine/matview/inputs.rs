@@ -24,6 +24,7 @@ use twox_hash::XxHash3_128;
 use super::table::MaterializedViewTable;
 use crate::engine::source::SourceTable;
 use crate::storage::ManagedTable;
+use crate::system::delta::ReadOnlyTable;
 
 /// The version recorded for an input that has none: never equal to a later one.
 pub const UNVERSIONED: &str = "unversioned";
@@ -95,6 +96,9 @@ impl Inputs {
                 delta_version(m.data()).await
             } else if let Some(t) = provider.downcast_ref::<ManagedTable>() {
                 delta_version(t).await
+            } else if let Some(t) = provider.downcast_ref::<ReadOnlyTable>() {
+                // The engine's own Delta tables (`tessera.events`, ...).
+                delta_version(t.table()).await
             } else if let Some(s) = provider.downcast_ref::<SourceTable>() {
                 files_version(s.listing_urls()).await
             } else {
