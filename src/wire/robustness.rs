@@ -4,8 +4,9 @@
 //! may panic, and nothing may allocate what a length field claims before the bytes
 //! are there.
 //!
-//! This is the cheap, deterministic cousin of a fuzzer (`cargo fuzz` is not part of the
-//! toolchain here): fixed seeds, so a failure replays.
+//! This is the deterministic part, run with the tests: fixed seeds, so a failure
+//! replays. The coverage-guided fuzzer of the same decoding is the `wire_messages`
+//! target in tests/fuzz (cargo fuzz, nightly), run by `scripts/fuzz.sh [seconds]`.
 
 use bytes::BytesMut;
 use pgwire::messages::{DecodeContext, PgWireFrontendMessage};
