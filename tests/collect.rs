@@ -626,7 +626,10 @@ async fn a_view_over_events_is_recomputed_only_when_events_arrive() {
     // tessera.events is a Delta table with versions: no new event, nothing to recompute.
     let unchanged = status().await;
     assert_eq!(unchanged[0], "up to date", "{unchanged:?}");
-    assert!(unchanged[1].starts_with("tessera.events v"), "{unchanged:?}");
+    assert!(
+        unchanged[1].starts_with("tessera.events v"),
+        "{unchanged:?}"
+    );
     assert_eq!(api.post("/v1/track", Some(&key), track("v2")).await, ok());
     c.batch_execute("REFRESH MATERIALIZED VIEW per_event")
         .await

@@ -13,9 +13,11 @@
 //! - `pii:json` (the event payloads of `tessera.events`): its `email` and `phone` keys.
 //!
 //! Scans apply the check through [`ErasedFunc`] (see `mask::GuardedTable`), the event
-//! collector through [`Suppression::retain`]. Phones are compared in two steps: the
-//! pseudonym of their last seven digits first (a cheap look-up that rules out almost
-//! every row), then the E.164 form, which needs a parse.
+//! collector through [`Suppression::retain`]. A value is looked up by a fast keyed hash
+//! first (SipHash-2-4, 128 bits, under a key derived from the installation's, also
+//! kept in the table), which rules out almost every value before its pseudonym is
+//! computed; phones by the hash of their last seven digits, before the E.164 form
+//! (which needs a parse).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -115,10 +117,23 @@ pub fn audit_text(statement: &str) -> String {
     }
 }
 
+/// One entry of the table: pseudonym, fast hash, kind.
+type Row = ([u8; 32], u128, String);
+
+/// The list in memory.
+#[derive(Default)]
+struct Listed {
+    /// The pseudonyms of the identifiers.
+    macs: HashSet<[u8; 32]>,
+    /// Their fast hashes.
+    fast: HashSet<u128>,
+}
+
 /// The suppression list.
 pub struct Suppression {
     pseudonymizer: Pseudonymizer,
-    entries: RwLock<HashSet<[u8; 32]>>,
+    fast_key: [u8; 16],
+    entries: RwLock<Listed>,
     table: ManagedTable,
 }
 
@@ -134,25 +149,34 @@ fn schema() -> SchemaRef {
     let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
         Field::new("entry", DataType::Utf8, false),
+        Field::new("fast", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, false),
         Field::new("erased_at", utc, false),
         Field::new("receipt_id", DataType::Utf8, false),
     ]))
 }
 
-fn hex(bytes: &[u8; 32]) -> String {
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if text.len() != 64 {
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    if text.len() != 2 * N {
         return None;
     }
     for (i, byte) in out.iter_mut().enumerate() {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// The fast keyed hash of `value`.
+fn fast_hash(key: &[u8; 16], value: &str) -> u128 {
+    use siphasher::sip128::{Hasher128, SipHasher24};
+    let mut h = SipHasher24::new_with_key(key);
+    std::hash::Hasher::write(&mut h, value.as_bytes());
+    h.finish128().as_u128()
 }
 
 /// The last [`PHONE_TAIL`] digits of `value`, if it has that many.
@@ -170,20 +194,33 @@ impl Suppression {
         key: [u8; 32],
     ) -> Result<Self, EngineError> {
         let table = crate::system::delta::open(ctx, data_dir, TABLE, schema()).await?;
-        let mut entries = HashSet::new();
+        let mut entries = Listed::default();
         let reader = SessionContext::new();
         let mut stream = reader
             .read_table(Arc::new(table.clone()))?
-            .select_columns(&["entry"])?
+            .select_columns(&["entry", "fast"])?
             .execute_stream()
             .await?;
         while let Some(batch) = stream.next().await {
-            let column = cast(batch?.column(0), &DataType::Utf8).map_err(DataFusionError::from)?;
-            let text = datafusion::common::cast::as_string_array(&column)?;
-            entries.extend(text.iter().flatten().filter_map(unhex));
+            let batch = batch?;
+            let text = |i: usize| -> Result<StringArray> {
+                let column =
+                    cast(batch.column(i), &DataType::Utf8).map_err(DataFusionError::from)?;
+                Ok(datafusion::common::cast::as_string_array(&column)?.clone())
+            };
+            entries
+                .macs
+                .extend(text(0)?.iter().flatten().filter_map(unhex::<32>));
+            let fast = text(1)?;
+            let fast = fast.iter().flatten().filter_map(unhex::<16>);
+            entries.fast.extend(fast.map(u128::from_be_bytes));
         }
+        let pseudonymizer = Pseudonymizer::new(&key);
+        let mut fast_key = [0u8; 16];
+        fast_key.copy_from_slice(&pseudonymizer.bytes("tessera:suppression:fast")[..16]);
         Ok(Suppression {
-            pseudonymizer: Pseudonymizer::new(&key),
+            pseudonymizer,
+            fast_key,
             entries: RwLock::new(entries),
             table,
         })
@@ -192,7 +229,11 @@ impl Suppression {
     /// How many entries the list has; it only grows, so this also tells whether it
     /// changed (materialised views record it with their inputs).
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .macs
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -207,12 +248,16 @@ impl Suppression {
     /// Add identifiers `ids` (id_type, normal form) for erasure `receipt_id`: committed to
     /// the table first, then checked by every scan.
     pub async fn add(&self, ids: &[(String, String)], receipt_id: &str) -> Result<(), EngineError> {
-        let mut rows: Vec<([u8; 32], String)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut push = |value: &str, kind: &str| {
+            let fast = fast_hash(&self.fast_key, value);
+            rows.push((self.pseudonymizer.bytes(value), fast, kind.to_string()));
+        };
         for (kind, value) in ids {
-            rows.push((self.pseudonymizer.bytes(value), kind.clone()));
+            push(value, kind);
             if kind == "phone" {
                 if let Some(tail) = phone_tail(value) {
-                    rows.push((self.pseudonymizer.bytes(&tail), TAIL_KIND.to_string()));
+                    push(&tail, TAIL_KIND);
                 }
             }
         }
@@ -220,29 +265,26 @@ impl Suppression {
         rows.dedup();
         let now = chrono::Utc::now().timestamp_micros();
         let n = rows.len();
+        let text = |f: &dyn Fn(&Row) -> String| -> ArrayRef {
+            Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+        };
         let batch = RecordBatch::try_new(
             schema(),
             vec![
-                Arc::new(
-                    rows.iter()
-                        .map(|(e, _)| Some(hex(e)))
-                        .collect::<StringArray>(),
-                ),
-                Arc::new(
-                    rows.iter()
-                        .map(|(_, k)| Some(k.as_str()))
-                        .collect::<StringArray>(),
-                ),
+                text(&|(e, _, _)| hex(e)),
+                text(&|(_, f, _)| hex(&f.to_be_bytes())),
+                text(&|(_, _, k)| k.clone()),
                 Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
                 Arc::new(StringArray::from(vec![receipt_id; n])),
             ],
         )
         .map_err(DataFusionError::from)?;
         self.table.append(vec![batch]).await?;
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(rows.into_iter().map(|(e, _)| e));
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        for (mac, fast, _) in rows {
+            entries.macs.insert(mac);
+            entries.fast.insert(fast);
+        }
         Ok(())
     }
 
@@ -257,7 +299,7 @@ impl Suppression {
             .map(|(a, c)| Ok((datafusion::common::cast::as_string_array(a)?, *c)))
             .collect::<Result<Vec<(&StringArray, Check)>>>()?;
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let mut probe = Probe::new(&entries, &self.pseudonymizer);
+        let mut probe = Probe::new(&entries, &self.pseudonymizer, &self.fast_key);
         Ok((0..rows)
             .map(|i| {
                 Some(
@@ -276,7 +318,7 @@ impl Suppression {
             return statement.to_string();
         }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        let mut probe = Probe::new(&entries, &self.pseudonymizer);
+        let mut probe = Probe::new(&entries, &self.pseudonymizer, &self.fast_key);
         let mut out = String::with_capacity(statement.len());
         let mut rest = statement;
         while let Some(start) = rest.find('\'') {
@@ -333,24 +375,27 @@ impl Suppression {
 
 /// One scan's comparison state (buffers reused across rows).
 struct Probe<'a> {
-    listed: &'a HashSet<[u8; 32]>,
+    listed: &'a Listed,
     pseudonymizer: &'a Pseudonymizer,
+    fast_key: &'a [u8; 16],
     out: String,
     scratch: String,
 }
 
 impl<'a> Probe<'a> {
-    fn new(listed: &'a HashSet<[u8; 32]>, pseudonymizer: &'a Pseudonymizer) -> Self {
+    fn new(listed: &'a Listed, pseudonymizer: &'a Pseudonymizer, fast_key: &'a [u8; 16]) -> Self {
         Probe {
             listed,
             pseudonymizer,
+            fast_key,
             out: String::new(),
             scratch: String::new(),
         }
     }
 
     fn listed(&self, value: &str) -> bool {
-        self.listed.contains(&self.pseudonymizer.bytes(value))
+        self.listed.fast.contains(&fast_hash(self.fast_key, value))
+            && self.listed.macs.contains(&self.pseudonymizer.bytes(value))
     }
 
     fn matches(&mut self, check: Check, value: &str) -> bool {
@@ -506,7 +551,11 @@ mod tests {
     fn hex_round_trips() {
         let bytes: [u8; 32] = std::array::from_fn(|i| (i * 7) as u8);
         assert_eq!(unhex(&hex(&bytes)), Some(bytes));
-        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex::<32>("zz"), None);
+        assert_eq!(
+            unhex::<16>(&hex(&7u128.to_be_bytes())),
+            Some(7u128.to_be_bytes())
+        );
     }
 
     #[test]
