@@ -457,10 +457,23 @@ async fn forget_subject_checks_its_arguments() {
         .await
         .expect_err("bad email");
     assert_eq!(sqlstate(&e), "22023");
-    // Without an identity model, the identifier is still suppressed and a receipt given.
+    // Without an identity model, the identifier given is still suppressed (and its rows
+    // deleted, whatever the table's spelling), and a receipt given.
+    c.batch_execute(
+        r#"CREATE TABLE "Contact Notes" (email text, note text);
+           COMMENT ON COLUMN "Contact Notes".email IS 'pii:email';
+           INSERT INTO "Contact Notes" VALUES ('nobody@example.com', 'a'), ('x@example.com', 'b');"#,
+    )
+    .await
+    .expect("table");
     let r = rows(&c, "CALL forget_subject('email', 'Nobody@Example.com')").await;
     assert_eq!(r[0][1], "1", "{r:?}");
-    assert_eq!(r[0][2], "0", "{r:?}");
+    assert_eq!(r[0][2], "1", "{r:?}");
+    assert_eq!(r[0][3], "Contact Notes 1", "{r:?}");
+    assert_eq!(
+        rows(&c, r#"SELECT email FROM "Contact Notes""#).await,
+        vec![vec!["x@example.com"]]
+    );
     assert_eq!(
         rows(
             &c,

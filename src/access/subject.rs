@@ -139,7 +139,16 @@ pub async fn find(ctx: &SessionContext, id_type: &str, id_value: &str) -> Result
     }))
 }
 
-/// The relations searched, by the name to query them with: every table, source and
+/// How SQL names `relation` (`name` or `tessera.name`): quoted, so any spelling reads.
+pub fn sql_reference(relation: &str) -> String {
+    let ident = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    match relation.strip_prefix(&format!("{SYSTEM_SCHEMA}.")) {
+        Some(name) => format!("{SYSTEM_SCHEMA}.{}", ident(name)),
+        None => ident(relation),
+    }
+}
+
+/// The relations searched, by their names (`name`, `tessera.name`): every table, source and
 /// materialised view, and the engine's tables but the audit log.
 async fn relations(ctx: &SessionContext) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -210,18 +219,19 @@ pub async fn rows_about(
 ) -> Result<Vec<(String, Vec<String>)>> {
     let mut out = Vec::new();
     for relation in relations(ctx).await? {
-        let provider = ctx.table_provider(relation.as_str()).await?;
+        let reference = sql_reference(&relation);
+        let provider = ctx.table_provider(reference.as_str()).await?;
         let Some(condition) = condition(classes, &relation, &provider.schema(), person) else {
             continue;
         };
-        let batches = match query(ctx, &format!("SELECT * FROM {relation} WHERE {condition}")).await
-        {
-            Ok(b) => b,
-            // What the caller may not read (not granted, or refused in a purpose-bound
-            // session) is left out.
-            Err(e) if is_denied(&e) => continue,
-            Err(e) => return Err(e),
-        };
+        let batches =
+            match query(ctx, &format!("SELECT * FROM {reference} WHERE {condition}")).await {
+                Ok(b) => b,
+                // What the caller may not read (not granted, or refused in a purpose-bound
+                // session) is left out.
+                Err(e) if is_denied(&e) => continue,
+                Err(e) => return Err(e),
+            };
         let lines = json_lines(&batches)?;
         if !lines.is_empty() {
             out.push((relation, lines));

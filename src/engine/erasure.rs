@@ -363,15 +363,16 @@ impl Engine {
         erased: &mut BTreeMap<String, u64>,
     ) -> Result<()> {
         for (name, table) in &inventory.tables {
+            let reference = subject::sql_reference(name);
             let keyed = table.schema().index_of(PERSON_KEY).is_ok();
             let kept = match unified_id {
                 Some(id) if keyed => {
                     format!(
-                        "SELECT * FROM {name} WHERE {PERSON_KEY} IS DISTINCT FROM {}",
+                        "SELECT * FROM {reference} WHERE {PERSON_KEY} IS DISTINCT FROM {}",
                         quote(id)
                     )
                 }
-                _ => format!("SELECT * FROM {name}"),
+                _ => format!("SELECT * FROM {reference}"),
             };
             let all = self
                 .ctx
