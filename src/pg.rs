@@ -12,7 +12,11 @@ use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::cast::as_string_array;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    create_udf, lit, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
@@ -92,7 +96,61 @@ pub async fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
         Volatility::Immutable,
         Arc::new(quote_literal),
     ));
+    for name in ["current_user", "session_user"] {
+        ctx.register_udf(ScalarUDF::from(SessionRole::new(name)));
+    }
     install_overlay(ctx).await
+}
+
+/// `current_user` and `session_user`: the role the statement runs as (roles cannot be
+/// switched within a session, so both are the role that logged in). Answered while the
+/// statement is planned, which is when its principal is known (see `crate::access`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SessionRole {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl SessionRole {
+    fn new(name: &'static str) -> Self {
+        SessionRole {
+            name,
+            signature: Signature::nullary(Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SessionRole {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn simplify(
+        &self,
+        _args: Vec<Expr>,
+        _info: &SimplifyContext,
+    ) -> datafusion::error::Result<ExprSimplifyResult> {
+        Ok(ExprSimplifyResult::Simplified(lit(crate::access::current(
+        )
+        .name)))
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            crate::access::current().name,
+        ))))
+    }
 }
 
 /// `quote_literal(text)`: the value as an SQL string literal (NULL stays NULL), with

@@ -358,3 +358,27 @@ fn bad_tls_files_stop_start_up_naming_the_file() {
     let err = failed_start(&["--tls-cert", &cert]);
     assert!(err.contains("--tls-key"), "{err}");
 }
+
+#[tokio::test]
+async fn current_user_is_the_role_that_logged_in() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE ROLE bob LOGIN PASSWORD 'bob-pw'")
+        .await
+        .expect("role");
+    assert_eq!(
+        rows(&c, "SELECT current_user, session_user").await,
+        vec![vec!["tessera", "tessera"]]
+    );
+    let bob = s.connect_as("bob", "bob-pw").await.expect("bob");
+    assert_eq!(
+        rows(&bob, "SELECT current_user, session_user").await,
+        vec![vec!["bob", "bob"]]
+    );
+    // The extended protocol plans the statement at Parse and runs it at Execute.
+    let row = bob
+        .query_one("SELECT current_user", &[])
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, &str>(0), "bob");
+}
