@@ -15,7 +15,7 @@ pub mod redact;
 
 pub use mask_email::MaskEmailFunc;
 pub use mask_phone::MaskPhoneFunc;
-pub use pseudonymize::{pseudonym_bytes, PseudonymizeFunc, Pseudonymizer};
+pub use pseudonymize::{PseudonymizeFunc, Pseudonymizer};
 pub use redact::RedactFunc;
 
 use datafusion::arrow::compute::cast;

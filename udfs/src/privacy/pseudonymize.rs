@@ -80,19 +80,19 @@ impl Pseudonymizer {
         mac.update(value.as_bytes());
         mac.finalize().into_bytes().into()
     }
-}
 
-/// The pseudonym of `value` under `key`: HMAC-SHA256, as bytes.
-pub fn pseudonym_bytes(key: &[u8; 32], value: &str) -> [u8; 32] {
-    Pseudonymizer::new(key).bytes(value)
+    /// The pseudonym of `value`, appended to `out` as lowercase hex.
+    pub fn hex_into(&self, value: &str, out: &mut String) {
+        use std::fmt::Write as _;
+        for byte in self.bytes(value) {
+            let _ = write!(out, "{byte:02x}");
+        }
+    }
 }
 
 /// The pseudonym of `value` under `key`, as lowercase hex.
 pub fn pseudonym(key: &[u8; 32], value: &str, out: &mut String) {
-    use std::fmt::Write as _;
-    for byte in pseudonym_bytes(key, value) {
-        let _ = write!(out, "{byte:02x}");
-    }
+    Pseudonymizer::new(key).hex_into(value, out)
 }
 
 impl ScalarUDFImpl for PseudonymizeFunc {
@@ -117,8 +117,10 @@ impl ScalarUDFImpl for PseudonymizeFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // The keyed state is prepared once per batch, not once per value.
+        let pseudonymizer = Pseudonymizer::new(&self.key);
         map_text(self.name(), &args, |value, out| {
-            pseudonym(&self.key, value, out)
+            pseudonymizer.hex_into(value, out)
         })
     }
 
