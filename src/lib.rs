@@ -10,9 +10,11 @@
 //! - [`identity`] resolves identities (`resolve_identities`, `explain_identity`);
 //! - [`system`] holds the `tessera.*` system tables;
 //! - [`collect`] receives events over HTTP (Segment's tracking API) into `tessera.events`;
+//! - [`activate`] sends segment changes to webhooks, signed, with retries;
 //! - [`demo`] generates the messy multi-source demo dataset.
 
 pub mod access;
+pub mod activate;
 pub mod auth;
 pub mod collect;
 pub mod demo;

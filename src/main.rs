@@ -244,9 +244,11 @@ async fn serve(
         None => None,
     };
     let scheduler = tessera::engine::matview::spawn_scheduler(engine.clone());
+    let deliveries = tessera::activate::spawn(&engine);
     let handlers = Arc::new(Handlers::new(engine, authentication));
     tessera::server::serve(listener, handlers, tls, shutdown_signal()).await;
     scheduler.abort();
+    deliveries.abort();
     // Requests in flight are answered (their events committed) before the process ends.
     let _ = stop.send(true);
     if let Some(http) = http {

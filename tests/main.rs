@@ -3,6 +3,7 @@
 
 mod common;
 
+mod activation;
 mod auth;
 mod clients;
 mod collect;

@@ -241,7 +241,7 @@ impl Exchange {
     }
 }
 
-fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut mac) => {

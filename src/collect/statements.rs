@@ -1,5 +1,6 @@
-//! The write-key statements, which sqlparser does not know:
-//! `CREATE WRITE KEY name FOR SOURCE 'source'` and `DROP WRITE KEY [IF EXISTS] name`.
+//! The statements of the collection and activation APIs, which sqlparser does not know:
+//! `CREATE WRITE KEY name FOR SOURCE 'source'`, `DROP WRITE KEY [IF EXISTS] name`, and
+//! the destination statements (read by `crate::activate::statements`).
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -28,6 +29,14 @@ pub fn classify(sql: &str) -> Option<Result<Command>> {
     if !create && !p.parse_keyword(Keyword::DROP) {
         return None;
     }
+    if word(&mut p, "destination") {
+        use crate::activate::statements as destination;
+        return Some(if create {
+            destination::parse_create(&mut p)
+        } else {
+            destination::parse_drop(&mut p)
+        });
+    }
     if !(word(&mut p, "write") && word(&mut p, "key")) {
         return None;
     }
@@ -39,7 +48,7 @@ pub fn classify(sql: &str) -> Option<Result<Command>> {
 }
 
 /// Consume the next token if it is the word `w` (any case, unquoted).
-fn word(p: &mut Parser, w: &str) -> bool {
+pub(crate) fn word(p: &mut Parser, w: &str) -> bool {
     match p.peek_token().token {
         Token::Word(ref t) if t.quote_style.is_none() && t.value.eq_ignore_ascii_case(w) => {
             p.next_token();
@@ -49,7 +58,7 @@ fn word(p: &mut Parser, w: &str) -> bool {
     }
 }
 
-fn syntax(e: ParserError) -> EngineError {
+pub(crate) fn syntax(e: ParserError) -> EngineError {
     EngineError::Syntax(e.to_string())
 }
 
@@ -67,13 +76,19 @@ fn parse_create(p: &mut Parser) -> Result<Command> {
 
 /// After `DROP WRITE KEY`: `[IF EXISTS] name`.
 fn parse_drop(p: &mut Parser) -> Result<Command> {
-    let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-    let name = ident_name(&p.parse_identifier().map_err(syntax)?);
-    end(p)?;
+    let (name, if_exists) = parse_drop_name(p)?;
     Ok(Command::DropWriteKey { name, if_exists })
 }
 
-fn end(p: &mut Parser) -> Result<()> {
+/// `[IF EXISTS] name` and the end of the statement.
+pub(crate) fn parse_drop_name(p: &mut Parser) -> Result<(String, bool)> {
+    let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let name = ident_name(&p.parse_identifier().map_err(syntax)?);
+    end(p)?;
+    Ok((name, if_exists))
+}
+
+pub(crate) fn end(p: &mut Parser) -> Result<()> {
     let _ = p.consume_token(&Token::SemiColon);
     let next = p.peek_token();
     if next.token != Token::EOF {

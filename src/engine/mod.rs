@@ -13,6 +13,7 @@
 //! table directories change together: the catalog is written before a change is made
 //! visible, and a failed statement changes neither.
 
+mod activation;
 pub mod catalog;
 pub mod copy;
 mod dml;
@@ -105,6 +106,8 @@ pub struct Engine {
     identity: Arc<crate::identity::IdentityStore>,
     /// Held by the erasure running (one at a time).
     erasing: Mutex<()>,
+    /// The segments' webhook destinations and their deliveries.
+    activation: crate::activate::Activation,
 }
 
 impl Engine {
@@ -164,6 +167,7 @@ impl Engine {
             Arc::new(crate::collect::Collector::open(&ctx, &data_dir, suppression.clone()).await?);
         let audit =
             crate::access::audit::AuditLog::open(&ctx, &data_dir, suppression.clone()).await?;
+        let activation = crate::activate::Activation::open(&ctx, &data_dir, key).await?;
         crate::pg::setup(&ctx).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
@@ -182,6 +186,7 @@ impl Engine {
             receipts,
             identity,
             erasing: Mutex::new(()),
+            activation,
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -434,6 +439,14 @@ impl Engine {
                 .keys()
                 .drop_key(&name, if_exists)
                 .map(|_| Outcome::tag("DROP WRITE KEY")),
+            // The secret is only shown by the wire layer, which answers it as a row.
+            Command::CreateDestination(new) => self
+                .create_destination(new)
+                .await
+                .map(|_| Outcome::tag("CREATE DESTINATION")),
+            Command::DropDestination { name, if_exists } => self
+                .drop_destination(&name, if_exists)
+                .map(|_| Outcome::tag("DROP DESTINATION")),
             Command::Role(c) => self.execute_role(*c, None),
             Command::ForgetSubject { id_type, id_value } => self
                 .forget_subject(
@@ -817,6 +830,8 @@ impl Engine {
             }
             i += 1;
         }
+        // Webhook destinations depend on their segments.
+        let destinations = self.destinations_of(&doomed, cascade)?;
         let removed: Vec<Entry> = doomed
             .iter()
             .filter_map(|n| catalog.get(n).cloned())
@@ -827,6 +842,9 @@ impl Engine {
         })?;
         for entry in &removed {
             self.ctx.deregister_table(bare(&entry.name))?;
+        }
+        for name in destinations {
+            self.drop_destination(&name, true)?;
         }
         // A refresh in progress records its outcome under the catalog lock: let it go
         // before waiting for one to finish.

@@ -72,6 +72,15 @@ pub enum Command {
         name: String,
         if_exists: bool,
     },
+    /// `CREATE DESTINATION name FOR SEGMENT segment URL 'url' PURPOSE 'purpose'`: a
+    /// webhook the segment's changes are sent to (see `crate::activate`); answers one
+    /// row with the signing secret.
+    CreateDestination(crate::activate::NewDestination),
+    /// `DROP DESTINATION [IF EXISTS] name`.
+    DropDestination {
+        name: String,
+        if_exists: bool,
+    },
     /// Role statements: `CREATE ROLE`, `ALTER ROLE`, `GRANT`, ... (see `crate::auth`).
     Role(Box<crate::auth::RoleCommand>),
     /// `CALL forget_subject('id_type', 'id_value')`: erase a person (see

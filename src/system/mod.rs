@@ -6,6 +6,7 @@
 //! (see `pg.rs`) so clients such as dbt see the same dependencies PostgreSQL reports.
 
 pub mod delta;
+pub mod file;
 
 use std::sync::{Arc, RwLock};
 

@@ -51,6 +51,7 @@ use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
 
+use crate::activate::CREATED_COLUMNS as DESTINATION_COLUMNS;
 use crate::collect::statements::CREATED_COLUMNS;
 use crate::engine::erasure::RESULT_COLUMNS;
 use crate::engine::sql::{
@@ -302,6 +303,18 @@ impl QueryService {
                     &[&name, &source, &key],
                 )?)])
             }
+            Some(Command::CreateDestination(new)) => {
+                let (d, secret) = self
+                    .engine
+                    .create_destination(new)
+                    .await
+                    .map_err(engine_error)?;
+                let url = crate::activate::redacted_url(&d.url);
+                Ok(vec![Response::Query(text_row(
+                    &DESTINATION_COLUMNS,
+                    &[&d.name, &d.segment, &url, &d.purpose, &secret],
+                )?)])
+            }
             Some(Command::ForgetSubject { id_type, id_value }) => {
                 let user = client
                     .metadata()
@@ -479,6 +492,7 @@ impl QueryParser for TesseraParser {
                 Ok(Some(Command::Show(name))) => Ok(session::show_fields(&name)),
                 Ok(Some(Command::CreateWriteKey { .. })) => Ok(text_fields(&CREATED_COLUMNS)),
                 Ok(Some(Command::ForgetSubject { .. })) => Ok(text_fields(&RESULT_COLUMNS)),
+                Ok(Some(Command::CreateDestination(_))) => Ok(text_fields(&DESTINATION_COLUMNS)),
                 // A cursor's query (DECLARE stores it unplanned): describe its rows.
                 Ok(None) if !sql.trim().is_empty() => self.describe_query(sql, column_format),
                 _ => Ok(vec![]),

@@ -276,6 +276,10 @@ impl Engine {
             .await;
             runtime.refreshing.store(false, Ordering::Release);
             runtime.reschedule();
+            if matches!(outcome, Ok(Refreshed::Written { .. })) {
+                // A segment's new changes are final: its destinations deliver them.
+                self.activation.changed();
+            }
             if name == crate::access::consent::CONSENT_RELATION
                 && matches!(outcome, Ok(Refreshed::Written { .. }))
             {

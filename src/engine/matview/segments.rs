@@ -122,6 +122,19 @@ impl SegmentChanges {
     }
 }
 
+impl crate::engine::Engine {
+    /// The Delta version of segment `name`'s stored result: its changes up to this
+    /// version are final (see the module's note). `None` for a view that is not
+    /// populated (or not there).
+    pub async fn segment_reached(&self, name: &str) -> Option<u64> {
+        let runtime = self.matviews.get(name)?;
+        if !runtime.table.is_populated() {
+            return None;
+        }
+        runtime.table.data().version().await
+    }
+}
+
 /// The members of a segment in `batches`: the distinct non-NULL values of their
 /// `unified_id` column, as text.
 pub fn members(batches: &[RecordBatch], segment: &str) -> Result<HashSet<String>> {
