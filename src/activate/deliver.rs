@@ -40,6 +40,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// ... up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// How long a task waits after it could not read the changes or record a delivery.
+const AFTER_ERROR: Duration = Duration::from_secs(5);
 /// How long a task waits without being woken before it looks again.
 const IDLE: Duration = Duration::from_secs(30);
 /// The signature header.
@@ -98,9 +100,9 @@ pub async fn run(engine: Weak<Engine>, destination: Destination, mut wake: watch
             Ok(Next::Stop) => return,
             Ok(Next::Idle) => {}
             Err(e) => {
-                warn!(destination = %task.destination.name, "cannot read the segment's changes: {e}");
+                warn!(destination = %task.destination.name, "cannot deliver the segment's changes (trying again in 5 s): {e}");
                 task.seen = None;
-                tokio::time::sleep(FIRST_BACKOFF * 5).await;
+                tokio::time::sleep(AFTER_ERROR).await;
                 continue;
             }
         }
@@ -168,13 +170,6 @@ impl Task {
         let last = last.position();
         let batch_key = key(secret, &format!("batch\0{}\0{}", first.key, last.key));
         let d = &self.destination;
-        let Some(engine) = self.engine.upgrade() else {
-            return Ok(false);
-        };
-        let (sent, withheld): (Vec<&Change>, Vec<&Change>) = batch
-            .iter()
-            .partition(|c| engine.consent_index().allows(&c.unified_id, &d.purpose));
-        drop(engine);
         let mut attempt = Attempt {
             destination: d,
             batch_key: &batch_key,
@@ -182,43 +177,54 @@ impl Task {
             status: Status::Withheld,
             http_status: None,
             error: None,
-            changes: sent.len() as i64,
-            withheld: withheld.len() as i64,
+            changes: 0,
+            withheld: 0,
             first_version: first.version,
             last: &last,
-            attempted_at: now_micros(),
+            attempted_at: 0,
             duration_ms: 0,
             next_attempt_at: None,
         };
-        if sent.is_empty() {
+        loop {
+            // Consent is checked again on every attempt: a withdrawal while the receiver
+            // was down is respected.
             let Some(engine) = self.engine.upgrade() else {
                 return Ok(false);
             };
-            engine.activation().deliveries().record(&attempt).await?;
-            self.cursor = Some(last.clone());
-            return Ok(true);
-        }
-        let changes: Vec<serde_json::Value> = sent
-            .iter()
-            .map(|c| {
-                json!({
-                    "key": c.key,
-                    "unified_id": c.unified_id,
-                    "change": c.change,
-                    "at": rfc3339(c.at),
-                    "version": c.version,
+            let consents = engine.consent_index();
+            let sent: Vec<serde_json::Value> = batch
+                .iter()
+                .filter(|c| consents.allows(&c.unified_id, &d.purpose))
+                .map(|c| {
+                    json!({
+                        "key": c.key,
+                        "unified_id": c.unified_id,
+                        "change": c.change,
+                        "at": rfc3339(c.at),
+                        "version": c.version,
+                    })
                 })
-            })
-            .collect();
-        loop {
-            attempt.attempt += 1;
+                .collect();
+            attempt.changes = sent.len() as i64;
+            attempt.withheld = (batch.len() - sent.len()) as i64;
             attempt.attempted_at = now_micros();
+            if sent.is_empty() {
+                attempt.status = Status::Withheld;
+                attempt.http_status = None;
+                attempt.error = None;
+                attempt.next_attempt_at = None;
+                engine.activation().deliveries().record(&attempt).await?;
+                self.cursor = Some(last.clone());
+                return Ok(true);
+            }
+            drop(engine);
+            attempt.attempt += 1;
             let body = json!({
                 "destination": d.name,
                 "segment": d.segment,
                 "batch_key": batch_key,
                 "sent_at": rfc3339(attempt.attempted_at),
-                "changes": changes,
+                "changes": sent,
             })
             .to_string();
             let started = Instant::now();
@@ -260,7 +266,7 @@ impl Task {
             drop(engine);
             match wait {
                 None => {
-                    debug!(destination = %d.name, changes = sent.len(), "batch delivered");
+                    debug!(destination = %d.name, changes = attempt.changes, "batch delivered");
                     self.cursor = Some(last.clone());
                     return Ok(true);
                 }

@@ -12,7 +12,7 @@
 //! - signed: `X-Tessera-Signature: sha256=<hex HMAC-SHA256 of the body>`, under the
 //!   destination's secret (shown once, by `CREATE DESTINATION`; see [`destinations`]);
 //! - only about people whose consent allows the destination's purpose (as
-//!   `consent_allows` answers when the batch is formed); the others are withheld;
+//!   `consent_allows` answers at each attempt); the others are withheld;
 //! - at least once: a batch is retried with exponential backoff until the receiver
 //!   answers 2xx, and the destination's position moves on only then (see
 //!   [`deliveries`]); each attempt is a row of `tessera.deliveries`.
