@@ -20,7 +20,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
-    context::EmptyContextProvider, setup_pg_catalog,
+    context::{PgCatalogContextProvider, Role as CatalogRole},
+    setup_pg_catalog,
 };
 
 use crate::engine::{EngineError, DATABASE};
@@ -66,9 +67,8 @@ pub fn setting(name: &str) -> Option<&'static str> {
     })
 }
 
-pub async fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
-    setup_pg_catalog(ctx, DATABASE, EmptyContextProvider)
-        .map_err(|e| EngineError::DataFusion(*e))?;
+pub async fn setup(ctx: &SessionContext, roles: crate::auth::Roles) -> Result<(), EngineError> {
+    setup_pg_catalog(ctx, DATABASE, RoleCatalog(roles)).map_err(|e| EngineError::DataFusion(*e))?;
 
     let version = version_string();
     ctx.register_udf(create_udf(
@@ -96,13 +96,47 @@ pub async fn setup(ctx: &SessionContext) -> Result<(), EngineError> {
         Volatility::Immutable,
         Arc::new(quote_literal),
     ));
-    for name in ["current_user", "session_user"] {
+    // `user` is PostgreSQL's other spelling of `current_user` (parsed as a function).
+    for name in ["current_user", "session_user", "user"] {
         ctx.register_udf(ScalarUDF::from(SessionRole::new(name)));
     }
     install_overlay(ctx).await
 }
 
-/// `current_user` and `session_user`: the role the statement runs as (roles cannot be
+/// What `pg_catalog.pg_roles` (and so psql's `\du`) lists: tessera's roles.
+#[derive(Clone)]
+struct RoleCatalog(crate::auth::Roles);
+
+impl std::fmt::Debug for RoleCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoleCatalog")
+    }
+}
+
+#[async_trait::async_trait]
+impl PgCatalogContextProvider for RoleCatalog {
+    async fn roles(&self) -> Vec<String> {
+        self.0.names()
+    }
+
+    async fn role(&self, name: &str) -> Option<CatalogRole> {
+        let role = self.0.get(name)?;
+        Some(CatalogRole {
+            name: role.name,
+            is_superuser: role.superuser,
+            can_login: role.login,
+            // Creating databases or replicating is nobody's; roles are a superuser's.
+            can_create_db: false,
+            can_create_role: role.superuser,
+            can_create_user: role.superuser,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: role.member_of.into_iter().collect(),
+        })
+    }
+}
+
+/// `current_user`, `session_user` and `user`: the role the statement runs as (roles cannot be
 /// switched within a session, so both are the role that logged in). Answered while the
 /// statement is planned, which is when its principal is known (see `crate::access`).
 #[derive(Debug, PartialEq, Eq, Hash)]

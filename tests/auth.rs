@@ -372,8 +372,21 @@ async fn current_user_is_the_role_that_logged_in() {
     );
     let bob = s.connect_as("bob", "bob-pw").await.expect("bob");
     assert_eq!(
-        rows(&bob, "SELECT current_user, session_user").await,
-        vec![vec!["bob", "bob"]]
+        rows(&bob, "SELECT current_user, session_user, user").await,
+        vec![vec!["bob", "bob", "bob"]]
+    );
+    // pg_roles lists the roles (psql's \du does not work yet: it needs ARRAY(subquery)).
+    assert_eq!(
+        rows(
+            &bob,
+            "SELECT rolname, rolsuper, rolcanlogin FROM pg_catalog.pg_roles ORDER BY rolname"
+        )
+        .await,
+        vec![
+            vec!["bob", "f", "t"],
+            vec!["tessera", "t", "t"],
+            vec!["tessera_pii", "f", "f"]
+        ]
     );
     // The extended protocol plans the statement at Parse and runs it at Execute.
     let row = bob

@@ -253,6 +253,11 @@ impl Roles {
         effective(&self.read(), name)
     }
 
+    /// The names of every role, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// How the first superuser got its password, once (for the start-up message).
     pub fn take_bootstrap(&self) -> Option<Bootstrap> {
         lock(&self.inner.bootstrap).take()

@@ -168,7 +168,7 @@ impl Engine {
         let audit =
             crate::access::audit::AuditLog::open(&ctx, &data_dir, suppression.clone()).await?;
         let activation = crate::activate::Activation::open(&ctx, &data_dir, key).await?;
-        crate::pg::setup(&ctx).await?;
+        crate::pg::setup(&ctx, roles.clone()).await?;
         let catalog = Catalog::load(&data_dir)?;
         let engine = Engine {
             ctx,
