@@ -78,6 +78,9 @@ enum Next {
 pub async fn run(engine: Weak<Engine>, destination: Destination, mut wake: watch::Receiver<u64>) {
     let client = match reqwest::Client::builder()
         .timeout(TIMEOUT)
+        // A redirect would turn the POST into a GET without the body and count as
+        // delivered: a 3xx is a failure like any other non-2xx.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tessera/", env!("CARGO_PKG_VERSION")))
         .build()
     {
@@ -168,11 +171,14 @@ impl Task {
             return Ok(true);
         };
         let last = last.position();
-        let batch_key = key(secret, &format!("batch\0{}\0{}", first.key, last.key));
         let d = &self.destination;
+        // The batch's key and `sent_at` name what is sent: they change only when the
+        // changes sent do (someone's consent changed between attempts), so that a
+        // receiver enforcing idempotency keys sees identical retries.
+        let mut sent_as: Option<(String, String)> = None;
         let mut attempt = Attempt {
             destination: d,
-            batch_key: &batch_key,
+            batch_key: String::new(),
             attempt: 0,
             status: Status::Withheld,
             http_status: None,
@@ -192,9 +198,22 @@ impl Task {
                 return Ok(false);
             };
             let consents = engine.consent_index();
-            let sent: Vec<serde_json::Value> = batch
+            let erased = erased(&engine, batch)?;
+            let sent: Vec<&Change> = batch
                 .iter()
-                .filter(|c| consents.allows(&c.unified_id, &d.purpose))
+                .zip(erased)
+                .filter(|(c, erased)| !erased && consents.allows(&c.unified_id, &d.purpose))
+                .map(|(c, _)| c)
+                .collect();
+            let keys: Vec<&str> = sent.iter().map(|c| c.key.as_str()).collect();
+            let batch_key = key(secret, &format!("batch\0{}", keys.join("\0")));
+            let sent_at = match &sent_as {
+                Some((k, at)) if *k == batch_key => at.clone(),
+                _ => rfc3339(now_micros()),
+            };
+            sent_as = Some((batch_key.clone(), sent_at.clone()));
+            let sent: Vec<serde_json::Value> = sent
+                .iter()
                 .map(|c| {
                     json!({
                         "key": c.key,
@@ -208,6 +227,7 @@ impl Task {
             attempt.changes = sent.len() as i64;
             attempt.withheld = (batch.len() - sent.len()) as i64;
             attempt.attempted_at = now_micros();
+            attempt.batch_key = batch_key.clone();
             if sent.is_empty() {
                 attempt.status = Status::Withheld;
                 attempt.http_status = None;
@@ -223,7 +243,7 @@ impl Task {
                 "destination": d.name,
                 "segment": d.segment,
                 "batch_key": batch_key,
-                "sent_at": rfc3339(attempt.attempted_at),
+                "sent_at": sent_at,
                 "changes": sent,
             })
             .to_string();
@@ -307,7 +327,7 @@ impl Task {
             .send()
             .await
             .map_err(|e| Failure {
-                error: describe(&e),
+                error: describe(e),
                 retry_after: None,
                 status: None,
             })?;
@@ -336,10 +356,12 @@ struct Failure {
     status: Option<u16>,
 }
 
-/// An error of the HTTP client with its causes (reqwest's own message says little).
-fn describe(e: &reqwest::Error) -> String {
+/// An error of the HTTP client with its causes (reqwest's own message says little),
+/// without the URL, which may hold a password.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
@@ -354,7 +376,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// maximum) is obeyed.
 fn backoff(attempt: i64, retry_after: Option<Duration>) -> Duration {
     if let Some(wait) = retry_after {
-        return wait.min(MAX_BACKOFF);
+        return wait.clamp(FIRST_BACKOFF, MAX_BACKOFF);
     }
     let doublings = attempt.clamp(1, 20) as u32 - 1;
     let base = FIRST_BACKOFF
@@ -362,6 +384,20 @@ fn backoff(attempt: i64, retry_after: Option<Duration>) -> Duration {
         .min(MAX_BACKOFF);
     base.mul_f64(1.0 + rand::random::<f64>() / 5.0)
         .min(MAX_BACKOFF)
+}
+
+/// Which changes of `batch` are about people erased since it was read (`forget_subject`
+/// lists their unified id): they are not sent.
+fn erased(engine: &Engine, batch: &[Change]) -> Result<Vec<bool>> {
+    let ids: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(
+        batch
+            .iter()
+            .map(|c| Some(c.unified_id.as_str()))
+            .collect::<datafusion::arrow::array::StringArray>(),
+    );
+    let checks = [(ids, crate::access::erasure::Check::Id)];
+    let erased = engine.suppression().erased(&checks, batch.len())?;
+    Ok(erased.iter().map(|e| e == Some(true)).collect())
 }
 
 /// The changes of `d`'s segment after `cursor`, up to version `reached`, in order.

@@ -98,7 +98,7 @@ impl Cursor {
 #[derive(Debug, Clone)]
 pub struct Attempt<'a> {
     pub destination: &'a super::Destination,
-    pub batch_key: &'a str,
+    pub batch_key: String,
     pub attempt: i64,
     pub status: Status,
     pub http_status: Option<i64>,
@@ -138,7 +138,7 @@ impl Deliveries {
             text(&d.name),
             text(&d.id),
             text(&d.segment),
-            text(a.batch_key),
+            text(&a.batch_key),
             int(Some(a.attempt)),
             text(a.status.as_str()),
             int(a.http_status),

@@ -18,10 +18,17 @@ impl Engine {
         &self.consent
     }
 
+    /// The identifiers of erased people (`forget_subject`).
+    pub fn suppression(&self) -> &crate::access::erasure::Suppression {
+        &self.suppression
+    }
+
     /// `CREATE DESTINATION`: the destination, and the secret its requests are signed with.
     pub async fn create_destination(&self, new: NewDestination) -> Result<(Destination, String)> {
+        // Held until the destination is stored, so that its segment cannot be dropped
+        // meanwhile.
+        let catalog = self.catalog.lock().await;
         {
-            let catalog = self.catalog.lock().await;
             let entry = catalog
                 .get(&new.segment)
                 .ok_or_else(|| EngineError::UndefinedRelation(new.segment.clone()))?;
@@ -45,6 +52,7 @@ impl Engine {
             .activation
             .destinations()
             .create(new, crate::activate::deliver::now_micros())?;
+        drop(catalog);
         self.activation.changed();
         let secret = self.activation.destinations().secret(&created);
         Ok((created, secret))

@@ -830,8 +830,11 @@ impl Engine {
             }
             i += 1;
         }
-        // Webhook destinations depend on their segments.
-        let destinations = self.destinations_of(&doomed, cascade)?;
+        // Webhook destinations depend on their segments: they go first, so that a
+        // failure never leaves a destination whose segment is gone.
+        for name in self.destinations_of(&doomed, cascade)? {
+            self.drop_destination(&name, true)?;
+        }
         let removed: Vec<Entry> = doomed
             .iter()
             .filter_map(|n| catalog.get(n).cloned())
@@ -842,9 +845,6 @@ impl Engine {
         })?;
         for entry in &removed {
             self.ctx.deregister_table(bare(&entry.name))?;
-        }
-        for name in destinations {
-            self.drop_destination(&name, true)?;
         }
         // A refresh in progress records its outcome under the catalog lock: let it go
         // before waiting for one to finish.

@@ -392,10 +392,19 @@ impl Engine {
             .await?;
         let old = segments::members(&stored, name)?;
         let next_version = data.version().await.map_or(0, |v| v + 1);
+        let reached = self.last_result_version(name).await;
         let (entered, exited) = self
             .matviews
             .segments
-            .record(&self.ctx, name, &old, &new, next_version, now_micros())
+            .record(
+                &self.ctx,
+                name,
+                &old,
+                &new,
+                reached,
+                next_version,
+                now_micros(),
+            )
             .await?;
         info!(segment = %name, entered, exited, "segment changes recorded");
         Ok(())

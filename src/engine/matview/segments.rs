@@ -7,8 +7,10 @@
 //!
 //! The changes are committed before the segment's new result, tagged with the Delta
 //! version that result will have. Should the server stop between the two commits, the
-//! next refresh first deletes the changes tagged with a version the segment never
-//! reached, so each change is recorded once. Dropping a segment deletes its changes.
+//! next refresh first deletes the changes tagged after the version of the segment's last
+//! result (as its refresh state records it: other commits, such as a vacuum's, move the
+//! table's version too), so each change is recorded once. Dropping a segment deletes
+//! its changes.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -57,18 +59,21 @@ impl SegmentChanges {
         Ok(SegmentChanges { table })
     }
 
-    /// Record the difference between `old` and `new` members of `segment`, whose result
-    /// is about to become Delta version `version`; returns (entered, exited).
+    /// Record the difference between `old` and `new` members of `segment`, whose last
+    /// result is version `reached` (`None`: none yet) and whose new result is about to
+    /// become Delta version `version`; returns (entered, exited).
+    #[allow(clippy::too_many_arguments)]
     pub async fn record(
         &self,
         ctx: &SessionContext,
         segment: &str,
         old: &HashSet<String>,
         new: &HashSet<String>,
+        reached: Option<u64>,
         version: u64,
         at: i64,
     ) -> Result<(u64, u64)> {
-        self.forget_unreached(ctx, segment, version).await?;
+        self.forget_after(ctx, segment, reached).await?;
         let mut entered: Vec<&str> = new.difference(old).map(String::as_str).collect();
         let mut exited: Vec<&str> = old.difference(new).map(String::as_str).collect();
         entered.sort_unstable();
@@ -96,20 +101,21 @@ impl SegmentChanges {
 
     /// Delete every change of `segment` (when it is dropped).
     pub async fn forget(&self, ctx: &SessionContext, segment: &str) -> Result<()> {
-        self.forget_unreached(ctx, segment, 0).await
+        self.forget_after(ctx, segment, None).await
     }
 
-    /// Delete the changes of `segment` tagged `version` or later: a previous refresh
-    /// recorded them and stopped before the segment reached that version.
-    async fn forget_unreached(
+    /// Delete the changes of `segment` tagged after version `reached` (all of them for
+    /// `None`): a previous refresh recorded them and stopped before its result landed.
+    async fn forget_after(
         &self,
         ctx: &SessionContext,
         segment: &str,
-        version: u64,
+        reached: Option<u64>,
     ) -> Result<()> {
+        let after = reached.map_or(-1, |v| v as i64);
         let unreached = col("segment")
             .eq(lit(segment))
-            .and(col("version").gt_eq(lit(version as i64)));
+            .and(col("version").gt(lit(after)));
         let left = ctx
             .read_table(Arc::new(self.table.clone()))?
             .filter(unreached.clone())?
@@ -123,15 +129,19 @@ impl SegmentChanges {
 }
 
 impl crate::engine::Engine {
-    /// The Delta version of segment `name`'s stored result: its changes up to this
-    /// version are final (see the module's note). `None` for a view that is not
-    /// populated (or not there).
+    /// The version of segment `name`'s last result, as its refresh state records it:
+    /// its changes up to this version are final (see the module's note). `None` for a
+    /// view that is not populated (or not there).
     pub async fn segment_reached(&self, name: &str) -> Option<u64> {
-        let runtime = self.matviews.get(name)?;
-        if !runtime.table.is_populated() {
-            return None;
-        }
-        runtime.table.data().version().await
+        let catalog = self.catalog.lock().await;
+        let state = catalog.get(name)?.refresh.as_ref()?;
+        state.version.filter(|_| state.populated)
+    }
+
+    /// The version of view `name`'s last result, populated or not.
+    pub(super) async fn last_result_version(&self, name: &str) -> Option<u64> {
+        let catalog = self.catalog.lock().await;
+        catalog.get(name)?.refresh.as_ref()?.version
     }
 }
 
@@ -183,22 +193,23 @@ mod tests {
         let changes = &engine.matviews.segments;
         let ctx = &engine.ctx;
         let counts = changes
-            .record(ctx, "s", &set(&[]), &set(&["a", "b"]), 1, 10)
+            .record(ctx, "s", &set(&[]), &set(&["a", "b"]), None, 1, 10)
             .await
             .expect("first");
         assert_eq!(counts, (2, 0));
         // Version 2 recorded, then the server stopped before the segment reached it;
-        // the next refresh records version 2 again, from other results.
+        // the next refresh vacuumed first (two more commits), so it records version 4,
+        // from other results, after deleting what the segment never reached.
         changes
-            .record(ctx, "s", &set(&["a", "b"]), &set(&["a"]), 2, 20)
+            .record(ctx, "s", &set(&["a", "b"]), &set(&["a"]), Some(1), 2, 20)
             .await
             .expect("interrupted");
         changes
-            .record(ctx, "other", &set(&[]), &set(&["z"]), 5, 20)
+            .record(ctx, "other", &set(&[]), &set(&["z"]), None, 5, 20)
             .await
             .expect("another segment");
         let counts = changes
-            .record(ctx, "s", &set(&["a", "b"]), &set(&["c"]), 2, 30)
+            .record(ctx, "s", &set(&["a", "b"]), &set(&["c"]), Some(1), 4, 30)
             .await
             .expect("again");
         assert_eq!(counts, (1, 2));
@@ -223,10 +234,10 @@ mod tests {
             [
                 "other z entered 5 20",
                 "s a entered 1 10",
-                "s a exited 2 30",
+                "s a exited 4 30",
                 "s b entered 1 10",
-                "s b exited 2 30",
-                "s c entered 2 30",
+                "s b exited 4 30",
+                "s c entered 4 30",
             ]
         );
     }
