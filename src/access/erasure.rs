@@ -96,8 +96,12 @@ pub fn normal_form(id_type: &str, value: &str) -> Option<String> {
 }
 
 /// The text the audit log keeps of `statement`: a call of `forget_subject` without the
-/// identifier it erases (any other statement naming the procedure is not kept at all).
+/// identifier it erases (any other statement naming the procedure is not kept at all),
+/// and `CREATE DESTINATION` without a password in its URL.
 pub fn audit_text(statement: &str) -> String {
+    if let Some(text) = crate::activate::audit_text(statement) {
+        return text;
+    }
     if !statement
         .to_ascii_lowercase()
         .contains(crate::engine::sql::FORGET_SUBJECT)

@@ -120,6 +120,33 @@ pub fn redacted_url(text: &str) -> String {
     }
 }
 
+/// What the audit log keeps of a `CREATE DESTINATION` whose URL holds a password: the
+/// statement with the password replaced by `***` (`None` for any other statement).
+pub fn audit_text(statement: &str) -> Option<String> {
+    let head: String = statement.trim_start().chars().take(40).collect();
+    if !head.to_ascii_lowercase().contains("destination") || !statement.contains('@') {
+        return None;
+    }
+    let Ok(Some(crate::engine::Command::CreateDestination(d))) =
+        crate::engine::sql::classify(statement)
+    else {
+        return None;
+    };
+    let url = redacted_url(&d.url);
+    if url == d.url {
+        return None;
+    }
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    Some(format!(
+        "CREATE DESTINATION {} FOR SEGMENT {} URL {} PURPOSE {}",
+        ident(&d.name),
+        ident(&d.segment),
+        literal(&url),
+        literal(&d.purpose)
+    ))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -201,5 +228,12 @@ mod tests {
             .expect_err("scheme")
             .to_string();
         assert!(!e.contains("s3cret"), "{e}");
+        let create = "create destination D for segment vip url 'https://u:s3cret@h/x' purpose 'p'";
+        assert_eq!(
+            crate::access::erasure::audit_text(create),
+            "CREATE DESTINATION \"d\" FOR SEGMENT \"vip\" URL 'https://u:***@h/x' PURPOSE 'p'"
+        );
+        let plain = "CREATE DESTINATION d FOR SEGMENT vip URL 'https://h/x' PURPOSE 'p'";
+        assert_eq!(crate::access::erasure::audit_text(plain), plain);
     }
 }
