@@ -58,6 +58,21 @@ fn meta_commands_list_relations() {
     assert!(dn.contains("public"), "{dn}");
     let l = ok(&s, &["-c", "\\l"]);
     assert!(l.contains("tessera"), "{l}");
+    // `\du` asks for `ARRAY(SELECT ...)` of each role's memberships; `current_role` is a keyword.
+    ok(&s, &["-c", "CREATE ROLE analyst"]);
+    let du = ok(&s, &["-c", "\\du"]);
+    let lines: Vec<&str> = du.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("analyst ") && l.trim_end().ends_with("{}"))
+            && lines
+                .iter()
+                .any(|l| l.trim_start().starts_with("tessera ") && l.contains("Superuser")),
+        "{du}"
+    );
+    let role = ok(&s, &["-At", "-c", "SELECT current_role"]);
+    assert_eq!(role.trim(), "tessera");
 }
 
 #[test]

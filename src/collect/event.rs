@@ -126,7 +126,7 @@ pub fn parse_batch(body: &[u8], received_at: i64) -> Result<Parsed, InputError> 
         let Value::Object(item) = item else {
             return Err(at(invalid("an event must be a JSON object")));
         };
-        let size = serde_json::to_vec(item).map_or(0, |v| v.len());
+        let size = compact_size(item);
         if size > MAX_EVENT_BYTES {
             return Err(at(too_large_event(size)));
         }
@@ -141,6 +141,24 @@ pub fn parse_batch(body: &[u8], received_at: i64) -> Result<Parsed, InputError> 
         events.push(read_event(call, item, &defaults, received_at).map_err(at)?);
     }
     Ok(Parsed { events, write_key })
+}
+
+/// The length of `item` serialised compactly, counted without building the text.
+fn compact_size(item: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing into a counter cannot fail (keys are strings).
+    let _ = serde_json::to_writer(&mut count, item);
+    count.0
 }
 
 /// The message of an event of a batch over the limit.

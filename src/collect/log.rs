@@ -14,6 +14,13 @@
 //! (about 2^-64 at four billion events). Duplicates are detected across all time, with
 //! no window, which costs that memory and start-up scan.
 //!
+//! **Compaction.** Each commit adds a data file, and every commit and scan pays for
+//! every file (the Delta log replay). Every [`COMPACT_EVERY`] commits the writer starts a
+//! compaction beside it (see `crate::storage::ManagedTable::compact`) that merges the
+//! small files into files of up to [`COMPACT_TARGET_BYTES`], then deletes the files
+//! merged more than [`MERGED_FILES_KEPT`] ago (queries reading an older version may
+//! still need them).
+//!
 //! **Erasure.** Events about a person erased by `forget_subject` (an identifier of the
 //! suppression list in `user_id`, `anonymous_id`, `previous_id` or the `email`/`phone`
 //! of `traits`, `properties` or `context`) are dropped before the commit, and the request
@@ -44,6 +51,12 @@ use crate::storage::ManagedTable;
 const TABLE: &str = "events";
 /// How many events one commit gathers at most (a single batch may go past it).
 pub const MAX_GROUP_EVENTS: usize = 50_000;
+/// Commits between two compactions.
+pub const COMPACT_EVERY: u64 = 100;
+/// The size up to which compaction merges data files.
+pub const COMPACT_TARGET_BYTES: u64 = 32 << 20;
+/// How long the files a compaction merged stay on disk.
+pub const MERGED_FILES_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Requests waiting for the writer before new ones wait to be queued.
 const QUEUE: usize = 4096;
 
@@ -170,6 +183,8 @@ async fn write_events(
             return;
         }
     };
+    let mut commits = 0u64;
+    let mut compaction: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(first) = requests.recv().await {
         let mut count = first.events.len();
         let mut group = vec![first];
@@ -211,13 +226,36 @@ async fn write_events(
                     ms,
                     "events committed"
                 );
-                stored.extend(fresh_ids)
+                stored.extend(fresh_ids);
+                commits += 1;
+                if commits.is_multiple_of(COMPACT_EVERY)
+                    && compaction.as_ref().is_none_or(|c| c.is_finished())
+                {
+                    compaction = Some(tokio::spawn(compact(table.clone())));
+                }
             }
             Err(e) => error!(events = fresh.len(), "{e}"),
         }
         for s in group {
             let _ = s.reply.send(outcome.clone());
         }
+    }
+}
+
+/// Merge the table's small files, then delete those merged long enough ago.
+async fn compact(table: ManagedTable) {
+    let started = std::time::Instant::now();
+    match table.compact(COMPACT_TARGET_BYTES).await {
+        Ok(c) => debug!(
+            files_removed = c.files_removed,
+            files_added = c.files_added,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "events compacted"
+        ),
+        Err(e) => error!("compacting tessera.events: {e}"),
+    }
+    if let Err(e) = table.vacuum(MERGED_FILES_KEPT).await {
+        error!("deleting merged files of tessera.events: {e}");
     }
 }
 

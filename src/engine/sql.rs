@@ -659,48 +659,6 @@ fn ascii(c: char) -> Result<u8> {
         })
 }
 
-/// PostgreSQL resolves `'pg_class'::regclass` through a search path that always holds
-/// `pg_catalog`; datafusion-pg-catalog's rewrite only looks in `public`. Qualify such
-/// literals (names starting with `pg_`) so catalog queries of clients like dbt match.
-/// Returns the rewritten statement, or `None` when there is nothing to change.
-pub fn qualify_catalog_regclass(sql: &str) -> Option<String> {
-    if !sql.to_ascii_lowercase().contains("regclass") {
-        return None;
-    }
-    let dialect = PostgreSqlDialect {};
-    let mut stmts = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
-    let mut changed = false;
-    for stmt in &mut stmts {
-        let _ = ast::visit_expressions_mut(stmt, |e| {
-            if let ast::Expr::Cast {
-                expr, data_type, ..
-            } = e
-            {
-                let is_regclass = data_type
-                    .to_string()
-                    .to_ascii_lowercase()
-                    .ends_with("regclass");
-                if let ast::Expr::Value(v) = expr.as_mut() {
-                    if let ast::Value::SingleQuotedString(name) = &mut v.value {
-                        if is_regclass && name.starts_with("pg_") && !name.contains('.') {
-                            *name = format!("pg_catalog.{name}");
-                            changed = true;
-                        }
-                    }
-                }
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-    }
-    changed.then(|| {
-        stmts
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
-}
-
 /// Names of the relations a statement reads from.
 pub fn referenced_relations(stmt: &Statement) -> Vec<String> {
     let mut out = Vec::new();
@@ -807,20 +765,6 @@ mod tests {
         };
         assert!(c.format.csv && c.format.header);
         assert!(classify("COPY t FROM '/etc/passwd'").is_err());
-    }
-
-    #[test]
-    fn qualifies_catalog_regclass_literals() {
-        let q = qualify_catalog_regclass(
-            "SELECT 1 WHERE x = 'pg_rewrite'::regclass AND y = 'mine'::regclass",
-        )
-        .expect("rewritten");
-        assert!(
-            q.contains("'pg_catalog.pg_rewrite'") && q.contains("'mine'"),
-            "{q}"
-        );
-        assert!(qualify_catalog_regclass("SELECT 'pg_catalog.pg_class'::regclass").is_none());
-        assert!(qualify_catalog_regclass("SELECT 1").is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! and `truncate`; each returns a [`DataSinkExec`] whose sink performs the commit when
 //! the plan is executed (never at planning time, so `EXPLAIN DELETE ...` deletes nothing).
 
+mod compact;
 mod types;
 
 use std::fmt;
@@ -48,6 +49,11 @@ struct TableState {
     schema: SchemaRef,
     /// The table at its latest commit; also the write lock, so commits are serialised.
     table: tokio::sync::Mutex<DeltaTable>,
+    /// Held (before `table`) by everything that removes data files: deletes, updates,
+    /// overwrites, vacuums and compactions. A compaction runs beside appends, outside the
+    /// write lock, but never beside these (a vacuum would delete the files it is writing;
+    /// a delete and a compaction of the same files would make one of them fail).
+    rewrite: tokio::sync::Mutex<()>,
     /// A scan provider pinned to the latest committed snapshot.
     reader: RwLock<Arc<dyn TableProvider>>,
 }
@@ -104,6 +110,7 @@ impl ManagedTable {
                 name: name.to_string(),
                 schema,
                 table: tokio::sync::Mutex::new(table),
+                rewrite: tokio::sync::Mutex::new(()),
                 reader: RwLock::new(reader),
             }),
         })
@@ -145,6 +152,10 @@ impl ManagedTable {
     where
         F: std::future::Future<Output = Result<Vec<RecordBatch>>>,
     {
+        // On the heap: a query's future is large, and debug builds keep it on the stack
+        // of every poll (tests overflowed their 2 MB stack).
+        let compute = Box::pin(compute);
+        let _rewrite = self.state.rewrite.lock().await;
         let mut guard = self.state.table.lock().await;
         let mut batches = compute.await?;
         if batches.is_empty() {
@@ -249,6 +260,10 @@ impl TableState {
     }
 
     async fn commit_now(&self, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
+        let _rewrite = match op {
+            WriteOp::Append => None,
+            _ => Some(self.rewrite.lock().await),
+        };
         let mut guard = self.table.lock().await;
         self.commit_locked(&mut guard, op, batches).await
     }
@@ -331,6 +346,7 @@ impl TableState {
     }
 
     async fn forget_history_now(&self) -> Result<()> {
+        let _rewrite = self.rewrite.lock().await;
         let mut guard = self.table.lock().await;
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
         let (table, _) = guard
@@ -362,6 +378,7 @@ impl TableState {
     }
 
     async fn vacuum_now(&self, retention: std::time::Duration) -> Result<usize> {
+        let _rewrite = self.rewrite.lock().await;
         let mut guard = self.table.lock().await;
         let retention = chrono::Duration::from_std(retention)
             .map_err(|e| EngineError::storage(&self.name, e))?;

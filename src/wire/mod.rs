@@ -14,6 +14,7 @@
 mod access;
 mod audit;
 mod cancel;
+mod compat;
 mod copy;
 pub mod errors;
 mod names;
@@ -54,9 +55,7 @@ use tracing::debug;
 use crate::activate::CREATED_COLUMNS as DESTINATION_COLUMNS;
 use crate::collect::statements::CREATED_COLUMNS;
 use crate::engine::erasure::RESULT_COLUMNS;
-use crate::engine::sql::{
-    classify, classify_alter_view, qualify_catalog_regclass, split_statements, Command,
-};
+use crate::engine::sql::{classify, classify_alter_view, split_statements, Command};
 use crate::engine::{Engine, EngineError, Outcome};
 use errors::{engine_error, to_pg};
 pub use startup::Authentication;
@@ -249,11 +248,21 @@ impl QueryService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let rewritten = compat::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         match SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await {
             Err(e) if names::is_duplicate_name_error(&e) => match names::alias_unnamed(sql) {
                 Some(aliased) => {
                     SimpleQueryHandler::do_query(self.inner.as_ref(), client, &aliased).await
                 }
+                None => Err(e),
+            },
+            // Planned again with the expressions DataFusion lacks rewritten; if that
+            // fails too, the first error is the one to report.
+            Err(e) => match compat::fallback(sql) {
+                Some(alt) => SimpleQueryHandler::do_query(self.inner.as_ref(), client, &alt)
+                    .await
+                    .map_err(|_| e),
                 None => Err(e),
             },
             other => other,
@@ -344,17 +353,11 @@ impl QueryService {
                     .await
                     .map_err(engine_error)?)])
             }
-            None => match self
-                .delegate_query(
-                    client,
-                    qualify_catalog_regclass(sql).as_deref().unwrap_or(sql),
-                )
-                .await
-                .map(|r| {
-                    r.into_iter()
-                        .map(|r| names::rename_response(sql, r))
-                        .collect()
-                }) {
+            None => match self.delegate_query(client, sql).await.map(|r| {
+                r.into_iter()
+                    .map(|r| names::rename_response(sql, r))
+                    .collect()
+            }) {
                 // Both parsers refuse it: ours reports where.
                 Err(e) if syntax_error.is_some() && errors::is_syntax_error(&e) => Err(
                     engine_error(EngineError::Syntax(syntax_error.unwrap_or_default())),
@@ -459,7 +462,7 @@ impl QueryParser for TesseraParser {
             return Ok(Some((sql.to_string(), None)));
         }
         // DML is planned here too, so its parameters get types; it is executed below.
-        let rewritten = qualify_catalog_regclass(sql).unwrap_or_else(|| sql.to_string());
+        let rewritten = compat::rewrite(sql).unwrap_or_else(|| sql.to_string());
         match self.inner.parse_sql(client, &rewritten, types).await {
             // Plan with unique aliases but keep the original text, from which the result
             // columns get PostgreSQL's names.
@@ -474,7 +477,15 @@ impl QueryParser for TesseraParser {
                     None => Err(to_pg(e, sql, 0)),
                 }
             }
-            other => other.map_err(|e| to_pg(e, &rewritten, 0)),
+            Err(e) => match compat::fallback(&rewritten) {
+                Some(alt) => self
+                    .inner
+                    .parse_sql(client, &alt, types)
+                    .await
+                    .map_err(|_| to_pg(e, &rewritten, 0)),
+                None => Err(to_pg(e, &rewritten, 0)),
+            },
+            other => other,
         }
     }
 
