@@ -12,6 +12,7 @@
 //! the plan is executed (never at planning time, so `EXPLAIN DELETE ...` deletes nothing).
 
 mod compact;
+mod synced;
 mod types;
 
 use std::fmt;
@@ -77,13 +78,24 @@ fn table_url(dir: &Path) -> Result<url::Url> {
         .map_err(|_| EngineError::storage(&dir.display().to_string(), "not an absolute path"))
 }
 
+/// The table in `dir`, on the local file system through [`synced::SyncedStore`] (every
+/// file written is fsynced before the write returns).
+fn builder(dir: &Path) -> Result<deltalake::DeltaTableBuilder> {
+    let url = table_url(dir)?;
+    let storage =
+        |e: deltalake::DeltaTableError| EngineError::storage(&dir.display().to_string(), e);
+    Ok(deltalake::DeltaTableBuilder::from_url(url.clone())
+        .map_err(storage)?
+        .with_storage_backend(Arc::new(synced::SyncedStore::new()), url))
+}
+
 impl ManagedTable {
     /// Create a new, empty Delta table with `schema` in `dir` (which must not hold one).
     pub async fn create(name: &str, dir: &Path, schema: SchemaRef) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let schema = delta_compatible_schema(&schema).map_err(|e| EngineError::storage(name, e))?;
-        let table = DeltaTable::try_from_url(table_url(dir)?)
-            .await
+        let table = builder(dir)?
+            .build()
             .map_err(|e| EngineError::storage(name, e))?;
         let table = table
             .write(vec![RecordBatch::new_empty(schema)])
@@ -96,7 +108,8 @@ impl ManagedTable {
 
     /// Open the Delta table in `dir`.
     pub async fn open(name: &str, dir: &Path) -> Result<Self> {
-        let table = deltalake::open_table(table_url(dir)?)
+        let table = builder(dir)?
+            .load()
             .await
             .map_err(|e| EngineError::storage(name, e))?;
         Self::from_table(name, table).await
