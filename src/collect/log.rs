@@ -17,9 +17,9 @@
 //! **Compaction.** Each commit adds a data file, and every commit and scan pays for
 //! every file (the Delta log replay). Every [`COMPACT_EVERY`] commits the writer starts a
 //! compaction beside it (see `crate::storage::ManagedTable::compact`) that merges the
-//! small files into files of up to [`COMPACT_TARGET_BYTES`], then deletes the files
-//! merged more than [`MERGED_FILES_KEPT`] ago (queries reading an older version may
-//! still need them).
+//! small files into files of up to [`COMPACT_TARGET_BYTES`]; at most once per
+//! [`MERGED_FILES_KEPT`] it then deletes the files merged more than that long ago
+//! (queries reading an older version may still need them).
 //!
 //! **Erasure.** Events about a person erased by `forget_subject` (an identifier of the
 //! suppression list in `user_id`, `anonymous_id`, `previous_id` or the `email`/`phone`
@@ -185,6 +185,7 @@ async fn write_events(
     };
     let mut commits = 0u64;
     let mut compaction: Option<tokio::task::JoinHandle<()>> = None;
+    let mut vacuumed = std::time::Instant::now();
     while let Some(first) = requests.recv().await {
         let mut count = first.events.len();
         let mut group = vec![first];
@@ -231,7 +232,13 @@ async fn write_events(
                 if commits.is_multiple_of(COMPACT_EVERY)
                     && compaction.as_ref().is_none_or(|c| c.is_finished())
                 {
-                    compaction = Some(tokio::spawn(compact(table.clone())));
+                    // A vacuum holds the write lock while it lists and deletes: at
+                    // most one per MERGED_FILES_KEPT.
+                    let vacuum = vacuumed.elapsed() >= MERGED_FILES_KEPT;
+                    if vacuum {
+                        vacuumed = std::time::Instant::now();
+                    }
+                    compaction = Some(tokio::spawn(compact(table.clone(), vacuum)));
                 }
             }
             Err(e) => error!(events = fresh.len(), "{e}"),
@@ -242,8 +249,8 @@ async fn write_events(
     }
 }
 
-/// Merge the table's small files, then delete those merged long enough ago.
-async fn compact(table: ManagedTable) {
+/// Merge the table's small files, then (if `vacuum`) delete those merged long enough ago.
+async fn compact(table: ManagedTable, vacuum: bool) {
     let started = std::time::Instant::now();
     match table.compact(COMPACT_TARGET_BYTES).await {
         Ok(c) => debug!(
@@ -253,6 +260,9 @@ async fn compact(table: ManagedTable) {
             "events compacted"
         ),
         Err(e) => error!("compacting tessera.events: {e}"),
+    }
+    if !vacuum {
+        return;
     }
     if let Err(e) = table.vacuum(MERGED_FILES_KEPT).await {
         error!("deleting merged files of tessera.events: {e}");

@@ -35,19 +35,28 @@ impl ManagedTable {
             let latest = state.table.lock().await.clone();
             let storage = |e: deltalake::DeltaTableError| EngineError::storage(&state.name, e);
             let target = NonZeroU64::new(target_bytes.max(1)).unwrap_or(NonZeroU64::MIN);
-            let (table, metrics) = latest
+            let optimized = latest
                 .optimize()
                 .with_type(OptimizeType::Compact)
                 .with_target_size(target)
                 .with_writer_properties(writer_properties())
                 .with_session_state(write_session()?)
                 .await
-                .map_err(storage)?;
-            if metrics.num_files_removed > 0 {
-                // Appends may have committed after it: keep whichever version is newer.
-                let mut guard = state.table.lock().await;
-                if table.version() > guard.version() {
-                    state.install(&mut guard, table).await?;
+                .map_err(storage);
+            let mut guard = state.table.lock().await;
+            let (table, metrics) = match optimized {
+                Ok(done) => done,
+                Err(e) => {
+                    // It may have committed before a later step failed.
+                    state.reload(&mut guard).await;
+                    return Err(e);
+                }
+            };
+            // Appends may have committed after it: keep whichever version is newer.
+            if metrics.num_files_removed > 0 && table.version() > guard.version() {
+                if let Err(e) = state.install(&mut guard, table).await {
+                    state.reload(&mut guard).await;
+                    return Err(e);
                 }
             }
             Ok(Compaction {

@@ -288,13 +288,46 @@ impl TableState {
         op: WriteOp,
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
-        let current = guard.clone();
+        let outcome = match self.apply(guard.clone(), op, batches).await {
+            Ok(Some((table, rows))) => self.install(guard, table).await.map(|()| rows),
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            self.reload(guard).await;
+        }
+        outcome
+    }
+
+    /// After a write failed: it may have committed even so (a step after the commit
+    /// failed), so read the latest version from the log. A write that removes files, built
+    /// on a version older than the log's, could pass Delta's conflict check against a
+    /// compaction and bring back the rows the compaction merged.
+    async fn reload(&self, guard: &mut DeltaTable) {
+        let mut latest = guard.clone();
+        let reloaded = match latest.update_state().await {
+            Ok(()) => self.install(guard, latest).await,
+            Err(e) => Err(EngineError::storage(&self.name, e)),
+        };
+        if let Err(e) = reloaded {
+            tracing::error!("cannot re-read the log of {}: {e}", self.name);
+        }
+    }
+
+    /// Run `op` on `current`: the committed table and the rows written, or `None` when
+    /// there is nothing to commit.
+    async fn apply(
+        &self,
+        current: DeltaTable,
+        op: WriteOp,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<(DeltaTable, u64)>> {
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
         let (table, rows) = match op {
             WriteOp::Append | WriteOp::Overwrite => {
                 let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
                 if rows == 0 && matches!(op, WriteOp::Append) {
-                    return Ok(0);
+                    return Ok(None);
                 }
                 let batches = batches
                     .into_iter()
@@ -343,8 +376,7 @@ impl TableState {
                 (table, metrics.num_updated_rows as u64)
             }
         };
-        self.install(guard, table).await?;
-        Ok(rows)
+        Ok(Some((table, rows)))
     }
 
     /// Make `table` (just committed) the latest version, for writers and readers.

@@ -166,7 +166,13 @@ fn aggregated(query: &Query) -> Option<Query> {
                 for o in &mut exprs {
                     let names_column = match &o.expr {
                         Expr::Value(v) => matches!(&v.value, ast::Value::Number(n, _) if n == "1"),
-                        Expr::Identifier(id) => alias.is_some_and(|a| a.value == id.value),
+                        Expr::Identifier(id) => alias.is_some_and(|a| {
+                            // Unquoted names are case-insensitive.
+                            match (a.quote_style, id.quote_style) {
+                                (None, None) => a.value.eq_ignore_ascii_case(&id.value),
+                                _ => a.value == id.value,
+                            }
+                        }),
                         _ => false,
                     };
                     if names_column {
