@@ -3,8 +3,10 @@
 //! object_store's `LocalFileSystem` writes a file through a temporary file and a rename,
 //! but never fsyncs, so after a power loss or an OS crash an acknowledged commit could be
 //! missing, or a Delta log entry could name a data file that never reached the disk.
-//! [`SyncedStore`] wraps it and fsyncs every file it writes, and the directories that
-//! name it, before the write returns. Delta writes the data files before the log entry
+//! [`SyncedStore`] wraps it: a `put` (how Delta writes its log) writes a staging file,
+//! fsyncs it, then links or renames it into place and fsyncs the directories, so the file
+//! is whole on disk before its name appears; other writes (multipart data files, copies,
+//! renames) are fsynced before they return. Delta writes the data files before the log entry
 //! that adds them, so each is on disk before anything refers to it, and a commit is on
 //! disk before the write that made it is acknowledged.
 
@@ -20,7 +22,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result, UploadPart,
 };
 
 /// The local file system, with every write fsynced before it returns.
@@ -48,14 +51,64 @@ async fn sync_path(path: PathBuf) -> Result<()> {
     let synced = path.clone();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::File::open(&synced)?.sync_all()?;
-        for dir in synced.ancestors().skip(1).take(2) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        sync_dirs(&synced)
     })
     .await
     .map_err(|e| io_error(&path, std::io::Error::other(e)))?
     .map_err(|e| io_error(&path, e))
+}
+
+/// Write `payload` to `path` so that it is complete on disk before it appears there:
+/// into a staging file beside it (named with `#`, which listings skip, as object_store's
+/// own staging files are), fsynced, then linked (`create`: fails if `path` exists, which
+/// makes a Delta commit atomic) or renamed into place, and the directories fsynced.
+fn write_durably(path: &std::path::Path, payload: &PutPayload, create: bool) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io_error(path, std::io::Error::other("no parent directory")))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!("#tessera-{:016x}", rand::random::<u64>()));
+    let staging = PathBuf::from(staging);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)?;
+        for chunk in payload.iter() {
+            file.write_all(chunk)?;
+        }
+        file.sync_all()
+    })();
+    let placed = written.and_then(|()| {
+        if create {
+            std::fs::hard_link(&staging, path)
+        } else {
+            std::fs::rename(&staging, path)
+        }
+    });
+    if create || placed.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    match placed {
+        Ok(()) => sync_dirs(path).map_err(|e| io_error(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(object_store::Error::AlreadyExists {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            })
+        }
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// fsync the directory of `path` and the one above (which names it if it is new).
+fn sync_dirs(path: &std::path::Path) -> std::io::Result<()> {
+    for dir in path.ancestors().skip(1).take(2) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn io_error(path: &std::path::Path, e: std::io::Error) -> object_store::Error {
@@ -79,9 +132,22 @@ impl ObjectStore for SyncedStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        let result = self.inner.put_opts(location, payload, opts).await?;
-        self.sync(location).await?;
-        Ok(result)
+        let create = match opts.mode {
+            PutMode::Create => true,
+            PutMode::Overwrite => false,
+            // Not supported by the local file system: let it say so.
+            PutMode::Update(_) => return self.inner.put_opts(location, payload, opts).await,
+        };
+        let path = self.inner.path_to_filesystem(location)?;
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || write_durably(&target, &payload, create))
+            .await
+            .map_err(|e| io_error(&path, std::io::Error::other(e)))??;
+        let meta = self.inner.head(location).await?;
+        Ok(PutResult {
+            e_tag: meta.e_tag,
+            version: meta.version,
+        })
     }
 
     async fn put_multipart_opts(
@@ -164,7 +230,7 @@ impl MultipartUpload for SyncedUpload {
 
 #[cfg(test)]
 mod tests {
-    use object_store::{ObjectStoreExt, PutMode, WriteMultipart};
+    use object_store::{PutMode, WriteMultipart};
 
     use super::*;
     use crate::storage::ManagedTable;
@@ -213,6 +279,22 @@ mod tests {
                 .expect("bytes"),
             Bytes::from_static(b"first")
         );
+        // An overwrite replaces the contents; no staging file is left behind.
+        let last = location(dir.path(), "_delta_log/_last_checkpoint");
+        for body in [&b"v1"[..], &b"v2"[..]] {
+            store
+                .put(&last, PutPayload::from(body.to_vec()))
+                .await
+                .expect("put");
+        }
+        let read = store.get(&last).await.expect("get").bytes().await;
+        assert_eq!(read.expect("bytes"), Bytes::from_static(b"v2"));
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("_delta_log"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["00000000000000000000.json", "_last_checkpoint"]);
     }
 
     #[tokio::test]
