@@ -375,7 +375,7 @@ async fn current_user_is_the_role_that_logged_in() {
         rows(&bob, "SELECT current_user, session_user, user").await,
         vec![vec!["bob", "bob", "bob"]]
     );
-    // pg_roles lists the roles (psql's \du does not work yet: it needs ARRAY(subquery)).
+    // pg_roles lists the roles (psql's \du is tested in psql.rs).
     assert_eq!(
         rows(
             &bob,

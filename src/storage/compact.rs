@@ -78,6 +78,7 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     use super::*;
+    use crate::storage::tests::data_files;
 
     fn batch(from: i64, n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
@@ -107,16 +108,6 @@ mod tests {
         (column(0), column(1))
     }
 
-    fn files(dir: &std::path::Path) -> usize {
-        std::fs::read_dir(dir)
-            .expect("dir")
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
-            })
-            .count()
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_merges_files_while_appends_go_on() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -126,7 +117,7 @@ mod tests {
         for i in 0..20 {
             table.append(vec![batch(i * 10, 10)]).await.expect("append");
         }
-        assert_eq!(files(dir.path()), 20);
+        assert_eq!(data_files(dir.path()), 20);
         // Appends committed while the compaction runs are kept, whichever commits first.
         let appends = {
             let table = table.clone();

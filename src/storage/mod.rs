@@ -604,7 +604,8 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::prelude::SessionContext;
 
-    fn data_files(dir: &Path) -> usize {
+    /// How many data files `dir` holds.
+    pub(super) fn data_files(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .expect("table dir")
             .filter(|e| {
