@@ -12,6 +12,7 @@
 //! the plan is executed (never at planning time, so `EXPLAIN DELETE ...` deletes nothing).
 
 mod compact;
+mod files;
 mod synced;
 mod types;
 
@@ -224,15 +225,20 @@ impl ManagedTable {
 }
 
 /// How data files are laid out: row groups of 64Ki rows with data pages of at most
-/// 8Ki rows, each with min/max statistics. In a table sorted by a key (a materialised
+/// 1Ki rows, each with min/max statistics. In a table sorted by a key (a materialised
 /// view with `ORDER BY`), a lookup of one key is pruned down to one page per column by
 /// those statistics (and, in a join, by the dynamic filter of the other side) instead of
-/// reading the whole file.
+/// reading the whole file. A page is decompressed whole, and a dictionary-encoded column
+/// chunk's dictionary page is read before any of its pages, so small data pages and
+/// dictionaries of at most 16 KiB (a column with more distinct values falls back to
+/// plain encoding) keep a lookup cheap: with 8Ki-row pages and 1 MiB dictionaries a
+/// lookup over 1M rows read 3 MB or more.
 fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(64 * 1024))
-        .set_data_page_row_count_limit(8 * 1024)
+        .set_data_page_row_count_limit(1024)
+        .set_dictionary_page_size_limit(16 * 1024)
         .build()
 }
 
@@ -254,11 +260,13 @@ fn write_session() -> Result<Arc<dyn Session>> {
     Ok(SESSION.get_or_init(|| session).clone())
 }
 
+/// The scan provider of `table`'s snapshot (see [`files`]).
 async fn reader_for(name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
-    table
+    let delta = table
         .table_provider()
         .await
-        .map_err(|e| EngineError::storage(name, e))
+        .map_err(|e| EngineError::storage(name, e))?;
+    Ok(Arc::new(files::FileScan::new(table.clone(), delta)))
 }
 
 impl TableState {

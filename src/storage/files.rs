@@ -1,0 +1,354 @@
+//! Reads of a managed table straight from the data files of its latest snapshot.
+//!
+//! delta-rs' `DeltaScan` replays the table's log through the Delta kernel on every scan
+//! (parsing each file's statistics from JSON on a blocking thread) and wraps the Parquet
+//! scan in a transform for column mapping, deletion vectors and partition values. Tables
+//! tessera writes use none of these (reader protocol 1, no partition columns), so a scan
+//! of them is a plain Parquet scan of a file list that only changes with a commit:
+//! [`FileScan`] keeps that list (built on the first scan after a commit) and plans
+//! DataFusion's Parquet scan over it, with the query's filters pushed into the reader
+//! (row-group and page pruning by the files' own statistics, late materialisation of the
+//! other columns) and footers served from the runtime's metadata cache. A point lookup
+//! on a materialised view sorted by its key thus costs one small page per column.
+//!
+//! A table written by another engine with any of those features is read through
+//! `DeltaScan`, which handles them.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Statistics};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use deltalake::DeltaTable;
+use object_store::path::Path as StorePath;
+
+/// Reader features that do not change how a data file is read (delta-rs marks every
+/// table with a `TIMESTAMP` column `timestampNtz`).
+const PLAIN_READER_FEATURES: &[&str] = &["timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"];
+
+/// The data files of one snapshot, as DataFusion reads them.
+#[derive(Debug)]
+struct Listing {
+    files: Vec<PartitionedFile>,
+    /// Rows in all files, when every file's log entry counts them.
+    rows: Option<usize>,
+}
+
+/// A scan provider over one committed snapshot of a managed table.
+#[derive(Debug)]
+pub(super) struct FileScan {
+    table: DeltaTable,
+    /// delta-rs' provider over the same snapshot: the schema, and every scan of a table
+    /// this one cannot read itself.
+    delta: Arc<dyn TableProvider>,
+    listing: OnceLock<Option<Arc<Listing>>>,
+}
+
+impl FileScan {
+    pub(super) fn new(table: DeltaTable, delta: Arc<dyn TableProvider>) -> Self {
+        FileScan {
+            table,
+            delta,
+            listing: OnceLock::new(),
+        }
+    }
+
+    /// The snapshot's files, or `None` when the table needs `DeltaScan`.
+    fn listing(&self) -> Option<Arc<Listing>> {
+        self.listing
+            .get_or_init(|| list(&self.table).map(Arc::new))
+            .clone()
+    }
+}
+
+/// The files of `table`'s snapshot, if all of them can be read as plain Parquet files
+/// with the table's schema.
+fn list(table: &DeltaTable) -> Option<Listing> {
+    let state = table.snapshot().ok()?;
+    // Reader protocol 2 brings column mapping; 3 names its reader features, of which
+    // only those below leave the files plain (deletion vectors, column mapping and type
+    // widening do not). Partition values live in the log, not in the files.
+    let protocol = state.protocol();
+    let plain = match protocol.min_reader_version() {
+        1 => true,
+        3 => protocol
+            .reader_features()
+            .unwrap_or_default()
+            .iter()
+            .all(|f| PLAIN_READER_FEATURES.contains(&f.to_string().as_str())),
+        _ => false,
+    };
+    if !plain || !state.metadata().partition_columns().is_empty() {
+        return None;
+    }
+    let root = table.table_url().to_file_path().ok()?;
+    let mut files = Vec::new();
+    let mut rows = Some(0usize);
+    for file in state.log_data().iter() {
+        let relative = file.path();
+        if relative.contains("://") || file.deletion_vector_descriptor().is_some() {
+            return None;
+        }
+        let location = StorePath::from_absolute_path(root.join(relative.as_ref())).ok()?;
+        let size = u64::try_from(file.size()).ok()?;
+        rows = rows.zip(file.num_records()).map(|(a, b)| a + b);
+        files.push(PartitionedFile::new(location.to_string(), size));
+    }
+    Some(Listing { files, rows })
+}
+
+/// `files` in at most `n` groups of neighbouring files (one per partition).
+fn groups(files: &[PartitionedFile], n: usize) -> Vec<FileGroup> {
+    let per_group = files.len().div_ceil(n.max(1)).max(1);
+    files
+        .chunks(per_group)
+        .map(|chunk| FileGroup::new(chunk.to_vec()))
+        .collect()
+}
+
+#[async_trait]
+impl TableProvider for FileScan {
+    fn schema(&self) -> SchemaRef {
+        self.delta.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let Some(listing) = self.listing() else {
+            return self.delta.scan(state, projection, filters, limit).await;
+        };
+        let schema = self.schema();
+        if listing.files.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let store_url = ObjectStoreUrl::local_filesystem();
+        let store = state.runtime_env().object_store(&store_url)?;
+        let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let options = TableParquetOptions {
+            global: state.config().options().execution.parquet.clone(),
+            ..Default::default()
+        };
+        let mut source = ParquetSource::new(TableSchema::from(schema.clone()))
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                store, cache,
+            )));
+        // The filters only prune (they stay above the scan): one that cannot be
+        // compiled against the table's columns is simply not used for pruning.
+        let predicate = super::conjunction(filters.to_vec())?.and_then(|expr| {
+            let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
+            state.create_physical_expr(expr, &df_schema).ok()
+        });
+        if let Some(predicate) = predicate {
+            source = source.with_predicate(predicate).with_pushdown_filters(true);
+        }
+        let mut statistics = Statistics::new_unknown(&schema);
+        if let Some(rows) = listing.rows {
+            statistics.num_rows = Precision::Exact(rows);
+        }
+        let partitions = state.config().target_partitions();
+        let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
+            .with_file_groups(groups(&listing.files, partitions))
+            .with_statistics(statistics)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact (pruning only, the filter stays) wherever delta-rs would push it too.
+        self.delta.supports_filters_pushdown(filters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ManagedTable;
+    use datafusion::arrow::array::{
+        Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::prelude::SessionContext;
+
+    fn batch(schema: &SchemaRef, from: i64, to: i64) -> RecordBatch {
+        let keys: Vec<String> = (from..to).map(|i| format!("key-{i:08}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(keys)),
+                Arc::new(Int64Array::from((from..to).collect::<Vec<_>>())),
+                Arc::new(TimestampMicrosecondArray::from(
+                    (from..to).map(|i| i * 1_000_000).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// The bytes the plan's Parquet scan read, and its text.
+    fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (usize, String) {
+        fn walk(plan: &Arc<dyn ExecutionPlan>) -> usize {
+            let own = match plan.name() {
+                "DataSourceExec" => plan
+                    .metrics()
+                    .and_then(|m| m.sum_by_name("bytes_scanned"))
+                    .map_or(0, |v| v.as_usize()),
+                _ => 0,
+            };
+            own + plan.children().into_iter().map(walk).sum::<usize>()
+        }
+        (
+            walk(plan),
+            displayable(plan.as_ref()).indent(true).to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_lookup_in_a_sorted_table_reads_its_files_directly_and_little_of_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A TIMESTAMP column makes delta-rs mark the table with the `timestampNtz`
+        // reader feature (reader protocol 3), as most tessera tables are.
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]));
+        let table = ManagedTable::create("t", dir.path(), schema.clone())
+            .await
+            .expect("create");
+        let batches: Vec<_> = (0..25)
+            .map(|b| batch(&schema, b * 8192, (b + 1) * 8192))
+            .collect();
+        table.overwrite(batches).await.expect("overwrite");
+        table
+            .append(vec![batch(&schema, 300_000, 300_010)])
+            .await
+            .expect("append");
+        let file_bytes: u64 = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            .map(|e| e.metadata().expect("metadata").len())
+            .sum();
+
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(table.clone()))
+            .expect("register");
+        for (key, n) in [("key-00123456", 123_456), ("key-00300004", 300_004)] {
+            let df = ctx
+                .sql(&format!("SELECT n, at FROM t WHERE k = '{key}'"))
+                .await
+                .expect("plan");
+            let plan = df.create_physical_plan().await.expect("physical plan");
+            let rows = collect(plan.clone(), ctx.task_ctx()).await.expect("run");
+            let values: Vec<(i64, i64)> = rows
+                .iter()
+                .flat_map(|b| {
+                    let n = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .expect("n");
+                    let at = b
+                        .column(1)
+                        .as_any()
+                        .downcast_ref::<TimestampMicrosecondArray>();
+                    let at = at.expect("at");
+                    (0..b.num_rows()).map(move |i| (n.value(i), at.value(i)))
+                })
+                .collect();
+            assert_eq!(values, [(n, n * 1_000_000)]);
+            let (bytes, text) = scanned(&plan);
+            assert!(!text.contains("DeltaScan"), "{text}");
+            assert!(
+                bytes > 0 && (bytes as u64) * 20 < file_bytes,
+                "read {bytes} of {file_bytes} bytes for one row:\n{text}"
+            );
+        }
+        let all = ctx
+            .sql("SELECT count(*), sum(n) FROM t")
+            .await
+            .expect("plan");
+        let total = all.collect().await.expect("count");
+        let count = total[0].column(0).as_any().downcast_ref::<Int64Array>();
+        assert_eq!(count.expect("count").value(0), 204_810);
+        assert!(total[0].column(1).is_valid(0));
+    }
+
+    #[tokio::test]
+    async fn a_partitioned_table_is_read_through_delta() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = url::Url::from_directory_path(dir.path()).expect("url");
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("p", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .expect("batch");
+        let table = deltalake::DeltaTableBuilder::from_url(url)
+            .expect("builder")
+            .build()
+            .expect("table")
+            .write(vec![rows])
+            .with_partition_columns(["p"])
+            .await
+            .expect("write");
+        assert!(
+            list(&table).is_none(),
+            "partition values are not in the files"
+        );
+        let delta = table.table_provider().await.expect("provider");
+        let scan = FileScan::new(table, delta);
+        let ctx = SessionContext::new();
+        let out = ctx
+            .read_table(Arc::new(scan))
+            .expect("read")
+            .sort(vec![datafusion::prelude::col("n").sort(true, false)])
+            .expect("sort")
+            .collect()
+            .await
+            .expect("scan");
+        let p = out[0].column_by_name("p").expect("p");
+        let p = datafusion::arrow::compute::cast(p, &DataType::Utf8).expect("cast");
+        let p = p.as_any().downcast_ref::<StringArray>().expect("utf8");
+        assert_eq!((p.value(0), p.value(1)), ("a", "b"));
+    }
+}
