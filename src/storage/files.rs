@@ -16,7 +16,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use std::ops::Range;
+
 use async_trait::async_trait;
+use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
@@ -24,6 +27,7 @@ use datafusion::common::{DFSchema, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -31,9 +35,15 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
+use futures::future::BoxFuture;
 use object_store::path::Path as StorePath;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::Result as ParquetResult;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 
 /// Reader features that do not change how a data file is read (delta-rs marks every
 /// table with a `TIMESTAMP` column `timestampNtz`).
@@ -110,6 +120,56 @@ fn list(table: &DeltaTable) -> Option<Listing> {
     Some(Listing { files, rows })
 }
 
+/// The metadata cache's reader factory, asking for the page index with every footer.
+///
+/// DataFusion's Parquet opener reads the footer without the page index (so the cache
+/// keeps it without), then loads the page index itself whenever a predicate could use
+/// it, bypassing the cache: every lookup decoded the whole page index again, which cost
+/// more than the lookup. Asked for up front, it is cached with the footer.
+#[derive(Debug)]
+struct PageIndexed(CachedParquetFileReaderFactory);
+
+impl ParquetFileReaderFactory for PageIndexed {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> DfResult<Box<dyn AsyncFileReader + Send>> {
+        let inner = self
+            .0
+            .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(WithPageIndex(inner)))
+    }
+}
+
+struct WithPageIndex(Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for WithPageIndex {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, ParquetResult<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, ParquetResult<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, ParquetResult<Arc<ParquetMetaData>>> {
+        let options = options
+            .cloned()
+            .unwrap_or_default()
+            .with_page_index_policy(PageIndexPolicy::Optional);
+        Box::pin(async move { self.0.get_metadata(Some(&options)).await })
+    }
+}
+
 /// `files` in at most `n` groups of neighbouring files (one per partition).
 fn groups(files: &[PartitionedFile], n: usize) -> Vec<FileGroup> {
     let per_group = files.len().div_ceil(n.max(1)).max(1);
@@ -156,8 +216,8 @@ impl TableProvider for FileScan {
         };
         let mut source = ParquetSource::new(TableSchema::from(schema.clone()))
             .with_table_parquet_options(options)
-            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-                store, cache,
+            .with_parquet_file_reader_factory(Arc::new(PageIndexed(
+                CachedParquetFileReaderFactory::new(store, cache),
             )));
         // The filters only prune (they stay above the scan): one that cannot be
         // compiled against the table's columns is simply not used for pruning.
