@@ -357,6 +357,17 @@ mod tests {
                 "read {bytes} of {file_bytes} bytes for one row:\n{text}"
             );
         }
+        // The footers were cached with their page index (else every lookup decodes it).
+        let cached = ctx
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache()
+            .list_entries();
+        assert!(!cached.is_empty());
+        for entry in cached.values() {
+            let info = entry.value.file_metadata.extra_info();
+            assert_eq!(info.get("page_index").map(String::as_str), Some("true"));
+        }
         let all = ctx
             .sql("SELECT count(*), sum(n) FROM t")
             .await
