@@ -14,9 +14,8 @@
 //! A table written by another engine with any of those features is read through
 //! `DeltaScan`, which handles them.
 
-use std::sync::{Arc, OnceLock};
-
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,6 +39,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
 use futures::future::BoxFuture;
 use object_store::path::Path as StorePath;
+use object_store::ObjectMeta;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::Result as ParquetResult;
@@ -115,7 +115,15 @@ fn list(table: &DeltaTable) -> Option<Listing> {
         let location = StorePath::from_absolute_path(root.join(relative.as_ref())).ok()?;
         let size = u64::try_from(file.size()).ok()?;
         rows = rows.zip(file.num_records()).map(|(a, b)| a + b);
-        files.push(PartitionedFile::new(location.to_string(), size));
+        // From the store path itself: `PartitionedFile::new` would parse its text again
+        // and encode the escapes of a directory name with spaces a second time.
+        files.push(PartitionedFile::from(ObjectMeta {
+            location,
+            size,
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+            e_tag: None,
+            version: None,
+        }));
     }
     Some(Listing { files, rows })
 }
@@ -297,7 +305,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_lookup_in_a_sorted_table_reads_its_files_directly_and_little_of_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let root = tempfile::tempdir().expect("tempdir");
+        // A directory name that object-store paths escape.
+        let dir = root.path().join("data dir %1");
         // A TIMESTAMP column makes delta-rs mark the table with the `timestampNtz`
         // reader feature (reader protocol 3), as most tessera tables are.
         let schema: SchemaRef = Arc::new(Schema::new(vec![
@@ -305,7 +315,7 @@ mod tests {
             Field::new("n", DataType::Int64, true),
             Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
         ]));
-        let table = ManagedTable::create("t", dir.path(), schema.clone())
+        let table = ManagedTable::create("t", &dir, schema.clone())
             .await
             .expect("create");
         let batches: Vec<_> = (0..25)
@@ -316,7 +326,7 @@ mod tests {
             .append(vec![batch(&schema, 300_000, 300_010)])
             .await
             .expect("append");
-        let file_bytes: u64 = std::fs::read_dir(dir.path())
+        let file_bytes: u64 = std::fs::read_dir(&dir)
             .expect("dir")
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
