@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, Statistics};
@@ -33,7 +33,6 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
@@ -104,6 +103,21 @@ fn list(table: &DeltaTable) -> Option<Listing> {
     if !plain || !state.metadata().partition_columns().is_empty() {
         return None;
     }
+    // Other engines write nested fields as optional even where the Delta schema says
+    // NOT NULL; `DeltaScan` relaxes them before reading, DataFusion's cast refuses them.
+    let schema = state.snapshot().arrow_schema();
+    if schema
+        .fields()
+        .iter()
+        .any(|f| has_required_child(f.data_type()))
+    {
+        return None;
+    }
+    // An empty list may also mean a snapshot loaded without its files: `DeltaScan`
+    // reads the log in that case (and an empty table costs it nothing).
+    if state.log_data().num_files() == 0 {
+        return None;
+    }
     let root = table.table_url().to_file_path().ok()?;
     let mut files = Vec::new();
     let mut rows = Some(0usize);
@@ -126,6 +140,25 @@ fn list(table: &DeltaTable) -> Option<Listing> {
         }));
     }
     Some(Listing { files, rows })
+}
+
+/// Whether `data_type` holds a non-nullable field at any depth.
+fn has_required_child(data_type: &DataType) -> bool {
+    let required = |f: &FieldRef| !f.is_nullable() || has_required_child(f.data_type());
+    match data_type {
+        DataType::Struct(fields) => fields.iter().any(required),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _) => required(f),
+        // A map's entries and keys are never null by definition; its values may be.
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) => kv.get(1).is_some_and(required),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// The metadata cache's reader factory, asking for the page index with every footer.
@@ -208,13 +241,6 @@ impl TableProvider for FileScan {
             return self.delta.scan(state, projection, filters, limit).await;
         };
         let schema = self.schema();
-        if listing.files.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
-        }
         let store_url = ObjectStoreUrl::local_filesystem();
         let store = state.runtime_env().object_store(&store_url)?;
         let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
@@ -264,9 +290,10 @@ mod tests {
     use super::*;
     use crate::storage::ManagedTable;
     use datafusion::arrow::array::{
-        Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+        Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray,
+        TimestampMicrosecondArray,
     };
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::datatypes::{Field, Fields, Schema, TimeUnit};
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::SessionContext;
 
@@ -386,6 +413,59 @@ mod tests {
         let count = total[0].column(0).as_any().downcast_ref::<Int64Array>();
         assert_eq!(count.expect("count").value(0), 204_810);
         assert!(total[0].column(1).is_valid(0));
+    }
+
+    #[tokio::test]
+    async fn tables_other_engines_may_write_differently_are_read_through_delta() {
+        // A NOT NULL field inside a struct: other engines write it as optional.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = url::Url::from_directory_path(dir.path()).expect("url");
+        let inner = Fields::from(vec![Field::new("city", DataType::Utf8, false)]);
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new(
+            "address",
+            DataType::Struct(inner.clone()),
+            true,
+        )]));
+        let city: ArrayRef = Arc::new(StringArray::from(vec!["Berlin"]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StructArray::new(inner, vec![city], None))],
+        )
+        .expect("batch");
+        let table = deltalake::DeltaTableBuilder::from_url(url)
+            .expect("builder")
+            .build()
+            .expect("table")
+            .write(vec![rows])
+            .await
+            .expect("write");
+        assert!(list(&table).is_none(), "nested NOT NULL");
+        assert!(!has_required_child(&DataType::Map(
+            Arc::new(Field::new(
+                "entries",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("key", DataType::Utf8, false),
+                    Field::new("value", DataType::Utf8, true),
+                ])),
+                false,
+            )),
+            false,
+        )));
+
+        // An empty table (no files listed) is left to Delta as well.
+        let empty = tempfile::tempdir().expect("tempdir");
+        let plain: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let table = ManagedTable::create("e", empty.path(), plain)
+            .await
+            .expect("create");
+        let ctx = SessionContext::new();
+        let out = ctx
+            .read_table(Arc::new(table))
+            .expect("read")
+            .collect()
+            .await
+            .expect("scan");
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
     }
 
     #[tokio::test]
