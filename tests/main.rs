@@ -18,4 +18,5 @@ mod model;
 mod persistence;
 mod privacy;
 mod psql;
+mod reflection;
 mod sql;

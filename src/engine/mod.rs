@@ -248,33 +248,62 @@ impl Engine {
             }
             pending = failed.into_iter().map(|(e, _)| e).collect();
         }
-        self.publish_dependencies(&catalog);
+        self.publish_catalog(&catalog).await;
         self.publish_materialized_views(&catalog);
         drop(catalog);
         self.reclassify().await;
         self.reload_consent().await;
     }
 
-    /// Refresh `tessera.view_dependencies` from the catalog.
-    fn publish_dependencies(&self, catalog: &Catalog) {
-        let pairs: Vec<(String, String)> = catalog
-            .entries()
-            .iter()
-            .filter(|e| e.kind.is_view())
-            .flat_map(|e| {
-                let refs = match sql::parse_one(&e.sql) {
-                    Ok(DFStatement::Statement(s)) => sql::referenced_relations(&s),
-                    _ => vec![],
-                };
-                let mut refs: Vec<String> = refs.into_iter().filter(|r| *r != e.name).collect();
-                refs.sort();
-                refs.dedup();
-                refs.into_iter().map(move |r| (e.name.clone(), r))
-            })
-            .collect();
-        if let Err(e) = self.system.set_view_dependencies(&pairs) {
-            warn!("cannot publish view dependencies: {e}");
+    /// Refresh the system tables that describe the catalog: `tessera.view_dependencies`,
+    /// `tessera.view_definitions` and `tessera.primary_keys`.
+    async fn publish_catalog(&self, catalog: &Catalog) {
+        let mut dependencies = Vec::new();
+        let mut definitions = Vec::new();
+        let mut keys = Vec::new();
+        for e in catalog.entries() {
+            if !e.primary_key.is_empty() {
+                if let Some(columns) = self.key_columns(&e.name, &e.primary_key).await {
+                    keys.push((e.name.clone(), columns));
+                }
+            }
+            if !e.kind.is_view() {
+                continue;
+            }
+            let Ok(DFStatement::Statement(stmt)) = sql::parse_one(&e.sql) else {
+                continue;
+            };
+            if let Statement::CreateView(v) = stmt.as_ref() {
+                if e.kind == RelationKind::View {
+                    definitions.push((e.name.clone(), v.query.to_string()));
+                }
+            }
+            let mut refs: Vec<String> = sql::referenced_relations(&stmt)
+                .into_iter()
+                .filter(|r| *r != e.name)
+                .collect();
+            refs.sort();
+            refs.dedup();
+            dependencies.extend(refs.into_iter().map(|r| (e.name.clone(), r)));
         }
+        let published = self
+            .system
+            .set_view_dependencies(&dependencies)
+            .and_then(|()| self.system.set_view_definitions(&definitions))
+            .and_then(|()| self.system.set_primary_keys(&keys));
+        if let Err(e) = published {
+            warn!("cannot publish the catalog's system tables: {e}");
+        }
+    }
+
+    /// The columns of `table`'s primary key with their column numbers (1-based, as
+    /// `pg_attribute.attnum`), or `None` if the table or a column is not registered.
+    async fn key_columns(&self, table: &str, key: &[String]) -> Option<Vec<(String, usize)>> {
+        let provider = self.ctx.table_provider(table).await.ok()?;
+        let schema = provider.schema();
+        key.iter()
+            .map(|c| schema.index_of(c).ok().map(|i| (c.clone(), i + 1)))
+            .collect()
     }
 
     /// Make a catalog entry visible in the session context.
@@ -356,6 +385,7 @@ impl Engine {
         let ddl = matches!(
             command,
             Command::CreateView(_)
+                | Command::CreateTable(_)
                 | Command::CreateMaterializedView(_)
                 | Command::Drop { .. }
                 | Command::Rename { .. }
@@ -385,7 +415,7 @@ impl Engine {
         }
         if ddl {
             let catalog = self.catalog.lock().await;
-            self.publish_dependencies(&catalog);
+            self.publish_catalog(&catalog).await;
             self.publish_materialized_views(&catalog);
             drop(catalog);
             self.reclassify().await;

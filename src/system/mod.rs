@@ -3,7 +3,9 @@
 //! A [`SnapshotTable`] serves whatever batch it was last given; the engine replaces it
 //! after every catalog change. `tessera.view_dependencies` (view, depends_on) lists which
 //! relations each view reads; `pg_catalog.pg_depend` and `pg_rewrite` are derived from it
-//! (see `pg.rs`) so clients such as dbt see the same dependencies PostgreSQL reports.
+//! (see `pg/mod.rs`) so clients such as dbt see the same dependencies PostgreSQL reports.
+//! `tessera.view_definitions` fills `pg_views.definition` and `tessera.primary_keys` the
+//! primary key rows of `pg_constraint`, `pg_index` and `pg_class`.
 
 pub mod delta;
 pub mod file;
@@ -11,7 +13,7 @@ pub mod file;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::array::{ListBuilder, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -86,32 +88,88 @@ impl TableProvider for SnapshotTable {
 /// The system tables, registered once per session context.
 pub struct SystemTables {
     pub view_dependencies: Arc<SnapshotTable>,
+    /// (view, definition): the query of each view, for `pg_views` and `pg_get_viewdef`.
+    pub view_definitions: Arc<SnapshotTable>,
+    /// (table_name, column_names, attnums): each declared primary key, its columns in key
+    /// order and their column numbers as `int2vector` text (`2 1`), for `pg_constraint`
+    /// and `pg_index`.
+    pub primary_keys: Arc<SnapshotTable>,
 }
 
 impl SystemTables {
     pub fn register(ctx: &SessionContext) -> Result<Self> {
-        let view_dependencies = Arc::new(SnapshotTable::new(Arc::new(Schema::new(vec![
-            Field::new("view", DataType::Utf8, false),
-            Field::new("depends_on", DataType::Utf8, false),
-        ]))));
+        let text = |name: &str| Field::new(name, DataType::Utf8, false);
+        let table =
+            |fields: Vec<Field>| Arc::new(SnapshotTable::new(Arc::new(Schema::new(fields))));
+        let tables = SystemTables {
+            view_dependencies: table(vec![text("view"), text("depends_on")]),
+            view_definitions: table(vec![text("view"), text("definition")]),
+            primary_keys: table(vec![
+                text("table_name"),
+                Field::new(
+                    "column_names",
+                    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))),
+                    false,
+                ),
+                text("attnums"),
+            ]),
+        };
         let schema = Arc::new(MemorySchemaProvider::new());
-        schema.register_table("view_dependencies".into(), view_dependencies.clone())?;
+        schema.register_table("view_dependencies".into(), tables.view_dependencies.clone())?;
+        schema.register_table("view_definitions".into(), tables.view_definitions.clone())?;
+        schema.register_table("primary_keys".into(), tables.primary_keys.clone())?;
         if let Some(catalog) = ctx.catalog(crate::engine::DATABASE) {
             catalog.register_schema(SYSTEM_SCHEMA, schema)?;
         }
-        Ok(SystemTables { view_dependencies })
+        Ok(tables)
     }
 
     pub fn set_view_dependencies(&self, pairs: &[(String, String)]) -> Result<()> {
-        let views: StringArray = pairs.iter().map(|(v, _)| Some(v.as_str())).collect();
-        let refs: StringArray = pairs.iter().map(|(_, r)| Some(r.as_str())).collect();
+        set_pairs(&self.view_dependencies, pairs)
+    }
+
+    pub fn set_view_definitions(&self, pairs: &[(String, String)]) -> Result<()> {
+        set_pairs(&self.view_definitions, pairs)
+    }
+
+    /// `keys`: each table with its primary key columns, in key order, and their column
+    /// numbers (1-based).
+    pub fn set_primary_keys(&self, keys: &[(String, Vec<(String, usize)>)]) -> Result<()> {
+        let tables: StringArray = keys.iter().map(|(t, _)| Some(t.as_str())).collect();
+        let mut names = ListBuilder::new(StringBuilder::new())
+            .with_field(Arc::new(Field::new_list_field(DataType::Utf8, false)));
+        for (_, cols) in keys {
+            for (c, _) in cols {
+                names.values().append_value(c);
+            }
+            names.append(true);
+        }
+        let attnums: StringArray = keys
+            .iter()
+            .map(|(_, cols)| {
+                let nums: Vec<String> = cols.iter().map(|(_, n)| n.to_string()).collect();
+                Some(nums.join(" "))
+            })
+            .collect();
         let batch = RecordBatch::try_new(
-            self.view_dependencies.schema(),
-            vec![Arc::new(views), Arc::new(refs)],
+            self.primary_keys.schema(),
+            vec![
+                Arc::new(tables),
+                Arc::new(names.finish()),
+                Arc::new(attnums),
+            ],
         )?;
-        self.view_dependencies.set(batch);
+        self.primary_keys.set(batch);
         Ok(())
     }
+}
+
+fn set_pairs(table: &SnapshotTable, pairs: &[(String, String)]) -> Result<()> {
+    let first: StringArray = pairs.iter().map(|(v, _)| Some(v.as_str())).collect();
+    let second: StringArray = pairs.iter().map(|(_, r)| Some(r.as_str())).collect();
+    let batch = RecordBatch::try_new(table.schema(), vec![Arc::new(first), Arc::new(second)])?;
+    table.set(batch);
+    Ok(())
 }
 
 /// Register `table` as `tessera.<name>`.

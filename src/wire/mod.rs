@@ -485,6 +485,20 @@ impl QueryParser for TesseraParser {
                     .map_err(|_| to_pg(e, &rewritten, 0)),
                 None => Err(to_pg(e, &rewritten, 0)),
             },
+            // Some plans fail only when optimised (a subquery DataFusion cannot
+            // decorrelate), which the simple protocol's retry sees but Parse does not:
+            // check those the fallback would change, and take the fallback if it plans.
+            Ok(Some((text, Some((stmt, plan))))) => match compat::fallback(&rewritten) {
+                Some(alt) if !self.executable(&plan) => {
+                    match self.inner.parse_sql(client, &alt, types).await {
+                        Ok(Some((_, Some(planned)))) if self.executable(&planned.1) => {
+                            Ok(Some((text, Some(planned))))
+                        }
+                        _ => Ok(Some((text, Some((stmt, plan))))),
+                    }
+                }
+                _ => Ok(Some((text, Some((stmt, plan))))),
+            },
             other => other,
         }
     }
@@ -520,6 +534,30 @@ impl QueryParser for TesseraParser {
 }
 
 impl TesseraParser {
+    /// Whether `plan` optimises into one without subquery expressions, which DataFusion's
+    /// physical planner refuses (it only runs decorrelated subqueries).
+    fn executable(&self, plan: &LogicalPlan) -> bool {
+        use datafusion::common::tree_node::TreeNode;
+        let state = self.engine.session_context().state();
+        let Ok(optimized) = state.optimize(plan) else {
+            return false;
+        };
+        let subquery = optimized.exists(|node| {
+            Ok(node.expressions().iter().any(|e| {
+                e.exists(|x| {
+                    Ok(matches!(
+                        x,
+                        datafusion::logical_expr::Expr::ScalarSubquery(_)
+                            | datafusion::logical_expr::Expr::Exists(_)
+                            | datafusion::logical_expr::Expr::InSubquery(_)
+                    ))
+                })
+                .unwrap_or(false)
+            }))
+        });
+        !subquery.unwrap_or(true)
+    }
+
     /// Result fields of a query that has no plan yet. Describe is synchronous in pgwire,
     /// so planning (which touches no I/O for registered tables) runs in place.
     fn describe_query(

@@ -44,6 +44,7 @@ pub fn all_scalar_udfs() -> Vec<ScalarUDF> {
         ScalarUDF::from(phonetic::NysiisFunc::new()),
         ScalarUDF::from(json::JsonGetFunc::new()),
         ScalarUDF::from(json::JsonGetTextFunc::new()),
+        ScalarUDF::from(json::JsonBuildObjectFunc::new()),
         ScalarUDF::from(privacy::MaskEmailFunc::new()),
         ScalarUDF::from(privacy::MaskPhoneFunc::new()),
         ScalarUDF::from(privacy::RedactFunc::new()),
@@ -89,7 +90,7 @@ mod tests {
         register_all(&ctx);
         let state = ctx.state();
         let udfs = all_scalar_udfs();
-        assert_eq!(udfs.len(), 16);
+        assert_eq!(udfs.len(), 17);
         for udf in &udfs {
             assert!(
                 state.scalar_functions().contains_key(udf.name()),

@@ -1,7 +1,8 @@
 //! JSON in text columns (the properties, traits and context of collected events):
 //! `json_get` and `json_get_text`, and PostgreSQL's `->` and `->>` operators, which
-//! [`JsonOperators`] plans as calls of them.
+//! [`JsonOperators`] plans as calls of them; `json_build_object` builds an object.
 
+pub mod build_object;
 pub mod get;
 pub mod get_text;
 
@@ -12,6 +13,7 @@ use datafusion::sql::sqlparser::ast::BinaryOperator;
 use serde_json::Value;
 
 use crate::args::{all_scalar, build_utf8, Strings};
+pub use build_object::JsonBuildObjectFunc;
 pub use get::JsonGetFunc;
 pub use get_text::JsonGetTextFunc;
 

@@ -5,6 +5,9 @@
 //!   resolves the name through a search path that always holds `pg_catalog`;
 //!   datafusion-pg-catalog's rewrite only looks in `public`, so such literals (names
 //!   starting with `pg_`) are qualified (dbt's catalog queries).
+//! - `x [NOT] [I]LIKE p ESCAPE 'c'` (also [`rewrite`]): DataFusion takes only the
+//!   backslash as escape character, so it becomes `x LIKE like_escape(p, 'c')`
+//!   (SQLAlchemy's schema listing uses `ESCAPE '/'`).
 //!
 //! [`fallback`] applies these when a query failed to plan as it was (datafusion-pg-catalog
 //! recognises some psql queries by their exact tokens, which a rewrite would hide):
@@ -16,13 +19,17 @@
 //!   operations are rewritten.
 //! - `current_role`: a keyword of PostgreSQL that sqlparser reads as a column name; it
 //!   becomes `current_user`, which it equals.
+//! - the catalog queries of reflecting clients ([`reflection`]): scalar subqueries inside
+//!   `CASE`, `pg_get_viewdef`, `unnest` of vector columns.
+
+mod reflection;
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     self, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, OrderByKind, Query, SelectItem,
-    SetExpr,
+    SetExpr, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -30,39 +37,127 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// `sql` with catalog `regclass` literals qualified, or `None` when there is nothing to
 /// change (or it does not parse: the planner reports that).
 pub fn rewrite(sql: &str) -> Option<String> {
-    apply(sql, &["regclass"], &|e| qualify_regclass(e))
+    let lower = sql.to_ascii_lowercase();
+    let protect = lower.matches("select").nth(1).is_some() && !reads_catalog(&lower);
+    let words: &[&str] = if protect {
+        &["select"]
+    } else {
+        &["regclass", "escape"]
+    };
+    apply(
+        sql,
+        words,
+        &|e| qualify_regclass(e) | like_escape(e),
+        &|q| protect && protect_projection_subqueries(q),
+    )
+}
+
+/// Whether a query (lower case) reads PostgreSQL's catalogs, whose client queries
+/// datafusion-postgres plans with a correlated subquery in the select list as NULL.
+fn reads_catalog(lower: &str) -> bool {
+    lower.contains("pg_") || lower.contains("information_schema")
+}
+
+/// datafusion-postgres replaces a correlated scalar subquery that is a whole select
+/// list item by NULL (so that psql's catalog queries plan), which would silently
+/// answer NULL for a user's `SELECT c.id, (SELECT count(*) FROM orders o WHERE
+/// o.customer = c.id) FROM customers c`. Parenthesised once more, the subquery is
+/// planned by DataFusion: it is decorrelated, or the query fails with the reason.
+fn protect_projection_subqueries(q: &mut Query) -> bool {
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return false;
+    };
+    let mut changed = false;
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } = item {
+            if matches!(x, Expr::Subquery(_)) {
+                let inner = std::mem::replace(x, Expr::value(ast::Value::Null));
+                *x = Expr::Nested(Box::new(inner));
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// `sql` with every rewrite of this module applied, or `None` when none applies: what to
 /// plan when `sql` failed to.
 pub fn fallback(sql: &str) -> Option<String> {
-    apply(sql, &["regclass", "array", "current_role"], &|e| {
-        qualify_regclass(e) | array_of_subquery(e) | current_role(e)
-    })
+    apply(
+        sql,
+        &[
+            "regclass",
+            "escape",
+            "array",
+            "current_role",
+            "case",
+            "pg_get_viewdef",
+            "unnest",
+            "generate_subscripts",
+        ],
+        &|e| {
+            qualify_regclass(e)
+                | like_escape(e)
+                | array_of_subquery(e)
+                | current_role(e)
+                | reflection::case_subqueries(e)
+                | reflection::pg_get_viewdef(e)
+                | reflection::vector_subscripts(e)
+        },
+        &|_| false,
+    )
 }
 
 /// Parse `sql` (only if it mentions one of `words`), run `change` on every expression,
 /// and print it again if anything changed.
-fn apply(sql: &str, words: &[&str], change: &dyn Fn(&mut Expr) -> bool) -> Option<String> {
+fn apply(
+    sql: &str,
+    words: &[&str],
+    change: &dyn Fn(&mut Expr) -> bool,
+    queries: &dyn Fn(&mut Query) -> bool,
+) -> Option<String> {
     let lower = sql.to_ascii_lowercase();
     if !words.iter().any(|w| lower.contains(w)) {
         return None;
     }
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let mut changed = false;
+    let mut visitor = Rewriter {
+        change,
+        queries,
+        changed: false,
+    };
     for stmt in &mut stmts {
-        let _ = ast::visit_expressions_mut(stmt, |e| {
-            changed |= change(e);
-            ControlFlow::<()>::Continue(())
-        });
+        let _ = stmt.visit(&mut visitor);
     }
-    changed.then(|| {
+    visitor.changed.then(|| {
         stmts
             .iter()
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+/// Runs the rewrites on every query (before its parts) and every expression (after its
+/// parts).
+struct Rewriter<'a> {
+    change: &'a dyn Fn(&mut Expr) -> bool,
+    queries: &'a dyn Fn(&mut Query) -> bool,
+    changed: bool,
+}
+
+impl VisitorMut for Rewriter<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        self.changed |= (self.queries)(q);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        self.changed |= (self.change)(e);
+        ControlFlow::Continue(())
+    }
 }
 
 fn qualify_regclass(e: &mut Expr) -> bool {
@@ -85,6 +180,32 @@ fn qualify_regclass(e: &mut Expr) -> bool {
         }
     }
     false
+}
+
+fn like_escape(e: &mut Expr) -> bool {
+    let (Expr::Like {
+        pattern,
+        escape_char,
+        ..
+    }
+    | Expr::ILike {
+        pattern,
+        escape_char,
+        ..
+    }) = e
+    else {
+        return false;
+    };
+    let Some(escape) = escape_char.take() else {
+        return false;
+    };
+    if matches!(&escape.value, ast::Value::SingleQuotedString(c) if c == "\\") {
+        *escape_char = Some(escape);
+        return false;
+    }
+    let p = std::mem::replace(pattern.as_mut(), Expr::value(ast::Value::Null));
+    **pattern = call("like_escape", vec![p, Expr::value(escape.value)]);
+    true
 }
 
 fn current_role(e: &mut Expr) -> bool {
@@ -118,44 +239,41 @@ fn array_of_subquery(e: &mut Expr) -> bool {
         elem: vec![],
         named: true,
     });
-    *e = Expr::Function(function(
-        "coalesce",
-        FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: [Expr::Subquery(Box::new(q)), empty]
-                .into_iter()
-                .map(|x| FunctionArg::Unnamed(FunctionArgExpr::Expr(x)))
-                .collect(),
-            clauses: vec![],
-        }),
-    ));
+    *e = call("coalesce", vec![Expr::Subquery(Box::new(q)), empty]);
     true
 }
 
-/// `query` (one column `x`) as `SELECT array_agg(x ORDER BY ...) FROM ...`.
-fn aggregated(query: &Query) -> Option<Query> {
-    if query.with.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
+/// The one select list item of a query without WITH, LIMIT, grouping, DISTINCT, HAVING
+/// or set operations.
+fn single_item(q: &mut Query) -> Option<&mut SelectItem> {
+    if q.with.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
         return None;
     }
-    let SetExpr::Select(select) = query.body.as_ref() else {
+    let SetExpr::Select(select) = q.body.as_mut() else {
         return None;
     };
     let grouped = match &select.group_by {
         ast::GroupByExpr::All(_) => true,
         ast::GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
     };
-    if grouped
-        || select.distinct.is_some()
-        || select.having.is_some()
-        || select.projection.len() != 1
-    {
+    if grouped || select.distinct.is_some() || select.having.is_some() {
         return None;
     }
-    let (item, alias) = match &select.projection[0] {
+    match select.projection.as_mut_slice() {
+        [item] => Some(item),
+        _ => None,
+    }
+}
+
+/// `query` (one column `x`) as `SELECT array_agg(x ORDER BY ...) FROM ...`.
+fn aggregated(query: &Query) -> Option<Query> {
+    let mut q = query.clone();
+    let (item, alias) = match single_item(&mut q)? {
         SelectItem::UnnamedExpr(x) => (x.clone(), None),
-        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias)),
+        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
         _ => return None,
     };
+    let alias = alias.as_ref();
     let mut clauses = Vec::new();
     if let Some(order) = &query.order_by {
         match &order.kind {
@@ -193,12 +311,24 @@ fn aggregated(query: &Query) -> Option<Query> {
             clauses,
         }),
     );
-    let mut select = select.clone();
-    select.projection = vec![SelectItem::UnnamedExpr(Expr::Function(agg))];
-    let mut q = query.clone();
-    q.body = Box::new(SetExpr::Select(select));
+    *single_item(&mut q)? = SelectItem::UnnamedExpr(Expr::Function(agg));
     q.order_by = None;
     Some(q)
+}
+
+/// `name(args...)`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(function(
+        name,
+        FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|x| FunctionArg::Unnamed(FunctionArgExpr::Expr(x)))
+                .collect(),
+            clauses: vec![],
+        }),
+    ))
 }
 
 fn function(name: &str, args: FunctionArguments) -> Function {
@@ -253,6 +383,33 @@ mod tests {
         ] {
             assert!(fallback(kept).is_none(), "{kept}");
         }
+    }
+
+    #[test]
+    fn select_list_subqueries_of_user_queries_are_kept() {
+        assert_eq!(
+            rewrite("SELECT c.id, (SELECT count(*) FROM o WHERE o.c = c.id) AS n, (SELECT 1) FROM c")
+                .as_deref(),
+            Some("SELECT c.id, ((SELECT count(*) FROM o WHERE o.c = c.id)) AS n, ((SELECT 1)) FROM c")
+        );
+        // Nested select lists too; catalog queries are left to datafusion-postgres.
+        assert_eq!(
+            rewrite("SELECT * FROM (SELECT (SELECT max(x) FROM b WHERE b.k = a.k) FROM a) t")
+                .as_deref(),
+            Some("SELECT * FROM (SELECT ((SELECT max(x) FROM b WHERE b.k = a.k)) FROM a) t")
+        );
+        assert!(rewrite("SELECT (SELECT n.nspname FROM pg_namespace n WHERE n.oid = c.relnamespace) FROM pg_class c").is_none());
+        assert!(rewrite("SELECT a FROM t WHERE b IN (SELECT b FROM u)").is_none());
+    }
+
+    #[test]
+    fn like_escape_moves_to_the_backslash() {
+        assert_eq!(
+            rewrite("SELECT n FROM t WHERE n NOT LIKE $1 || '%' ESCAPE '/' AND m ILIKE 'a#_' ESCAPE '#'")
+                .as_deref(),
+            Some("SELECT n FROM t WHERE n NOT LIKE like_escape($1 || '%', '/') AND m ILIKE like_escape('a#_', '#')")
+        );
+        assert!(rewrite(r"SELECT 1 WHERE 'a' LIKE 'a\_' ESCAPE '\'").is_none());
     }
 
     #[test]

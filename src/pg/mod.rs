@@ -24,6 +24,8 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
     setup_pg_catalog,
 };
 
+mod functions;
+
 use crate::engine::{EngineError, DATABASE};
 
 /// The PostgreSQL version tessera speaks as.
@@ -100,6 +102,7 @@ pub async fn setup(ctx: &SessionContext, roles: crate::auth::Roles) -> Result<()
     for name in ["current_user", "session_user", "user"] {
         ctx.register_udf(ScalarUDF::from(SessionRole::new(name)));
     }
+    functions::register(ctx).await?;
     install_overlay(ctx).await
 }
 
@@ -296,7 +299,8 @@ const PG_MATVIEWS: &str = "SELECT 'public' AS schemaname, m.name AS matviewname,
      FROM tessera.materialized_views m";
 
 /// `pg_class` with relkind `m` and `relispopulated` for materialised views (which
-/// datafusion-pg-catalog sees as tables): every column of the base table, in order.
+/// datafusion-pg-catalog sees as tables): every column of the base table, in order, and
+/// `reloptions` (NULL) after them.
 fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
     let cols: Vec<String> = schema
         .fields()
@@ -306,6 +310,12 @@ fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
             "relispopulated" => "COALESCE(mv.populated, c.relispopulated) AS relispopulated".into(),
             name => format!("c.\"{name}\""),
         })
+        .chain(
+            // datafusion-pg-catalog has no reloptions (SQLAlchemy's index reflection
+            // reads it): no relation has storage options.
+            (schema.index_of("reloptions").is_err())
+                .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string()),
+        )
         .collect();
     format!(
         "SELECT {} FROM pg_catalog.pg_class c LEFT JOIN \
@@ -328,16 +338,18 @@ const OVERLAY_VIEWS: [(&str, &str); 2] = [
     (
         "pg_views",
         "SELECT n.nspname AS schemaname, c.relname AS viewname, 'tessera' AS viewowner, \
-         CAST(NULL AS VARCHAR) AS definition \
+         d.definition AS definition \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN tessera.view_definitions d ON d.view = c.relname AND n.nspname = 'public' \
          WHERE c.relkind = 'v'",
     ),
 ];
 
 /// Rows added to static `pg_catalog` tables: each view has one rewrite rule (whose oid is
 /// the view's), and the rule depends on every relation the view reads
-/// (`tessera.view_dependencies`), as in PostgreSQL.
-const OVERLAY_ROWS: [(&str, &str); 2] = [
+/// (`tessera.view_dependencies`), as in PostgreSQL; each declared primary key has a
+/// constraint and an index (`tessera.primary_keys`).
+const OVERLAY_ROWS: [(&str, &str); 4] = [
     (
         "pg_rewrite",
         "SELECT c.oid AS oid, '_RETURN' AS rulename, c.oid AS ev_class, '1' AS ev_type, \
@@ -366,7 +378,47 @@ const OVERLAY_ROWS: [(&str, &str); 2] = [
                      FROM pg_catalog.pg_class WHERE relnamespace = 11) k \
          WHERE v.relkind IN ('v', 'm')",
     ),
+    // A primary key is a constraint with a unique index (oid: the table's plus 2^30,
+    // clear of every relation oid), as PostgreSQL reports it (SQLAlchemy's
+    // get_pk_constraint joins the two). The index has no pg_class row.
+    (
+        "pg_constraint",
+        "SELECT pk.idxoid AS oid, pk.relname || '_pkey' AS conname, \
+                pk.nsp AS connamespace, 'p' AS contype, false AS condeferrable, \
+                false AS condeferred, true AS convalidated, pk.relid AS conrelid, \
+                0 AS contypid, pk.idxoid AS conindid, 0 AS conparentid, \
+                0 AS confrelid, ' ' AS confupdtype, ' ' AS confdeltype, ' ' AS confmatchtype, \
+                true AS conislocal, 0 AS coninhcount, true AS connoinherit, \
+                pk.conkey AS conkey \
+         FROM (PRIMARY_KEYS) pk",
+    ),
+    (
+        "pg_index",
+        "SELECT pk.idxoid AS indexrelid, pk.relid AS indrelid, \
+                pk.natts AS indnatts, pk.natts AS indnkeyatts, true AS indisunique, \
+                false AS indnullsnotdistinct, true AS indisprimary, false AS indisexclusion, \
+                true AS indimmediate, false AS indisclustered, true AS indisvalid, \
+                false AS indcheckxmin, true AS indisready, true AS indislive, \
+                false AS indisreplident, pk.indkey AS indkey, pk.zeros AS indcollation, \
+                pk.zeros AS indoption \
+         FROM (PRIMARY_KEYS) pk",
+    ),
 ];
+
+/// Each declared primary key (`tessera.primary_keys`) with its table's oid and schema, its
+/// index's oid, its column numbers as array text (`pg_constraint.conkey`, `{2,1}`) and as
+/// int2vector text (`pg_index.indkey`, `2 1`), and its column count; substituted for
+/// `PRIMARY_KEYS` above. Nothing here aggregates: DataFusion 55 pushes a join's dynamic
+/// filter on a column computed above an aggregate onto the wrong column below it, and a
+/// join of `pg_constraint` and `pg_index` found nothing.
+const PRIMARY_KEYS: &str = "SELECT c.oid AS relid, n.oid AS nsp, k.table_name AS relname, \
+       CAST(CAST(c.oid AS BIGINT) + 1073741824 AS INT) AS idxoid, k.attnums AS indkey, \
+       '{' || replace(k.attnums, ' ', ',') || '}' AS conkey, \
+       regexp_replace(k.attnums, '[0-9]+', '0', 'g') AS zeros, \
+       CAST(cardinality(k.column_names) AS INT) AS natts \
+     FROM tessera.primary_keys k \
+     JOIN pg_catalog.pg_namespace n ON n.nspname = 'public' \
+     JOIN pg_catalog.pg_class c ON c.relname = k.table_name AND c.relnamespace = n.oid";
 
 async fn install_overlay(ctx: &SessionContext) -> Result<(), EngineError> {
     let catalog = ctx
@@ -395,7 +447,8 @@ async fn install_overlay(ctx: &SessionContext) -> Result<(), EngineError> {
         .collect();
     for (name, extra) in OVERLAY_ROWS {
         if let Some(table) = base.table(name).await? {
-            rest.push((name, union_with_base(name, &table.schema(), extra)));
+            let extra = extra.replace("PRIMARY_KEYS", PRIMARY_KEYS);
+            rest.push((name, union_with_base(name, &table.schema(), &extra)));
         }
     }
     plan_views(ctx, rest, &mut views).await?;

@@ -1,0 +1,391 @@
+//! Rewrites for the catalog queries of reflecting clients (SQLAlchemy's inspector, pandas'
+//! `to_sql`), applied when such a query failed to plan as it was:
+//!
+//! - Scalar subqueries inside `CASE`, which DataFusion cannot decorrelate there
+//!   ([`case_subqueries`]): SQLAlchemy's column reflection reads defaults, identity
+//!   options and collations with `CASE WHEN <guard> THEN (SELECT ... WHERE <guard> AND
+//!   <correlation>) END`.
+//! - `pg_get_viewdef(oid)`: the view's query, from `pg_views` and `pg_matviews`.
+//! - `unnest(indkey)` and `generate_subscripts(indkey, 1)` over the vector columns of
+//!   the catalog (`int2vector`, `oidvector`), which datafusion-pg-catalog holds as their
+//!   text (`1 2`) ([`vector_subscripts`]; SQLAlchemy's primary key reflection).
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{self, BinaryOperator, Expr, Query, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// Aggregate functions: a subquery projecting one of these already returns one row.
+const AGGREGATES: [&str; 16] = [
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "first_value",
+    "last_value",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "any_value",
+];
+
+/// A `CASE` holding scalar subqueries, which DataFusion decorrelates only outside `CASE`
+/// (and inside it only aggregated ones without outer references in their column):
+/// - `CASE WHEN c THEN (SELECT x FROM ... WHERE w) [ELSE NULL] END`, `c` without
+///   subqueries, becomes `(SELECT CASE WHEN c THEN x END FROM ... WHERE w)`, the same
+///   value for every outer row; a conjunct of `w` that repeats `c` is dropped.
+/// - otherwise every scalar subquery of one non-aggregated column `x` in the `CASE`
+///   becomes `(SELECT first_value(x) ...)`. PostgreSQL raises an error when such a
+///   subquery returns more than one row; this picks one (catalog lookups by key return at
+///   most one).
+pub fn case_subqueries(e: &mut Expr) -> bool {
+    if lift_out_of_case(e) {
+        return true;
+    }
+    let Expr::Case {
+        conditions,
+        else_result,
+        ..
+    } = e
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for when in conditions.iter_mut() {
+        changed |= aggregate_subqueries(&mut when.condition);
+        changed |= aggregate_subqueries(&mut when.result);
+    }
+    if let Some(x) = else_result {
+        changed |= aggregate_subqueries(x);
+    }
+    changed
+}
+
+/// `CASE WHEN c THEN (SELECT x ...) END` as `(SELECT CASE WHEN c THEN x END ...)`.
+fn lift_out_of_case(e: &mut Expr) -> bool {
+    let Expr::Case {
+        operand: None,
+        conditions,
+        else_result,
+        ..
+    } = e
+    else {
+        return false;
+    };
+    let null_else = match else_result.as_deref() {
+        None => true,
+        Some(Expr::Value(v)) => v.value == ast::Value::Null,
+        Some(_) => false,
+    };
+    let [when] = conditions.as_mut_slice() else {
+        return false;
+    };
+    if !null_else || has_subquery(&when.condition) {
+        return false;
+    }
+    let Expr::Subquery(q) = &when.result else {
+        return false;
+    };
+    let mut q = q.clone();
+    if simple_column(&mut q).is_none() {
+        return false;
+    }
+    drop_conjunct(&mut q, &when.condition);
+    let column = simple_column(&mut q).expect("checked above");
+    when.result = std::mem::replace(column, Expr::value(ast::Value::Null));
+    *else_result = None;
+    let case = std::mem::replace(e, Expr::value(ast::Value::Null));
+    *simple_column(&mut q).expect("checked above") = case;
+    *e = Expr::Subquery(q);
+    true
+}
+
+fn has_subquery(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(e, |x| {
+        found |= matches!(
+            x,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+        );
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// The one column of a simple subquery (see `single_item`).
+fn simple_column(q: &mut Query) -> Option<&mut Expr> {
+    match super::single_item(q)? {
+        SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } => Some(x),
+        _ => None,
+    }
+}
+
+/// Remove the conjuncts of `q`'s WHERE that are `condition`.
+fn drop_conjunct(q: &mut Query, condition: &Expr) -> bool {
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return false;
+    };
+    let Some(selection) = select.selection.take() else {
+        return false;
+    };
+    let wanted = unnested(condition).to_string();
+    let mut conjuncts = Vec::new();
+    split_and(selection, &mut conjuncts);
+    let before = conjuncts.len();
+    conjuncts.retain(|c| unnested(c).to_string() != wanted);
+    let changed = conjuncts.len() != before;
+    select.selection = conjuncts.into_iter().reduce(|a, b| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    });
+    changed
+}
+
+fn split_and(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(*left, out);
+            split_and(*right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(*inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+fn unnested(mut e: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
+    e
+}
+
+/// Wrap the column of every simple, non-aggregated scalar subquery in `e` in
+/// `first_value`.
+fn aggregate_subqueries(e: &mut Expr) -> bool {
+    let mut changed = false;
+    let _ = ast::visit_expressions_mut(e, |x| {
+        if let Expr::Subquery(q) = x {
+            changed |= aggregate_column(q);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+fn aggregate_column(q: &mut Query) -> bool {
+    let Some(x) = simple_column(q) else {
+        return false;
+    };
+    if calls_aggregate(x) {
+        return false;
+    }
+    let inner = std::mem::replace(x, Expr::value(ast::Value::Null));
+    *x = super::call("first_value", vec![inner]);
+    true
+}
+
+fn calls_aggregate(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = ast::visit_expressions(e, |x| {
+        if let Expr::Function(f) = x {
+            let name = f
+                .name
+                .0
+                .last()
+                .map(|p| p.to_string().to_ascii_lowercase())
+                .unwrap_or_default();
+            found |= AGGREGATES.contains(&name.as_str());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// Catalog columns of PostgreSQL's vector types, held as space-separated text.
+const VECTOR_COLUMNS: [&str; 6] = [
+    "indkey",
+    "indcollation",
+    "indclass",
+    "indoption",
+    "proargtypes",
+    "tgattr",
+];
+
+/// `unnest(v)` as `unnest(CAST(string_to_array(v, ' ') AS SMALLINT[]))` (or `INT[]` for
+/// oid vectors) and `generate_subscripts(v, 1)` as the positions 1..n of the same
+/// array (none for another dimension), for a vector column `v`.
+pub fn vector_subscripts(e: &mut Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(column))) = list.args.first()
+    else {
+        return false;
+    };
+    let column_name = match column {
+        Expr::Identifier(id) => &id.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(id) => &id.value,
+            None => return false,
+        },
+        _ => return false,
+    };
+    let Some(vector) = VECTOR_COLUMNS
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(column_name))
+    else {
+        return false;
+    };
+    let element = match *vector {
+        "indkey" | "indoption" | "tgattr" => "SMALLINT",
+        _ => "INT",
+    };
+    let sql = match (name.as_str(), list.args.len()) {
+        ("unnest", 1) => format!("unnest(CAST(string_to_array({column}, ' ') AS {element}[]))"),
+        // The dimension stays in the query: it may be a parameter to bind.
+        ("generate_subscripts", 2) => format!(
+            "unnest(CASE WHEN {} = 1 THEN \
+             range(1, CAST(cardinality(string_to_array({column}, ' ')) AS BIGINT) + 1) END)",
+            list.args[1]
+        ),
+        _ => return false,
+    };
+    replace_with(e, &sql)
+}
+
+/// Replace `e` by the expression `sql` (false, and `e` unchanged, if it does not parse).
+fn replace_with(e: &mut Expr, sql: &str) -> bool {
+    match Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+    {
+        Ok(x) => {
+            *e = x;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// `pg_get_viewdef(oid [, pretty])`: the query of the view or materialised view with
+/// that oid (NULL for another relation).
+pub fn pg_get_viewdef(e: &mut Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    if name != "pg_get_viewdef" && name != "pg_catalog.pg_get_viewdef" {
+        return false;
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(oid))) = list.args.first() else {
+        return false;
+    };
+    if list.args.len() > 2 {
+        return false;
+    }
+    // Parenthesised twice, so datafusion-postgres does not take it for a correlated
+    // select list item to replace by NULL (see `protect_projection_subqueries`).
+    let sql = format!(
+        "((SELECT max(tessera_vd.definition) FROM \
+         (SELECT schemaname, viewname AS relname, definition FROM pg_catalog.pg_views \
+          UNION ALL SELECT schemaname, matviewname, definition FROM pg_catalog.pg_matviews) \
+         tessera_vd \
+         JOIN pg_catalog.pg_namespace tessera_vn ON tessera_vn.nspname = tessera_vd.schemaname \
+         JOIN pg_catalog.pg_class tessera_vc \
+           ON tessera_vc.relnamespace = tessera_vn.oid AND tessera_vc.relname = tessera_vd.relname \
+         WHERE tessera_vc.oid = ({oid})))"
+    );
+    replace_with(e, &sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fallback;
+
+    #[test]
+    fn subqueries_in_case_are_aggregated_and_lose_the_repeated_guard() {
+        let q = fallback(
+            "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT d.expr FROM d \
+             WHERE a.hasdef AND d.rel = a.rel AND d.num = a.num) ELSE NULL END AS dflt, \
+             CASE WHEN a.coll <> 0 AND (SELECT t.coll FROM t WHERE t.oid = a.typ) <> a.coll \
+             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n FROM a",
+        )
+        .expect("rewritten");
+        assert_eq!(
+            q,
+            "SELECT a.name, (SELECT CASE WHEN a.hasdef THEN d.expr END FROM d \
+             WHERE d.rel = a.rel AND d.num = a.num) AS dflt, \
+             CASE WHEN a.coll <> 0 AND (SELECT first_value(t.coll) FROM t WHERE t.oid = a.typ) <> a.coll \
+             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n FROM a"
+        );
+        // Outside CASE, and grouped or multi-column subqueries, stay as they are; so do
+        // aggregated ones in a CASE that cannot be lifted.
+        for kept in [
+            "SELECT (SELECT d.x FROM d WHERE d.k = a.k) FROM a",
+            "SELECT CASE WHEN a.f THEN (SELECT d.x FROM d GROUP BY d.x) END FROM a",
+            "SELECT CASE WHEN a.f THEN (SELECT d.x, d.y FROM d) END FROM a",
+            "SELECT CASE WHEN a.f THEN (SELECT max(d.x) FROM d WHERE d.k = a.k) ELSE 0 END FROM a",
+        ] {
+            assert!(fallback(kept).is_none(), "{kept}");
+        }
+    }
+
+    #[test]
+    fn vector_columns_unnest_as_arrays() {
+        assert_eq!(
+            fallback(
+                "SELECT unnest(pg_catalog.pg_index.indkey) AS attnum, \
+                 generate_subscripts(pg_catalog.pg_index.indkey, $1) AS ord FROM pg_catalog.pg_index"
+            )
+            .as_deref(),
+            Some(
+                "SELECT unnest(CAST(string_to_array(pg_catalog.pg_index.indkey, ' ') AS SMALLINT[])) AS attnum, \
+                 unnest(CASE WHEN $1 = 1 THEN range(1, CAST(cardinality(string_to_array(pg_catalog.pg_index.indkey, ' ')) AS BIGINT) + 1) END) AS ord \
+                 FROM pg_catalog.pg_index"
+            )
+        );
+        assert!(fallback("SELECT unnest(t.tags) FROM t").is_none());
+    }
+
+    #[test]
+    fn pg_get_viewdef_reads_the_catalog_views() {
+        let q = fallback("SELECT pg_catalog.pg_get_viewdef(c.oid) AS d FROM pg_catalog.pg_class c")
+            .expect("rewritten");
+        assert!(
+            q.starts_with("SELECT ((SELECT max(tessera_vd.definition) FROM")
+                && q.contains("pg_catalog.pg_views")
+                && q.contains("pg_catalog.pg_matviews")
+                && q.ends_with("WHERE tessera_vc.oid = (c.oid))) AS d FROM pg_catalog.pg_class c"),
+            "{q}"
+        );
+    }
+}
