@@ -194,3 +194,42 @@ async fn reflection_functions_and_catalog_rows() {
         vec![vec!["2", "1"], vec!["1", "2"]]
     );
 }
+
+#[tokio::test]
+async fn parameters_keep_their_numbers_when_a_catalog_subquery_is_dropped() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE accounts (id INT)")
+        .await
+        .expect("create");
+    // datafusion-postgres plans the correlated select list subquery of a catalog query
+    // as NULL, so its plan lacks $1; $2 and $3 must still be decoded as text and oid
+    // (tokio-postgres encodes them by the types the server describes).
+    let row = c
+        .query_one(
+            "SELECT (SELECT c2.relname FROM pg_catalog.pg_class c2 \
+             WHERE c2.oid = c.oid AND c2.relname <> $1) AS other, c.relname \
+             FROM pg_catalog.pg_class c WHERE c.relname = $2 AND c.oid > $3",
+            &[&"x", &"accounts", &0i32],
+        )
+        .await
+        .expect("parameters bound by number");
+    let other: Option<String> = row.get(0);
+    let name: String = row.get(1);
+    assert_eq!((other, name.as_str()), (None, "accounts"));
+
+    // A prepared catalog query that plans but cannot run as written (a subquery inside
+    // CASE, as SQLAlchemy's column reflection sends) is prepared in its rewritten form.
+    let got = c
+        .query(
+            "SELECT a.attname, CASE WHEN a.atthasdef THEN (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_catalog.pg_attrdef d WHERE a.atthasdef AND d.adrelid = a.attrelid \
+             AND d.adnum = a.attnum) ELSE NULL END AS dflt \
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'accounts'::regclass AND a.attnum > $1",
+            &[&0i16],
+        )
+        .await
+        .expect("prepared CASE subquery");
+    let got: Vec<(String, Option<String>)> = got.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![("id".to_string(), None)]);
+}

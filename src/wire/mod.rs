@@ -485,11 +485,12 @@ impl QueryParser for TesseraParser {
                     .map_err(|_| to_pg(e, &rewritten, 0)),
                 None => Err(to_pg(e, &rewritten, 0)),
             },
-            // Some plans fail only when optimised (a subquery DataFusion cannot
+            // Some plans fail only when analysed (a subquery DataFusion cannot
             // decorrelate), which the simple protocol's retry sees but Parse does not:
-            // check those the fallback would change, and take the fallback if it plans.
+            // check those the fallback would change, and take the fallback if it passes.
             Ok(Some((text, Some((stmt, plan))))) => match compat::fallback(&rewritten) {
                 Some(alt) if !self.executable(&plan) => {
+                    debug!(%alt, "planned again with the compatibility rewrites");
                     match self.inner.parse_sql(client, &alt, types).await {
                         Ok(Some((_, Some(planned)))) if self.executable(&planned.1) => {
                             Ok(Some((text, Some(planned))))
@@ -504,6 +505,19 @@ impl QueryParser for TesseraParser {
     }
 
     fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
+        // datafusion-postgres lists a plan's parameter types without its gaps.
+        if let (_, Some((_, plan))) = stmt {
+            if let Ok((types, true)) = parameter_types(plan, 0) {
+                return types
+                    .iter()
+                    .map(|t| {
+                        t.as_ref().map_or(Ok(Type::UNKNOWN), |t| {
+                            datafusion_postgres::arrow_pg::datatypes::into_pg_type(t)
+                        })
+                    })
+                    .collect();
+            }
+        }
         self.inner.get_parameter_types(stmt)
     }
 
@@ -534,28 +548,25 @@ impl QueryParser for TesseraParser {
 }
 
 impl TesseraParser {
-    /// Whether `plan` optimises into one without subquery expressions, which DataFusion's
-    /// physical planner refuses (it only runs decorrelated subqueries).
+    /// Whether `plan` (its parameters as NULLs of their types) passes DataFusion's
+    /// analyzer and optimiser: a subquery it cannot decorrelate does not.
     fn executable(&self, plan: &LogicalPlan) -> bool {
-        use datafusion::common::tree_node::TreeNode;
         let state = self.engine.session_context().state();
-        let Ok(optimized) = state.optimize(plan) else {
+        let Ok((types, _)) = parameter_types(plan, 0) else {
             return false;
         };
-        let subquery = optimized.exists(|node| {
-            Ok(node.expressions().iter().any(|e| {
-                e.exists(|x| {
-                    Ok(matches!(
-                        x,
-                        datafusion::logical_expr::Expr::ScalarSubquery(_)
-                            | datafusion::logical_expr::Expr::Exists(_)
-                            | datafusion::logical_expr::Expr::InSubquery(_)
-                    ))
-                })
-                .unwrap_or(false)
-            }))
-        });
-        !subquery.unwrap_or(true)
+        let nulls: Vec<datafusion::scalar::ScalarValue> = types
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .and_then(|t| datafusion::scalar::ScalarValue::try_from(t).ok())
+                    .unwrap_or(datafusion::scalar::ScalarValue::Null)
+            })
+            .collect();
+        plan.clone()
+            .replace_params_with_values(&ParamValues::from(nulls))
+            .and_then(|p| state.optimize(&p))
+            .is_ok()
     }
 
     /// Result fields of a query that has no plan yet. Describe is synchronous in pgwire,
@@ -664,27 +675,45 @@ fn bind_params(
     plan: &LogicalPlan,
     wire_types: Vec<Type>,
 ) -> PgWireResult<LogicalPlan> {
-    let param_types = plan
-        .get_parameter_types()
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-    let mut ordered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = param_types
-        .into_iter()
-        .filter_map(|(k, v)| {
-            k.trim_start_matches('$')
-                .parse::<usize>()
-                .ok()
-                .map(|n| (n, v))
-        })
-        .collect();
-    ordered.sort_by_key(|(n, _)| *n);
+    let (types, gaps) = parameter_types(plan, portal.parameter_len())?;
     let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
-        ordered.iter().map(|(_, t)| t.as_ref()).collect();
-    let wire: Vec<Option<&Type>> = wire_types.iter().map(Some).collect();
+        types.iter().map(Option::as_ref).collect();
+    // The server's wire types are listed without the gaps, so they are out of place then.
+    let wire: Vec<Option<&Type>> = if gaps {
+        vec![]
+    } else {
+        wire_types.iter().map(Some).collect()
+    };
     let params: ParamValues =
         df::deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
     plan.clone()
         .replace_params_with_values(&params)
         .map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// The inferred type of each parameter `$1..$n` of `plan` (`n`: `count` or the highest
+/// placeholder), `None` for one the plan does not mention, and whether there is such a
+/// gap. datafusion-postgres lists the types without gaps, which shifts every later
+/// parameter onto the previous one's type; a gap appears when it planned a catalog
+/// query's correlated subquery as NULL.
+fn parameter_types(
+    plan: &LogicalPlan,
+    count: usize,
+) -> PgWireResult<(Vec<Option<datafusion::arrow::datatypes::DataType>>, bool)> {
+    let by_name = plan
+        .get_parameter_types()
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let highest = by_name
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    let n = count.max(highest);
+    let gaps = by_name.len() < n;
+    let types = (1..=n)
+        .map(|i| by_name.get(&format!("${i}")).cloned().flatten())
+        .collect();
+    Ok((types, gaps))
 }
 
 #[async_trait]
@@ -754,6 +783,30 @@ impl ExtendedQueryHandler for QueryService {
 }
 
 impl QueryService {
+    /// Run a query some of whose parameters its plan does not mention, binding each
+    /// parameter by its own number (see [`parameter_types`]).
+    async fn run_with_gaps<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Statement>,
+        plan: &LogicalPlan,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let bound = bind_params(portal, plan, vec![])?;
+        let ctx = self.engine.session_context();
+        let api = |e: datafusion::error::DataFusionError| PgWireError::ApiError(Box::new(e));
+        let optimized = ctx.state().optimize(&bound).map_err(api)?;
+        let frame = ctx.execute_logical_plan(optimized).await.map_err(api)?;
+        let options = Arc::new(pgwire::types::format::FormatOptions::from_client_metadata(
+            client.metadata(),
+        ));
+        let response =
+            df::encode_dataframe(frame, &portal.result_column_format, Some(options)).await?;
+        Ok(Response::Query(response))
+    }
+
     /// Execute a bound portal.
     async fn run_portal<C>(
         &self,
@@ -792,6 +845,14 @@ impl QueryService {
                     .map_err(engine_error),
                 Err(e) => Err(e),
             },
+            Some((_, plan))
+                if parameter_types(plan, portal.parameter_len()).is_ok_and(|(_, gaps)| gaps) =>
+            {
+                match self.run_with_gaps(client, portal, plan).await {
+                    Ok(r) => Ok(cancel::cancellable(client, names::rename_response(sql, r)).await),
+                    Err(e) => Err(e),
+                }
+            }
             _ => {
                 match ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
                     .await

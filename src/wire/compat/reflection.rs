@@ -36,19 +36,18 @@ const AGGREGATES: [&str; 16] = [
     "any_value",
 ];
 
-/// A `CASE` holding scalar subqueries, which DataFusion decorrelates only outside `CASE`
-/// (and inside it only aggregated ones without outer references in their column):
-/// - `CASE WHEN c THEN (SELECT x FROM ... WHERE w) [ELSE NULL] END`, `c` without
-///   subqueries, becomes `(SELECT CASE WHEN c THEN x END FROM ... WHERE w)`, the same
-///   value for every outer row; a conjunct of `w` that repeats `c` is dropped.
-/// - otherwise every scalar subquery of one non-aggregated column `x` in the `CASE`
-///   becomes `(SELECT first_value(x) ...)`. PostgreSQL raises an error when such a
-///   subquery returns more than one row; this picks one (catalog lookups by key return at
-///   most one).
+/// In each branch of a `CASE` holding scalar subqueries (DataFusion decorrelates only
+/// aggregated ones there, filtered by equalities with outer columns):
+/// - a conjunct of a `THEN (SELECT ...)`'s WHERE that repeats the branch's condition is
+///   dropped (it holds wherever the branch is taken);
+/// - a subquery of one non-aggregated column `x` becomes `(SELECT first_value(x) ...)`.
+///   PostgreSQL raises an error when such a subquery returns more than one row; this
+///   picks one (catalog lookups by key return at most one);
+/// - a subquery over catalog tables only whose column reads outer columns, which
+///   DataFusion cannot plan at all, is NULL, as datafusion-postgres answers such
+///   subqueries in a select list (SQLAlchemy's identity options: tessera has no
+///   sequences, so NULL is their value).
 pub fn case_subqueries(e: &mut Expr) -> bool {
-    if lift_out_of_case(e) {
-        return true;
-    }
     let Expr::Case {
         conditions,
         else_result,
@@ -59,72 +58,70 @@ pub fn case_subqueries(e: &mut Expr) -> bool {
     };
     let mut changed = false;
     for when in conditions.iter_mut() {
-        changed |= aggregate_subqueries(&mut when.condition);
-        changed |= aggregate_subqueries(&mut when.result);
+        if let Expr::Subquery(q) = &mut when.result {
+            changed |= drop_conjunct(q, &when.condition);
+        }
+        changed |= settle_subqueries(&mut when.condition);
+        changed |= settle_subqueries(&mut when.result);
     }
     if let Some(x) = else_result {
-        changed |= aggregate_subqueries(x);
+        changed |= settle_subqueries(x);
     }
     changed
 }
 
-/// `CASE WHEN c THEN (SELECT x ...) END` as `(SELECT CASE WHEN c THEN x END ...)`.
-fn lift_out_of_case(e: &mut Expr) -> bool {
-    let Expr::Case {
-        operand: None,
-        conditions,
-        else_result,
-        ..
-    } = e
-    else {
-        return false;
-    };
-    let null_else = match else_result.as_deref() {
-        None => true,
-        Some(Expr::Value(v)) => v.value == ast::Value::Null,
-        Some(_) => false,
-    };
-    let [when] = conditions.as_mut_slice() else {
-        return false;
-    };
-    if !null_else || has_subquery(&when.condition) {
-        return false;
-    }
-    let Expr::Subquery(q) = &when.result else {
-        return false;
-    };
-    let mut q = q.clone();
-    if simple_column(&mut q).is_none() {
-        return false;
-    }
-    drop_conjunct(&mut q, &when.condition);
-    let column = simple_column(&mut q).expect("checked above");
-    when.result = std::mem::replace(column, Expr::value(ast::Value::Null));
-    *else_result = None;
-    let case = std::mem::replace(e, Expr::value(ast::Value::Null));
-    *simple_column(&mut q).expect("checked above") = case;
-    *e = Expr::Subquery(q);
-    true
-}
-
-fn has_subquery(e: &Expr) -> bool {
-    let mut found = false;
-    let _ = ast::visit_expressions(e, |x| {
-        found |= matches!(
-            x,
-            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
-        );
+/// Each scalar subquery in `e` aggregated, or NULL (see [`case_subqueries`]).
+fn settle_subqueries(e: &mut Expr) -> bool {
+    let mut changed = false;
+    let _ = ast::visit_expressions_mut(e, |x| {
+        if let Expr::Subquery(q) = x {
+            if reads_outer_columns_of_catalog(q) {
+                *x = Expr::value(ast::Value::Null);
+                changed = true;
+            } else {
+                changed |= aggregate_column(q);
+            }
+        }
         ControlFlow::<()>::Continue(())
     });
-    found
+    changed
 }
 
-/// The one column of a simple subquery (see `single_item`).
-fn simple_column(q: &mut Query) -> Option<&mut Expr> {
-    match super::single_item(q)? {
-        SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } => Some(x),
-        _ => None,
+/// Whether `q` reads only `pg_*` tables and its column names a relation it does not read
+/// (an outer one).
+fn reads_outer_columns_of_catalog(q: &Query) -> bool {
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return false;
+    };
+    let mut names = Vec::new();
+    for from in &select.from {
+        for factor in std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation))
+        {
+            let ast::TableFactor::Table { name, alias, .. } = factor else {
+                return false;
+            };
+            let table = name.0.last().map(|p| p.to_string()).unwrap_or_default();
+            if !table.starts_with("pg_") {
+                return false;
+            }
+            names.push(alias.as_ref().map_or(table, |a| a.name.value.clone()));
+        }
     }
+    let mut outer = false;
+    for item in &select.projection {
+        let (SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. }) = item else {
+            continue;
+        };
+        let _ = ast::visit_expressions(x, |y| {
+            if let Expr::CompoundIdentifier(parts) = y {
+                if let Some(qualifier) = parts.len().checked_sub(2).map(|i| &parts[i].value) {
+                    outer |= !names.contains(qualifier);
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    outer
 }
 
 /// Remove the conjuncts of `q`'s WHERE that are `condition`.
@@ -181,21 +178,10 @@ fn unnested(mut e: &Expr) -> &Expr {
     e
 }
 
-/// Wrap the column of every simple, non-aggregated scalar subquery in `e` in
-/// `first_value`.
-fn aggregate_subqueries(e: &mut Expr) -> bool {
-    let mut changed = false;
-    let _ = ast::visit_expressions_mut(e, |x| {
-        if let Expr::Subquery(q) = x {
-            changed |= aggregate_column(q);
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    changed
-}
-
 fn aggregate_column(q: &mut Query) -> bool {
-    let Some(x) = simple_column(q) else {
+    let Some(SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. }) =
+        super::single_item(q)
+    else {
         return false;
     };
     if calls_aggregate(x) {
@@ -337,23 +323,27 @@ mod tests {
             "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT d.expr FROM d \
              WHERE a.hasdef AND d.rel = a.rel AND d.num = a.num) ELSE NULL END AS dflt, \
              CASE WHEN a.coll <> 0 AND (SELECT t.coll FROM t WHERE t.oid = a.typ) <> a.coll \
-             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n FROM a",
+             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n, \
+             CASE WHEN a.ident <> '' THEN (SELECT json_build_object('always', a.ident = 'a', \
+             'start', s.start) FROM pg_catalog.pg_sequence s WHERE s.rel = a.rel) END AS ident \
+             FROM a",
         )
         .expect("rewritten");
         assert_eq!(
             q,
-            "SELECT a.name, (SELECT CASE WHEN a.hasdef THEN d.expr END FROM d \
-             WHERE d.rel = a.rel AND d.num = a.num) AS dflt, \
+            "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT first_value(d.expr) FROM d \
+             WHERE d.rel = a.rel AND d.num = a.num) ELSE NULL END AS dflt, \
              CASE WHEN a.coll <> 0 AND (SELECT first_value(t.coll) FROM t WHERE t.oid = a.typ) <> a.coll \
-             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n FROM a"
+             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n, \
+             CASE WHEN a.ident <> '' THEN NULL END AS ident FROM a"
         );
         // Outside CASE, and grouped or multi-column subqueries, stay as they are; so do
-        // aggregated ones in a CASE that cannot be lifted.
+        // subqueries of user tables reading outer columns.
         for kept in [
             "SELECT (SELECT d.x FROM d WHERE d.k = a.k) FROM a",
             "SELECT CASE WHEN a.f THEN (SELECT d.x FROM d GROUP BY d.x) END FROM a",
             "SELECT CASE WHEN a.f THEN (SELECT d.x, d.y FROM d) END FROM a",
-            "SELECT CASE WHEN a.f THEN (SELECT max(d.x) FROM d WHERE d.k = a.k) ELSE 0 END FROM a",
+            "SELECT CASE WHEN a.f THEN (SELECT max(d.x + a.y) FROM d WHERE d.k = a.k) END FROM a",
         ] {
             assert!(fallback(kept).is_none(), "{kept}");
         }
