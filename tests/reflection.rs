@@ -26,6 +26,17 @@ async fn select_list_subqueries_are_evaluated_not_nulled() {
         .await,
         vec![vec!["ann", "2", "10"], vec!["bob", "1", "7"]]
     );
+    // A query the compatibility fallback rewrites (current_role) keeps its user
+    // subqueries as they are: the inner `amount` is the subquery's own column.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT current_role IS NOT NULL, CASE WHEN c.id > 0 THEN (SELECT count(*) FROM orders o \
+             WHERE o.customer = c.id AND amount > 6) END FROM customers c ORDER BY c.id"
+        )
+        .await,
+        vec![vec!["t", "1"], vec!["t", "1"]]
+    );
     // The extended protocol plans it the same way.
     let got = c
         .query(
@@ -217,6 +228,19 @@ async fn parameters_keep_their_numbers_when_a_catalog_subquery_is_dropped() {
     let other: Option<String> = row.get(0);
     let name: String = row.get(1);
     assert_eq!((other, name.as_str()), (None, "accounts"));
+
+    // A quoted mixed-case table has its key listed too.
+    c.batch_execute("CREATE TABLE \"MixedCase\" (k INT, id INT, PRIMARY KEY (id))")
+        .await
+        .expect("mixed case");
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT table_name, attnums FROM tessera.primary_keys WHERE table_name = 'MixedCase'"
+        )
+        .await,
+        vec![vec!["MixedCase", "2"]]
+    );
 
     // A prepared catalog query that plans but cannot run as written (a subquery inside
     // CASE, as SQLAlchemy's column reflection sends) is prepared in its rewritten form.

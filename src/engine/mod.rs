@@ -299,7 +299,7 @@ impl Engine {
     /// The columns of `table`'s primary key with their column numbers (1-based, as
     /// `pg_attribute.attnum`), or `None` if the table or a column is not registered.
     async fn key_columns(&self, table: &str, key: &[String]) -> Option<Vec<(String, usize)>> {
-        let provider = self.ctx.table_provider(table).await.ok()?;
+        let provider = self.ctx.table_provider(bare(table)).await.ok()?;
         let schema = provider.schema();
         key.iter()
             .map(|c| schema.index_of(c).ok().map(|i| (c.clone(), i + 1)))

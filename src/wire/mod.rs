@@ -488,18 +488,26 @@ impl QueryParser for TesseraParser {
             // Some plans fail only when analysed (a subquery DataFusion cannot
             // decorrelate), which the simple protocol's retry sees but Parse does not:
             // check those the fallback would change, and take the fallback if it passes.
-            Ok(Some((text, Some((stmt, plan))))) => match compat::fallback(&rewritten) {
-                Some(alt) if !self.executable(&plan) => {
-                    debug!(%alt, "planned again with the compatibility rewrites");
-                    match self.inner.parse_sql(client, &alt, types).await {
-                        Ok(Some((_, Some(planned)))) if self.executable(&planned.1) => {
-                            Ok(Some((text, Some(planned))))
-                        }
-                        _ => Ok(Some((text, Some((stmt, plan))))),
-                    }
+            Ok(Some((text, Some((stmt, plan))))) => {
+                let Some(alt) = compat::fallback(&rewritten) else {
+                    return Ok(Some((text, Some((stmt, plan)))));
+                };
+                // Judged as the session's role: the optimiser checks its grants.
+                let principal = access::principal(&self.engine, client);
+                let runs = |p: LogicalPlan| {
+                    crate::access::run_as(principal.clone(), async move { self.executable(&p) })
+                };
+                if runs(plan.clone()).await {
+                    return Ok(Some((text, Some((stmt, plan)))));
                 }
-                _ => Ok(Some((text, Some((stmt, plan))))),
-            },
+                debug!(%alt, "planned again with the compatibility rewrites");
+                match self.inner.parse_sql(client, &alt, types).await {
+                    Ok(Some((_, Some(planned)))) if runs(planned.1.clone()).await => {
+                        Ok(Some((text, Some(planned))))
+                    }
+                    _ => Ok(Some((text, Some((stmt, plan))))),
+                }
+            }
             other => other,
         }
     }

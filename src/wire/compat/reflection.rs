@@ -36,14 +36,15 @@ const AGGREGATES: [&str; 16] = [
     "any_value",
 ];
 
-/// In each branch of a `CASE` holding scalar subqueries (DataFusion decorrelates only
-/// aggregated ones there, filtered by equalities with outer columns):
-/// - a conjunct of a `THEN (SELECT ...)`'s WHERE that repeats the branch's condition is
-///   dropped (it holds wherever the branch is taken);
+/// In each branch of a `CASE` holding scalar subqueries over catalog (`pg_*`) tables
+/// (DataFusion decorrelates only aggregated ones there, filtered by equalities with outer
+/// columns):
+/// - a conjunct of a `THEN (SELECT ...)`'s WHERE that repeats the branch's condition,
+///   which reads outer columns only, is dropped (it holds wherever the branch is taken);
 /// - a subquery of one non-aggregated column `x` becomes `(SELECT first_value(x) ...)`.
 ///   PostgreSQL raises an error when such a subquery returns more than one row; this
 ///   picks one (catalog lookups by key return at most one);
-/// - a subquery over catalog tables only whose column reads outer columns, which
+/// - a subquery whose column reads outer columns, which
 ///   DataFusion cannot plan at all, is NULL, as datafusion-postgres answers such
 ///   subqueries in a select list (SQLAlchemy's identity options: tessera has no
 ///   sequences, so NULL is their value).
@@ -59,7 +60,10 @@ pub fn case_subqueries(e: &mut Expr) -> bool {
     let mut changed = false;
     for when in conditions.iter_mut() {
         if let Expr::Subquery(q) = &mut when.result {
-            changed |= drop_conjunct(q, &when.condition);
+            if catalog_relations(q).is_some_and(|names| only_outer_columns(&when.condition, &names))
+            {
+                changed |= drop_conjunct(q, &when.condition);
+            }
         }
         changed |= settle_subqueries(&mut when.condition);
         changed |= settle_subqueries(&mut when.result);
@@ -75,11 +79,13 @@ fn settle_subqueries(e: &mut Expr) -> bool {
     let mut changed = false;
     let _ = ast::visit_expressions_mut(e, |x| {
         if let Expr::Subquery(q) = x {
-            if reads_outer_columns_of_catalog(q) {
-                *x = Expr::value(ast::Value::Null);
-                changed = true;
-            } else {
-                changed |= aggregate_column(q);
+            if let Some(names) = catalog_relations(q) {
+                if select_list_reads_outer_columns(q, &names) {
+                    *x = Expr::value(ast::Value::Null);
+                    changed = true;
+                } else {
+                    changed |= aggregate_column(q);
+                }
             }
         }
         ControlFlow::<()>::Continue(())
@@ -87,26 +93,54 @@ fn settle_subqueries(e: &mut Expr) -> bool {
     changed
 }
 
-/// Whether `q` reads only `pg_*` tables and its column names a relation it does not read
-/// (an outer one).
-fn reads_outer_columns_of_catalog(q: &Query) -> bool {
+/// The names (or aliases) of the relations `q` reads, if it reads `pg_*` tables only:
+/// the rewrites of [`case_subqueries`] apply to catalog subqueries alone, so a user's
+/// query keeps PostgreSQL's semantics (or DataFusion's error).
+fn catalog_relations(q: &Query) -> Option<Vec<String>> {
     let SetExpr::Select(select) = q.body.as_ref() else {
-        return false;
+        return None;
     };
     let mut names = Vec::new();
     for from in &select.from {
         for factor in std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation))
         {
             let ast::TableFactor::Table { name, alias, .. } = factor else {
-                return false;
+                return None;
             };
             let table = name.0.last().map(|p| p.to_string()).unwrap_or_default();
             if !table.starts_with("pg_") {
-                return false;
+                return None;
             }
             names.push(alias.as_ref().map_or(table, |a| a.name.value.clone()));
         }
     }
+    (!names.is_empty()).then_some(names)
+}
+
+/// Whether every column `e` reads is qualified by a relation not in `names` (an outer
+/// one); false if it reads none or an unqualified one.
+fn only_outer_columns(e: &Expr, names: &[String]) -> bool {
+    let mut outer = 0;
+    let mut other = 0;
+    let _ = ast::visit_expressions(e, |y| {
+        match y {
+            Expr::CompoundIdentifier(parts) => match parts.len().checked_sub(2) {
+                Some(i) if !names.contains(&parts[i].value) => outer += 1,
+                _ => other += 1,
+            },
+            Expr::Identifier(_) => other += 1,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    outer > 0 && other == 0
+}
+
+/// Whether the select list of `q` (reading `names`) reads an outer column.
+fn select_list_reads_outer_columns(q: &Query, names: &[String]) -> bool {
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return false;
+    };
     let mut outer = false;
     for item in &select.projection {
         let (SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. }) = item else {
@@ -114,8 +148,8 @@ fn reads_outer_columns_of_catalog(q: &Query) -> bool {
         };
         let _ = ast::visit_expressions(x, |y| {
             if let Expr::CompoundIdentifier(parts) = y {
-                if let Some(qualifier) = parts.len().checked_sub(2).map(|i| &parts[i].value) {
-                    outer |= !names.contains(qualifier);
+                if let Some(i) = parts.len().checked_sub(2) {
+                    outer |= !names.contains(&parts[i].value);
                 }
             }
             ControlFlow::<()>::Continue(())
@@ -320,30 +354,33 @@ mod tests {
     #[test]
     fn subqueries_in_case_are_aggregated_and_lose_the_repeated_guard() {
         let q = fallback(
-            "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT d.expr FROM d \
+            "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT d.expr FROM pg_attrdef d \
              WHERE a.hasdef AND d.rel = a.rel AND d.num = a.num) ELSE NULL END AS dflt, \
-             CASE WHEN a.coll <> 0 AND (SELECT t.coll FROM t WHERE t.oid = a.typ) <> a.coll \
-             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n, \
+             CASE WHEN a.coll <> 0 AND (SELECT t.coll FROM pg_type t WHERE t.oid = a.typ) <> a.coll \
+             THEN (SELECT count(*) FROM pg_collation c WHERE c.oid = a.coll) END AS n, \
              CASE WHEN a.ident <> '' THEN (SELECT json_build_object('always', a.ident = 'a', \
              'start', s.start) FROM pg_catalog.pg_sequence s WHERE s.rel = a.rel) END AS ident \
-             FROM a",
+             FROM pg_attribute a",
         )
         .expect("rewritten");
         assert_eq!(
             q,
-            "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT first_value(d.expr) FROM d \
+            "SELECT a.name, CASE WHEN a.hasdef THEN (SELECT first_value(d.expr) FROM pg_attrdef d \
              WHERE d.rel = a.rel AND d.num = a.num) ELSE NULL END AS dflt, \
-             CASE WHEN a.coll <> 0 AND (SELECT first_value(t.coll) FROM t WHERE t.oid = a.typ) <> a.coll \
-             THEN (SELECT count(*) FROM c WHERE c.oid = a.coll) END AS n, \
-             CASE WHEN a.ident <> '' THEN NULL END AS ident FROM a"
+             CASE WHEN a.coll <> 0 AND (SELECT first_value(t.coll) FROM pg_type t WHERE t.oid = a.typ) <> a.coll \
+             THEN (SELECT count(*) FROM pg_collation c WHERE c.oid = a.coll) END AS n, \
+             CASE WHEN a.ident <> '' THEN NULL END AS ident FROM pg_attribute a"
         );
-        // Outside CASE, and grouped or multi-column subqueries, stay as they are; so do
-        // subqueries of user tables reading outer columns.
+        // Subqueries over user tables keep PostgreSQL's semantics (or DataFusion's error):
+        // no row is picked and no guard dropped, even one that reads the subquery's own
+        // column; so do grouped or multi-column subqueries.
         for kept in [
-            "SELECT (SELECT d.x FROM d WHERE d.k = a.k) FROM a",
-            "SELECT CASE WHEN a.f THEN (SELECT d.x FROM d GROUP BY d.x) END FROM a",
-            "SELECT CASE WHEN a.f THEN (SELECT d.x, d.y FROM d) END FROM a",
-            "SELECT CASE WHEN a.f THEN (SELECT max(d.x + a.y) FROM d WHERE d.k = a.k) END FROM a",
+            "SELECT (SELECT d.x FROM pg_d d WHERE d.k = a.k) FROM a",
+            "SELECT CASE WHEN a.f THEN (SELECT d.x FROM d WHERE d.k = a.k) END FROM a",
+            "SELECT CASE WHEN active THEN (SELECT count(*) FROM o WHERE active AND o.cid = c.id) END FROM c",
+            "SELECT CASE WHEN a.f THEN (SELECT d.x FROM pg_d d GROUP BY d.x) END FROM a",
+            "SELECT CASE WHEN a.f THEN (SELECT d.x, d.y FROM pg_d d) END FROM a",
+            "SELECT CASE WHEN active THEN (SELECT max(x) FROM pg_o WHERE active) END FROM c",
         ] {
             assert!(fallback(kept).is_none(), "{kept}");
         }

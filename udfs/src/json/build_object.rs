@@ -170,7 +170,12 @@ fn write_value(out: &mut String, v: &ScalarValue) -> Result<()> {
             }
             out.push('}');
         }
-        other => write_string(out, &other.to_string()),
+        // Dates, times, timestamps, intervals...: their text as Arrow displays it.
+        other => {
+            let array = other.to_array()?;
+            let text = datafusion::arrow::util::display::array_value_to_string(&array, 0)?;
+            write_string(out, &text)
+        }
     }
     Ok(())
 }
