@@ -46,6 +46,7 @@ pub fn rewrite(sql: &str) -> Option<String> {
     };
     apply(
         sql,
+        &lower,
         words,
         &|e| qualify_regclass(e) | like_escape(e),
         &|q| protect && protect_projection_subqueries(q),
@@ -85,6 +86,7 @@ fn protect_projection_subqueries(q: &mut Query) -> bool {
 pub fn fallback(sql: &str) -> Option<String> {
     apply(
         sql,
+        &sql.to_ascii_lowercase(),
         &[
             "regclass",
             "escape",
@@ -108,15 +110,16 @@ pub fn fallback(sql: &str) -> Option<String> {
     )
 }
 
-/// Parse `sql` (only if it mentions one of `words`), run `change` on every expression,
-/// and print it again if anything changed.
+/// Parse `sql` (only if its lower-case text `lower` mentions one of `words`), run
+/// `queries` on every query and `change` on every expression, and print it again if
+/// anything changed.
 fn apply(
     sql: &str,
+    lower: &str,
     words: &[&str],
     change: &dyn Fn(&mut Expr) -> bool,
     queries: &dyn Fn(&mut Query) -> bool,
 ) -> Option<String> {
-    let lower = sql.to_ascii_lowercase();
     if !words.iter().any(|w| lower.contains(w)) {
         return None;
     }
