@@ -414,3 +414,104 @@ async fn audit_log_records_every_statement_for_superusers_only() {
         ]
     );
 }
+
+/// The first column of each row of prepared `stmt` run with `params`, as text.
+async fn prepared_texts(
+    c: &Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    let rows = c.query(stmt, params).await?;
+    Ok(rows.iter().map(|r| r.get::<_, Option<String>>(0)).collect())
+}
+
+#[tokio::test]
+async fn prepared_statements_follow_privacy_changes_made_after_they_were_planned() {
+    // A prepared query's optimised plan is kept across executions and sessions; every
+    // change to what it may see must still reach it.
+    let (s, admin) = setup().await;
+    let analyst = login(&s, "analyst").await;
+    let by_id = analyst
+        .prepare("SELECT name FROM people WHERE unified_id = $1")
+        .await
+        .expect("prepare");
+    let masked = |v: &Vec<Option<String>>| {
+        v.len() == 1
+            && v[0]
+                .as_deref()
+                .is_some_and(|n| !RAW.iter().any(|r| n.contains(r)))
+    };
+    // Each execution binds its own value into the kept plan.
+    for _ in 0..3 {
+        for id in ["u1", "u2"] {
+            let names = prepared_texts(&analyst, &by_id, &[&id]).await.expect("run");
+            assert!(masked(&names), "{id}: {names:?}");
+        }
+        let none = prepared_texts(&analyst, &by_id, &[&"u9"])
+            .await
+            .expect("run");
+        assert!(none.is_empty(), "{none:?}");
+    }
+    // Declassified: the same statement now reads the name.
+    admin
+        .batch_execute("COMMENT ON COLUMN people.name IS 'display name'")
+        .await
+        .expect("comment");
+    assert_eq!(
+        prepared_texts(&analyst, &by_id, &[&"u1"])
+            .await
+            .expect("run"),
+        [Some("Anna Berg".to_string())]
+    );
+    // Classified again: masked again.
+    admin
+        .batch_execute("COMMENT ON COLUMN people.name IS 'pii:name'")
+        .await
+        .expect("comment");
+    let names = prepared_texts(&analyst, &by_id, &[&"u1"])
+        .await
+        .expect("run");
+    assert!(masked(&names), "{names:?}");
+    // Revoked: refused.
+    admin
+        .batch_execute("REVOKE SELECT ON people FROM analyst")
+        .await
+        .expect("revoke");
+    let e = prepared_texts(&analyst, &by_id, &[&"u1"])
+        .await
+        .expect_err("revoked");
+    assert_eq!(sqlstate(&e), "42501");
+
+    // Erased after the plan was kept (with an empty suppression list): gone.
+    let by_number = admin
+        .prepare("SELECT unified_id FROM people WHERE id = $1")
+        .await
+        .expect("prepare");
+    for _ in 0..2 {
+        assert_eq!(
+            prepared_texts(&admin, &by_number, &[&2i32])
+                .await
+                .expect("run"),
+            [Some("u2".to_string())]
+        );
+    }
+    admin
+        .batch_execute("CALL forget_subject('email', 'bob@shop.test')")
+        .await
+        .expect("forget");
+    assert!(prepared_texts(&admin, &by_number, &[&2i32])
+        .await
+        .expect("run")
+        .is_empty());
+
+    // The clock is read at each execution, not when the plan was made.
+    let clock = admin
+        .prepare("SELECT CAST(now() AS TEXT) WHERE $1 = 1")
+        .await
+        .expect("prepare");
+    let first = prepared_texts(&admin, &clock, &[&1i64]).await.expect("run");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = prepared_texts(&admin, &clock, &[&1i64]).await.expect("run");
+    assert_eq!(first.len(), 1);
+    assert_ne!(first, second);
+}

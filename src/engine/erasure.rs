@@ -192,7 +192,10 @@ impl Engine {
         id_value: &str,
         requested_by: &str,
     ) -> Result<Receipt> {
-        crate::access::as_system(self.forget(id_type, id_value, requested_by)).await
+        let receipt = crate::access::as_system(self.forget(id_type, id_value, requested_by)).await;
+        // Kept plans of relations the list had nothing to check in lack its filter.
+        self.invalidate_plans();
+        receipt
     }
 
     async fn forget(&self, id_type: &str, id_value: &str, requested_by: &str) -> Result<Receipt> {

@@ -114,6 +114,8 @@ pub struct Engine {
     erasing: Mutex<()>,
     /// The segments' webhook destinations and their deliveries.
     activation: crate::activate::Activation,
+    /// Changes whenever what a plan depends on may have changed (see [`Engine::plan_epoch`]).
+    plan_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -193,6 +195,7 @@ impl Engine {
             identity,
             erasing: Mutex::new(()),
             activation,
+            plan_epoch: Default::default(),
         };
         engine.restore().await;
         Ok(Arc::new(engine))
@@ -200,6 +203,20 @@ impl Engine {
 
     pub fn session_context(&self) -> Arc<SessionContext> {
         self.ctx.clone()
+    }
+
+    /// A number that changes after every statement that may change how a query is
+    /// analysed and optimised: DDL, grants and roles, personal-data classes, erasures,
+    /// settings. A plan kept for reuse (prepared statements) is valid while it stays
+    /// the same; read it before planning.
+    pub fn plan_epoch(&self) -> u64 {
+        self.plan_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Make every kept plan stale (call after the change, not before).
+    pub fn invalidate_plans(&self) {
+        self.plan_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -420,6 +437,7 @@ impl Engine {
             drop(catalog);
             self.reclassify().await;
         }
+        self.invalidate_plans();
         outcome
     }
 

@@ -138,6 +138,7 @@ impl Engine {
             }
         }
         self.classes.replace(classes);
+        self.invalidate_plans();
     }
 
     /// The classes a materialised view's columns inherit from its definition.

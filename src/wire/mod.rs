@@ -18,6 +18,7 @@ mod compat;
 mod copy;
 pub mod errors;
 mod names;
+mod prepared;
 #[cfg(test)]
 mod robustness;
 mod session;
@@ -86,6 +87,7 @@ impl Handlers {
                 }),
                 engine,
                 inner,
+                plans: Default::default(),
             }),
             authentication,
             connections: connections.clone(),
@@ -135,6 +137,8 @@ pub struct QueryService {
     engine: Arc<Engine>,
     inner: Arc<DfSessionService>,
     parser: Arc<TesseraParser>,
+    /// Optimised plans of prepared queries.
+    plans: prepared::Plans,
 }
 
 fn tag(o: Outcome) -> Response {
@@ -352,6 +356,12 @@ impl QueryService {
                     .execute_as(command, Some(&user))
                     .await
                     .map_err(engine_error)?)])
+            }
+            None if is_setting(sql) => {
+                let r = self.delegate_query(client, sql).await;
+                // A setting may change how queries are optimised.
+                self.engine.invalidate_plans();
+                r
             }
             None => match self.delegate_query(client, sql).await.map(|r| {
                 r.into_iter()
@@ -600,6 +610,12 @@ impl TesseraParser {
     }
 }
 
+/// Whether `sql` is a `SET` or `RESET` of a setting datafusion-postgres handles.
+fn is_setting(sql: &str) -> bool {
+    let word = sql.split_whitespace().next().unwrap_or("");
+    word.eq_ignore_ascii_case("set") || word.eq_ignore_ascii_case("reset")
+}
+
 fn is_write(plan: &LogicalPlan) -> bool {
     matches!(
         plan,
@@ -683,6 +699,17 @@ fn bind_params(
     plan: &LogicalPlan,
     wire_types: Vec<Type>,
 ) -> PgWireResult<LogicalPlan> {
+    plan.clone()
+        .replace_params_with_values(&param_values(portal, plan, wire_types)?)
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// A portal's parameter values, each decoded by its own number (see [`parameter_types`]).
+fn param_values(
+    portal: &Portal<Statement>,
+    plan: &LogicalPlan,
+    wire_types: Vec<Type>,
+) -> PgWireResult<ParamValues> {
     let (types, gaps) = parameter_types(plan, portal.parameter_len())?;
     let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
         types.iter().map(Option::as_ref).collect();
@@ -692,11 +719,7 @@ fn bind_params(
     } else {
         wire_types.iter().map(Some).collect()
     };
-    let params: ParamValues =
-        df::deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
-    plan.clone()
-        .replace_params_with_values(&params)
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))
+    df::deserialize_parameters_with_server_types(portal, &inferred, &wire)
 }
 
 /// The inferred type of each parameter `$1..$n` of `plan` (`n`: `count` or the highest
@@ -791,30 +814,6 @@ impl ExtendedQueryHandler for QueryService {
 }
 
 impl QueryService {
-    /// Run a query some of whose parameters its plan does not mention, binding each
-    /// parameter by its own number (see [`parameter_types`]).
-    async fn run_with_gaps<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<Statement>,
-        plan: &LogicalPlan,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + Unpin + Send + Sync,
-    {
-        let bound = bind_params(portal, plan, vec![])?;
-        let ctx = self.engine.session_context();
-        let api = |e: datafusion::error::DataFusionError| PgWireError::ApiError(Box::new(e));
-        let optimized = ctx.state().optimize(&bound).map_err(api)?;
-        let frame = ctx.execute_logical_plan(optimized).await.map_err(api)?;
-        let options = Arc::new(pgwire::types::format::FormatOptions::from_client_metadata(
-            client.metadata(),
-        ));
-        let response =
-            df::encode_dataframe(frame, &portal.result_column_format, Some(options)).await?;
-        Ok(Response::Query(response))
-    }
-
     /// Execute a bound portal.
     async fn run_portal<C>(
         &self,
@@ -853,18 +852,36 @@ impl QueryService {
                     .map_err(engine_error),
                 Err(e) => Err(e),
             },
-            Some((_, plan))
-                if parameter_types(plan, portal.parameter_len()).is_ok_and(|(_, gaps)| gaps) =>
+            Some((sqlparser::ast::Statement::Query(_), _))
+                if client.transaction_status() == TransactionStatus::Error =>
             {
-                match self.run_with_gaps(client, portal, plan).await {
+                Err(session::aborted_transaction())
+            }
+            // Queries run on plans kept across executions (see [`prepared`]).
+            Some((sqlparser::ast::Statement::Query(_), plan)) => {
+                let run = async {
+                    let wire_types = self
+                        .parser
+                        .get_parameter_types(&portal.statement.statement)?;
+                    let params = param_values(portal, plan, wire_types)?;
+                    self.plans
+                        .run(&self.engine, client, portal, sql, plan, params)
+                        .await
+                };
+                match run.await {
                     Ok(r) => Ok(cancel::cancellable(client, names::rename_response(sql, r)).await),
                     Err(e) => Err(e),
                 }
             }
             _ => {
-                match ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
-                    .await
-                {
+                let r =
+                    ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows)
+                        .await;
+                if let Some((sqlparser::ast::Statement::Set(_), _)) = planned {
+                    // A setting may change how queries are optimised.
+                    self.engine.invalidate_plans();
+                }
+                match r {
                     Ok(r) => Ok(cancel::cancellable(client, names::rename_response(sql, r)).await),
                     Err(e) => Err(e),
                 }

@@ -55,7 +55,7 @@ pub fn rewrite(sql: &str) -> Option<String> {
 
 /// Whether a query (lower case) reads PostgreSQL's catalogs, whose client queries
 /// datafusion-postgres plans with a correlated subquery in the select list as NULL.
-fn reads_catalog(lower: &str) -> bool {
+pub(super) fn reads_catalog(lower: &str) -> bool {
     lower.contains("pg_") || lower.contains("information_schema")
 }
 

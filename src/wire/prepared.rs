@@ -1,0 +1,338 @@
+//! Queries in the extended protocol: planned once, executed many times.
+//!
+//! datafusion-postgres plans a bound portal from scratch on every Execute, and runs
+//! DataFusion's analyzer and optimiser on it twice (once itself, once more when the
+//! physical plan is built). For a profile lookup that was most of the statement's cost.
+//! Here a query is analysed and optimised once with its parameters as placeholders, and
+//! the result is kept for its text, its unplanned form and the role it ran as. Each
+//! execution then binds the values into the kept plan and builds only the physical plan
+//! (where scans prune with the bound values and the masking of personal data is applied).
+//!
+//! A kept plan is valid while [`Engine::plan_epoch`] stays the same: the engine changes
+//! it after any DDL, grant, classification, erasure or setting. Plans that read the
+//! clock or the session (STABLE functions such as `now()` or `current_user`, which the
+//! optimiser folds into constants) and catalog queries are never kept.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::ParamValues;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion::physical_plan::execute_stream;
+use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use futures::StreamExt;
+use pgwire::api::portal::Portal;
+use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::ClientInfo;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
+
+use super::Statement;
+use crate::access::Principal;
+use crate::engine::Engine;
+
+/// How many statement texts are kept; past that the cache starts again empty.
+const MAX_TEXTS: usize = 1024;
+
+/// An optimised plan kept for reuse.
+struct Kept {
+    /// The plan as Parse left it (the key, with the text).
+    unplanned: LogicalPlan,
+    principal: Principal,
+    epoch: u64,
+    optimised: Arc<LogicalPlan>,
+}
+
+/// Optimised plans of read statements, shared by all sessions.
+#[derive(Default)]
+pub struct Plans {
+    kept: Mutex<HashMap<String, Vec<Kept>>>,
+}
+
+fn api(e: datafusion::error::DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+impl Plans {
+    /// The kept optimised plan of `plan` (the statement `sql`) for `principal`, if valid.
+    fn get(
+        &self,
+        sql: &str,
+        plan: &LogicalPlan,
+        principal: &Principal,
+        epoch: u64,
+    ) -> Option<Arc<LogicalPlan>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get(sql)?
+            .iter()
+            .find(|k| k.epoch == epoch && &k.principal == principal && &k.unplanned == plan)
+            .map(|k| k.optimised.clone())
+    }
+
+    fn put(
+        &self,
+        sql: &str,
+        plan: &LogicalPlan,
+        principal: &Principal,
+        epoch: u64,
+        optimised: Arc<LogicalPlan>,
+    ) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= MAX_TEXTS && !kept.contains_key(sql) {
+            kept.clear();
+        }
+        let entries = kept.entry(sql.to_string()).or_default();
+        // Entries of an older epoch are stale for good.
+        entries
+            .retain(|k| k.epoch == epoch && !(&k.principal == principal && &k.unplanned == plan));
+        entries.push(Kept {
+            unplanned: plan.clone(),
+            principal: principal.clone(),
+            epoch,
+            optimised,
+        });
+    }
+
+    /// Execute the read `plan` (Parse's plan of `sql`) of a bound portal.
+    pub async fn run<C: ClientInfo + ?Sized>(
+        &self,
+        engine: &Engine,
+        client: &C,
+        portal: &Portal<Statement>,
+        sql: &str,
+        plan: &LogicalPlan,
+        params: ParamValues,
+    ) -> PgWireResult<Response> {
+        // Read before planning: a change after this point makes the entry stale.
+        let epoch = engine.plan_epoch();
+        let principal = crate::access::current();
+        let state = engine.session_context().state();
+        let bound = match self.get(sql, plan, &principal, epoch) {
+            Some(optimised) => bind(&state, &optimised, params)?,
+            None if keepable(sql, plan) => match state.optimize(plan) {
+                Ok(optimised) => {
+                    let optimised = Arc::new(optimised);
+                    self.put(sql, plan, &principal, epoch, optimised.clone());
+                    bind(&state, &optimised, params)?
+                }
+                // Some plans only optimise with their values (a LIMIT $1, say).
+                Err(_) => optimise_bound(&state, plan, params)?,
+            },
+            None => optimise_bound(&state, plan, params)?,
+        };
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&bound, &state)
+            .await
+            .map_err(api)?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let fields = Arc::new(arrow_schema_to_pg_fields(
+            bound.schema().as_arrow(),
+            &portal.result_column_format,
+            Some(options),
+        )?);
+        let batches = execute_stream(physical, state.task_ctx()).map_err(api)?;
+        let encode = fields.clone();
+        let rows = batches
+            .map(
+                move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
+                    match batch {
+                        Ok(batch) => datafusion_postgres::arrow_pg::datatypes::encode_recordbatch(
+                            encode.clone(),
+                            batch,
+                        ),
+                        Err(e) => Box::new(std::iter::once(Err(api(e)))),
+                    }
+                },
+            )
+            .flat_map(futures::stream::iter);
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+}
+
+/// Whether an optimised `plan` may be reused for other values and later executions: not
+/// when the optimiser folds the clock or the session into it (STABLE functions), and not
+/// for catalog queries (their tables are re-published by DDL).
+fn keepable(sql: &str, plan: &LogicalPlan) -> bool {
+    if super::compat::reads_catalog(&sql.to_ascii_lowercase()) {
+        return false;
+    }
+    let mut stable = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.func.signature().volatility == Volatility::Stable {
+                        stable = true;
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    !stable
+}
+
+/// Bind `params` into a kept optimised plan. Constant expressions the values make
+/// (`CAST($1 AS ...)`, `$1 IS NULL`) are folded again, so scans prune with plain values.
+fn bind(
+    state: &SessionState,
+    optimised: &LogicalPlan,
+    params: ParamValues,
+) -> PgWireResult<LogicalPlan> {
+    let params = typed_as_placed(optimised, params)?;
+    let bound = optimised
+        .clone()
+        .replace_params_with_values(&params)
+        .map_err(api)?;
+    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
+        vec![Arc::new(SimplifyExpressions::new())];
+    Optimizer::with_rules(rules)
+        .optimize(bound, state, |_, _| {})
+        .map_err(api)
+}
+
+/// `params` cast to the types their placeholders have in `optimised`. Type coercion ran
+/// while they were placeholders (a text parameter compared with a `Utf8View` column
+/// became a `Utf8View` placeholder), so their values must arrive in those types.
+fn typed_as_placed(optimised: &LogicalPlan, params: ParamValues) -> PgWireResult<ParamValues> {
+    let ParamValues::List(mut values) = params else {
+        return Ok(params);
+    };
+    let mut placed: HashMap<String, Option<datafusion::arrow::datatypes::DataType>> =
+        HashMap::new();
+    let _ = optimised.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Placeholder(p) = e {
+                    let t = p.field.as_ref().map(|f| f.data_type().clone());
+                    // Placed with two types: leave its value as it is.
+                    placed
+                        .entry(p.id.clone())
+                        .and_modify(|seen| {
+                            if *seen != t {
+                                *seen = None
+                            }
+                        })
+                        .or_insert(t);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    for (i, v) in values.iter_mut().enumerate() {
+        if let Some(Some(t)) = placed.get(&format!("${}", i + 1)) {
+            if v.value.data_type() != *t {
+                v.value = v.value.cast_to(t).map_err(api)?;
+            }
+        }
+    }
+    Ok(ParamValues::List(values))
+}
+
+/// Bind `params` into an unoptimised plan and optimise it (a plan that is not kept).
+fn optimise_bound(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    params: ParamValues,
+) -> PgWireResult<LogicalPlan> {
+    let bound = plan
+        .clone()
+        .replace_params_with_values(&params)
+        .map_err(api)?;
+    state.optimize(&bound).map_err(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn plan(ctx: &SessionContext, sql: &str) -> LogicalPlan {
+        ctx.state().create_logical_plan(sql).await.expect(sql)
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_serves_its_text_plan_role_and_epoch_only() {
+        let ctx = SessionContext::new();
+        let sql = "SELECT $1 + 1 AS x";
+        let p = plan(&ctx, sql).await;
+        let other = plan(&ctx, "SELECT $1 + 2 AS x").await;
+        let (alice, bob) = (Principal::system(), Principal::nobody());
+        let plans = Plans::default();
+        assert!(plans.get(sql, &p, &alice, 1).is_none());
+        let optimised = Arc::new(ctx.state().optimize(&p).expect("optimise"));
+        plans.put(sql, &p, &alice, 1, optimised.clone());
+        let hit = plans.get(sql, &p, &alice, 1).expect("kept");
+        assert!(Arc::ptr_eq(&hit, &optimised));
+        assert!(plans.get(sql, &p, &bob, 1).is_none(), "another role");
+        assert!(plans.get(sql, &p, &alice, 2).is_none(), "a later epoch");
+        assert!(plans.get(sql, &other, &alice, 1).is_none(), "another plan");
+        assert!(
+            plans.get("SELECT 2", &p, &alice, 1).is_none(),
+            "another text"
+        );
+        // A later epoch's entry replaces the stale ones of its text.
+        plans.put(sql, &p, &bob, 2, optimised.clone());
+        assert!(plans.get(sql, &p, &alice, 1).is_none());
+        assert_eq!(plans.kept.lock().expect("lock")[sql].len(), 1);
+    }
+
+    #[tokio::test]
+    async fn plans_reading_the_clock_the_session_or_the_catalog_are_not_kept() {
+        let ctx = SessionContext::new();
+        for (sql, keep) in [
+            ("SELECT $1 + 1 AS x", true),
+            ("SELECT random() + $1 AS x", true),
+            ("SELECT now() AS t, $1 AS x", false),
+            (
+                "SELECT 1 AS x WHERE $1 > (SELECT to_unixtime(now()))",
+                false,
+            ),
+        ] {
+            assert_eq!(keepable(sql, &plan(&ctx, sql).await), keep, "{sql}");
+        }
+        assert!(!keepable(
+            "SELECT relname FROM pg_catalog.pg_class",
+            &plan(&ctx, "SELECT 1").await
+        ));
+    }
+
+    #[tokio::test]
+    async fn binding_into_a_kept_plan_folds_the_values() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (id TEXT, n INT) AS VALUES ('a', 1), ('b', 2)")
+            .await
+            .expect("create")
+            .collect()
+            .await
+            .expect("create");
+        let p = plan(&ctx, "SELECT n FROM t WHERE id = $1 AND $2 IS NOT NULL").await;
+        let state = ctx.state();
+        let optimised = state.optimize(&p).expect("optimise");
+        let params = ParamValues::List(vec![
+            datafusion::scalar::ScalarValue::Utf8(Some("b".into())).into(),
+            datafusion::scalar::ScalarValue::Int64(Some(1)).into(),
+        ]);
+        let bound = bind(&state, &optimised, params).expect("bind");
+        let text = bound.display_indent().to_string();
+        assert!(!text.contains('$'), "{text}");
+        assert!(!text.contains("IS NOT NULL"), "folded: {text}");
+        let batches = ctx
+            .execute_logical_plan(bound)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let out = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        assert!(out.contains("| 2 |") && !out.contains("| 1 |"), "{out}");
+    }
+}
