@@ -441,11 +441,19 @@ async fn prepared_statements_follow_privacy_changes_made_after_they_were_planned
                 .as_deref()
                 .is_some_and(|n| !RAW.iter().any(|r| n.contains(r)))
     };
-    // Each execution binds its own value into the kept plan.
+    // Each execution binds its own value into the kept plan: each id's own row, as the
+    // simple protocol masks it.
     for _ in 0..3 {
-        for id in ["u1", "u2"] {
+        for (id, raw) in [("u1", "Anna Berg"), ("u2", "Bob Lind")] {
             let names = prepared_texts(&analyst, &by_id, &[&id]).await.expect("run");
+            let simple = rows(
+                &analyst,
+                &format!("SELECT name FROM people WHERE unified_id = '{id}'"),
+            )
+            .await;
             assert!(masked(&names), "{id}: {names:?}");
+            assert_ne!(names[0].as_deref(), Some(raw), "{id}");
+            assert_eq!(names[0].as_deref(), Some(simple[0][0].as_str()), "{id}");
         }
         let none = prepared_texts(&analyst, &by_id, &[&"u9"])
             .await

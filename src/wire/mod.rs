@@ -833,8 +833,9 @@ impl QueryService {
                 .run_one(client, sql, client.transaction_status())
                 .await
                 .map(|mut r| r.pop().unwrap_or(Response::EmptyQuery)),
-            Some((_, plan))
-                if is_write(plan) && client.transaction_status() == TransactionStatus::Error =>
+            Some((statement, plan))
+                if (is_write(plan) || matches!(statement, sqlparser::ast::Statement::Query(_)))
+                    && client.transaction_status() == TransactionStatus::Error =>
             {
                 Err(session::aborted_transaction())
             }
@@ -852,11 +853,6 @@ impl QueryService {
                     .map_err(engine_error),
                 Err(e) => Err(e),
             },
-            Some((sqlparser::ast::Statement::Query(_), _))
-                if client.transaction_status() == TransactionStatus::Error =>
-            {
-                Err(session::aborted_transaction())
-            }
             // Queries run on plans kept across executions (see [`prepared`]).
             Some((sqlparser::ast::Statement::Query(_), plan)) => {
                 let run = async {
