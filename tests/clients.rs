@@ -105,3 +105,10 @@ fn psycopg3_program_passes() {
         Command::new(venv().join("bin/python")).arg(root().join("tests/clients/test_psycopg3.py")),
     );
 }
+
+#[test]
+fn psycopg2_program_passes() {
+    run_client(
+        Command::new(venv().join("bin/python")).arg(root().join("tests/clients/test_psycopg2.py")),
+    );
+}

@@ -245,12 +245,12 @@ async fn default_model_builds_profiles_and_segments() {
             "2",
             "1",
             "1",
-            "166.0",
+            "166",
             "55.33",
-            "2026-06-01 12:00:00.000000",
-            "2026-08-01 15:00:00.000000",
-            "2024-01-10 09:00:00.000000",
-            "2026-10-10 12:00:00.000000"
+            "2026-06-01 12:00:00",
+            "2026-08-01 15:00:00",
+            "2024-01-10 09:00:00",
+            "2026-10-10 12:00:00"
         ]
     );
     // Engagement: email, support, web (two sessions: a gap over 30 minutes).
@@ -268,13 +268,13 @@ async fn default_model_builds_profiles_and_segments() {
             "1",
             "1",
             "0",
-            "2026-09-05 11:01:00.000000",
-            "2026-09-05 12:00:00.000000",
+            "2026-09-05 11:01:00",
+            "2026-09-05 12:00:00",
             "1",
             "0",
             "2",
             "1",
-            "2026-10-10 10:10:00.000000",
+            "2026-10-10 10:10:00",
             "2",
             "mobile"
         ]
@@ -298,7 +298,7 @@ async fn default_model_builds_profiles_and_segments() {
             "customer_id = 'C200'"
         )
         .await,
-        ["2026-10-30 08:00:00.000000", "9", "5", "1", "1"]
+        ["2026-10-30 08:00:00", "9", "5", "1", "1"]
     );
     assert_eq!(
         profile(
@@ -402,7 +402,7 @@ async fn default_model_builds_profiles_and_segments() {
             "customer_id = 'C200'"
         )
         .await,
-        ["4", "4", "k9", "2026-10-31 09:01:00.000000"]
+        ["4", "4", "k9", "2026-10-31 09:01:00"]
     );
     assert!(members(&c, "segment_engaged_anonymous").await.is_empty());
     assert_eq!(

@@ -21,6 +21,7 @@ mod names;
 mod prepared;
 #[cfg(test)]
 mod robustness;
+mod rows;
 mod session;
 pub mod startup;
 pub mod tls;
@@ -78,7 +79,17 @@ pub struct Handlers {
 impl Handlers {
     pub fn new(engine: Arc<Engine>, authentication: Authentication) -> Self {
         let connections = Arc::new(ConnectionManager::new());
-        let inner = Arc::new(DfSessionService::new(engine.session_context()));
+        use datafusion_postgres::hooks::{cursor, set_show, transactions};
+        let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
+            Arc::new(cursor::CursorStatementHook),
+            Arc::new(set_show::SetShowHook),
+            Arc::new(transactions::TransactionStatementHook),
+            Arc::new(rows::QueryResults),
+        ];
+        let inner = Arc::new(DfSessionService::new_with_hooks(
+            engine.session_context(),
+            hooks,
+        ));
         Handlers {
             service: Arc::new(QueryService {
                 parser: Arc::new(TesseraParser {
@@ -678,8 +689,8 @@ impl QueryService {
             .collect();
         let bound = bind_params(portal, &plan, client_types)?;
         let df = ctx.execute_logical_plan(bound).await.map_err(api)?;
-        let rows =
-            df::encode_dataframe(df, &pgwire::api::portal::Format::UnifiedText, None).await?;
+        let options = pgwire::types::format::FormatOptions::from_client_metadata(client.metadata());
+        let rows = rows::dataframe(df, Arc::new(options)).await?;
         let stored = Arc::new(pgwire::api::stmt::StoredStatement::new(
             name.value.clone(),
             (query, None),

@@ -24,9 +24,8 @@ use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::execute_stream;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
-use futures::StreamExt;
 use pgwire::api::portal::Portal;
-use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::results::Response;
 use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
@@ -133,24 +132,12 @@ impl Plans {
         let fields = Arc::new(arrow_schema_to_pg_fields(
             bound.schema().as_arrow(),
             &portal.result_column_format,
-            Some(options),
+            Some(options.clone()),
         )?);
         let batches = execute_stream(physical, state.task_ctx()).map_err(api)?;
-        let encode = fields.clone();
-        let rows = batches
-            .map(
-                move |batch| -> Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> {
-                    match batch {
-                        Ok(batch) => datafusion_postgres::arrow_pg::datatypes::encode_recordbatch(
-                            encode.clone(),
-                            batch,
-                        ),
-                        Err(e) => Box::new(std::iter::once(Err(api(e)))),
-                    }
-                },
-            )
-            .flat_map(futures::stream::iter);
-        Ok(Response::Query(QueryResponse::new(fields, rows)))
+        Ok(Response::Query(super::rows::response(
+            fields, options, batches,
+        )))
     }
 }
 
