@@ -279,6 +279,41 @@ async fn server_functions_answer_like_postgres() {
         rows(&c, "SELECT current_database()").await,
         vec![vec!["tessera"]]
     );
+    // Values in PostgreSQL's text output: a timestamptz is an instant shown in the
+    // session's time zone (UTC), as is now(); floats and timestamps are PostgreSQL's.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT CAST('2024-01-01 00:00:00+02' AS timestamptz), \
+                    CAST('2024-01-02 03:04:05.5' AS timestamp), CAST(1e20 AS double precision), \
+                    CAST(20 AS double precision), CAST('NaN' AS double precision)"
+        )
+        .await,
+        vec![vec![
+            "2023-12-31 22:00:00+00",
+            "2024-01-02 03:04:05.5",
+            "1e+20",
+            "20",
+            "NaN"
+        ]]
+    );
+    let now = rows(&c, "SELECT now()").await;
+    assert!(now[0][0].ends_with("+00"), "{now:?}");
+    // json and jsonb are text.
+    c.batch_execute(
+        "CREATE TABLE docs (doc jsonb, raw json); \
+         INSERT INTO docs VALUES ('{\"a\": 1}', '[1, 2]')",
+    )
+    .await
+    .expect("json columns");
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT doc, doc ->> 'a', raw, CAST('{}' AS jsonb) FROM docs"
+        )
+        .await,
+        vec![vec!["{\"a\": 1}", "1", "[1, 2]", "{}"]]
+    );
     c.batch_execute("DISCARD ALL").await.expect("discard");
 }
 

@@ -137,6 +137,9 @@ impl Engine {
             .with_information_schema(true);
         // PostgreSQL's grammar and operator precedence (`traits ->> 'email' = 'x'`).
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // PostgreSQL's session time zone (UTC here): `timestamptz` and `now()` are
+        // instants in it, not local times (DataFusion's default has no zone).
+        config.options_mut().execution.time_zone = Some("UTC".into());
         let mut runtime = RuntimeEnvBuilder::new().with_metadata_cache_limit(METADATA_CACHE_BYTES);
         if let Some(bytes) = options.memory_limit {
             runtime = runtime.with_memory_pool(memory::pool(bytes));

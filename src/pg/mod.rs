@@ -25,6 +25,7 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
 };
 
 mod functions;
+mod types;
 
 use crate::engine::{EngineError, DATABASE};
 
@@ -71,6 +72,7 @@ pub fn setting(name: &str) -> Option<&'static str> {
 
 pub async fn setup(ctx: &SessionContext, roles: crate::auth::Roles) -> Result<(), EngineError> {
     setup_pg_catalog(ctx, DATABASE, RoleCatalog(roles)).map_err(|e| EngineError::DataFusion(*e))?;
+    types::install(ctx);
 
     let version = version_string();
     ctx.register_udf(create_udf(
