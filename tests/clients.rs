@@ -112,3 +112,13 @@ fn psycopg2_program_passes() {
         Command::new(venv().join("bin/python")).arg(root().join("tests/clients/test_psycopg2.py")),
     );
 }
+
+#[test]
+fn pgjdbc_program_passes() {
+    run_client(
+        Command::new("java")
+            .arg("-cp")
+            .arg("/usr/share/java/postgresql.jar")
+            .arg(root().join("tests/clients/Jdbc.java")),
+    );
+}

@@ -14,14 +14,22 @@
 //! - `like_escape(pattern, escape)`: `pattern` rewritten from escape character `escape`
 //!   to the backslash, which is the only one DataFusion's LIKE takes; `LIKE p ESCAPE 'c'`
 //!   is planned as `LIKE like_escape(p, 'c')` (see `wire::compat`).
+//! - `_pg_expandarray(vector)`: the elements of an `int2vector` (`pg_index.indkey`) with
+//!   their positions, as a list of `(x, n)` structs; `information_schema._pg_expandarray`
+//!   in a select list is planned as its `unnest` (pgjdbc's `getPrimaryKeys`, see
+//!   `wire::compat`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{
+    Array, ArrayBuilder, ArrayRef, BooleanArray, Int32Array, Int32Builder, ListArray, StringArray,
+    StructArray,
+};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::cast::as_string_array;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -77,7 +85,71 @@ pub async fn register(ctx: &SessionContext) -> Result<(), EngineError> {
         Volatility::Immutable,
         Arc::new(like_escape),
     ));
+    ctx.register_udf(create_udf(
+        "_pg_expandarray",
+        vec![DataType::Utf8],
+        expanded_type(),
+        Volatility::Immutable,
+        Arc::new(expand_array),
+    ));
     Ok(())
+}
+
+/// `List<Struct<x: Int32, n: Int32>>`: what `_pg_expandarray` answers per vector.
+fn expanded_type() -> DataType {
+    DataType::new_list(DataType::Struct(expanded_fields()), true)
+}
+
+fn expanded_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("x", DataType::Int32, true),
+        Field::new("n", DataType::Int32, true),
+    ])
+}
+
+/// Each element of a vector (an `int2vector` such as `pg_index.indkey`, held as its text
+/// `1 2`) with its position from 1: `[{x: 1, n: 1}, {x: 2, n: 2}]`; NULL for NULL.
+fn expand_array(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let text = as_string_array(&arrays[0])?;
+    let mut x = Int32Builder::new();
+    let mut n = Int32Builder::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(text.len());
+    for v in text.iter() {
+        if let Some(v) = v {
+            for (i, item) in v.split_whitespace().enumerate() {
+                let element = item.parse::<i32>().map_err(|_| {
+                    DataFusionError::Execution(format!(
+                        "_pg_expandarray: \"{v}\" is not a vector of integers"
+                    ))
+                })?;
+                x.append_value(element);
+                n.append_value(i as i32 + 1);
+            }
+        }
+        valid.push(v.is_some());
+        offsets.push(x.len() as i32);
+    }
+    let items = StructArray::try_new(
+        expanded_fields(),
+        vec![Arc::new(x.finish()) as ArrayRef, Arc::new(n.finish())],
+        None,
+    )?;
+    let list = ListArray::try_new(
+        Arc::new(Field::new_list_field(
+            DataType::Struct(expanded_fields()),
+            true,
+        )),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(items),
+        Some(NullBuffer::from(valid)),
+    )?;
+    let list: ArrayRef = Arc::new(list);
+    Ok(match &args[0] {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&list, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(list),
+    })
 }
 
 fn like_escape(args: &[ColumnarValue]) -> Result<ColumnarValue> {
@@ -263,6 +335,44 @@ mod tests {
             assert_eq!(typname(written).as_deref(), Some(internal), "{written}");
         }
         assert_eq!(typname("other.int4"), None);
+    }
+
+    #[tokio::test]
+    async fn expandarray_lists_elements_with_their_positions() {
+        let ctx = SessionContext::new();
+        ctx.register_udf(create_udf(
+            "_pg_expandarray",
+            vec![DataType::Utf8],
+            expanded_type(),
+            Volatility::Immutable,
+            Arc::new(expand_array),
+        ));
+        let batches = ctx
+            .sql(
+                "SELECT k, unnest(_pg_expandarray(k)) AS e FROM (VALUES ('3 1'), (NULL), ('')) t(k)",
+            )
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        assert!(text.contains("| 3 1 | {x: 3, n: 1} |"), "{text}");
+        assert!(text.contains("| 3 1 | {x: 1, n: 2} |"), "{text}");
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            2,
+            "{text}"
+        );
+        let bad = ctx
+            .sql("SELECT _pg_expandarray('1 x')")
+            .await
+            .expect("plan")
+            .collect()
+            .await;
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -319,14 +319,58 @@ fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
                 .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string()),
         )
         .collect();
+    // Each primary key's index (`<table>_pkey`, relkind `i`), which pg_index and
+    // pg_constraint name by oid (pgjdbc's getPrimaryKeys joins it).
+    let index_cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let value = if PK_INDEX_COLUMNS.contains(&f.name().as_str()) {
+                format!("x.\"{}\"", f.name())
+            } else {
+                "NULL".to_string()
+            };
+            format!(
+                "arrow_cast({value}, '{}') AS \"{}\"",
+                f.data_type(),
+                f.name()
+            )
+        })
+        .chain(
+            (schema.index_of("reloptions").is_err())
+                .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string()),
+        )
+        .collect();
     format!(
         "SELECT {} FROM pg_catalog.pg_class c LEFT JOIN \
          (SELECT m.name, m.populated, n.oid AS nsp FROM tessera.materialized_views m \
           JOIN pg_catalog.pg_namespace n ON n.nspname = 'public') mv \
-         ON mv.name = c.relname AND mv.nsp = c.relnamespace",
-        cols.join(", ")
+         ON mv.name = c.relname AND mv.nsp = c.relnamespace \
+         UNION ALL SELECT {} FROM ({}) x",
+        cols.join(", "),
+        index_cols.join(", "),
+        PK_INDEXES.replace("PRIMARY_KEYS", PRIMARY_KEYS)
     )
 }
+
+/// The `pg_class` rows of primary key indexes; other columns are NULL.
+const PK_INDEXES: &str = "SELECT pk.idxoid AS oid, pk.relname || '_pkey' AS relname, \
+     pk.nsp AS relnamespace, 'i' AS relkind, CAST(pk.natts AS SMALLINT) AS relnatts, \
+     false AS relhasindex, true AS relispopulated, 'p' AS relpersistence, \
+     false AS relisshared, 0 AS reltuples \
+     FROM (PRIMARY_KEYS) pk";
+const PK_INDEX_COLUMNS: [&str; 10] = [
+    "oid",
+    "relname",
+    "relnamespace",
+    "relkind",
+    "relnatts",
+    "relhasindex",
+    "relispopulated",
+    "relpersistence",
+    "relisshared",
+    "reltuples",
+];
 
 const OVERLAY_VIEWS: [(&str, &str); 2] = [
     (
@@ -382,7 +426,7 @@ const OVERLAY_ROWS: [(&str, &str); 4] = [
     ),
     // A primary key is a constraint with a unique index (oid: the table's plus 2^30,
     // clear of every relation oid), as PostgreSQL reports it (SQLAlchemy's
-    // get_pk_constraint joins the two). The index has no pg_class row.
+    // get_pk_constraint joins the two). The index's pg_class row is in pg_class_overlay.
     (
         "pg_constraint",
         "SELECT pk.idxoid AS oid, pk.relname || '_pkey' AS conname, \

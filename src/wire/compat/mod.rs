@@ -20,7 +20,7 @@
 //! - `current_role`: a keyword of PostgreSQL that sqlparser reads as a column name; it
 //!   becomes `current_user`, which it equals.
 //! - the catalog queries of reflecting clients ([`reflection`]): scalar subqueries inside
-//!   `CASE`, `pg_get_viewdef`, `unnest` of vector columns.
+//!   `CASE`, `pg_get_viewdef`, `unnest` of vector columns, `_pg_expandarray`.
 
 mod reflection;
 
@@ -96,6 +96,7 @@ pub fn fallback(sql: &str) -> Option<String> {
             "pg_get_viewdef",
             "unnest",
             "generate_subscripts",
+            "_pg_expandarray",
         ],
         &|e| {
             qualify_regclass(e)
@@ -105,6 +106,7 @@ pub fn fallback(sql: &str) -> Option<String> {
                 | reflection::case_subqueries(e)
                 | reflection::pg_get_viewdef(e)
                 | reflection::vector_subscripts(e)
+                | reflection::expand_array(e)
         },
         &|_| false,
     )

@@ -299,6 +299,98 @@ pub fn vector_subscripts(e: &mut Expr) -> bool {
     replace_with(e, &sql)
 }
 
+/// pgjdbc's `getPrimaryKeys` reads `information_schema._pg_expandarray(v)`, a
+/// set-returning function of `(x, n)` rows (each element and its position), in a select
+/// list, and a field of it: `(_pg_expandarray(v)).n`, or `(keys).x` from an outer query.
+/// - `_pg_expandarray(v)` becomes `unnest(_pg_expandarray(v))`, tessera's function
+///   answering the rows as a list of structs;
+/// - `(_pg_expandarray(v)).x` and `.n` become `unnest` of the elements and of the
+///   positions 1..n, which DataFusion unnests in step with the other;
+/// - any other `(composite).field` becomes `composite['field']` (DataFusion reads struct
+///   fields by subscript only).
+pub fn expand_array(e: &mut Expr) -> bool {
+    match e {
+        Expr::CompoundFieldAccess { root, access_chain } if access_chain.len() == 1 => {
+            let ast::AccessExpr::Dot(Expr::Identifier(field)) = &access_chain[0] else {
+                return false;
+            };
+            let field = field.value.to_ascii_lowercase();
+            let inner = match root.as_ref() {
+                Expr::Nested(x) => x.as_ref(),
+                x => x,
+            };
+            let sql = match (expanded(inner), field.as_str()) {
+                (Some(v), "x") => format!("unnest({})", as_array(&v)),
+                (Some(v), "n") => format!(
+                    "unnest(range(1, CAST(cardinality({}) AS BIGINT) + 1))",
+                    as_array(&v)
+                ),
+                (Some(_), _) => return false,
+                (None, field) => format!("{inner}['{field}']"),
+            };
+            replace_with(e, &sql)
+        }
+        Expr::Function(f) if is_expandarray(&f.name) => match only_argument(f) {
+            Some(v) => {
+                let sql = format!("unnest(_pg_expandarray({v}))");
+                replace_with(e, &sql)
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn is_expandarray(name: &ast::ObjectName) -> bool {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray"))
+}
+
+fn only_argument(f: &ast::Function) -> Option<String> {
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(v))] => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+/// `v` of `_pg_expandarray(v)` or (already rewritten) `unnest(_pg_expandarray(v))`.
+fn expanded(e: &Expr) -> Option<String> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    if is_expandarray(&f.name) {
+        return only_argument(f);
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(inner))]
+            if f.name.to_string().eq_ignore_ascii_case("unnest") =>
+        {
+            expanded(inner)
+        }
+        _ => None,
+    }
+}
+
+/// `v` as an array: a vector column (`indkey`, held as its text `1 2`) is split.
+fn as_array(v: &str) -> String {
+    let column = v.rsplit('.').next().unwrap_or(v);
+    match VECTOR_COLUMNS
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(column))
+    {
+        Some(_) => format!("CAST(string_to_array({v}, ' ') AS INT[])"),
+        None => v.to_string(),
+    }
+}
+
 /// Replace `e` by the expression `sql` (false, and `e` unchanged, if it does not parse).
 fn replace_with(e: &mut Expr, sql: &str) -> bool {
     match Parser::new(&PostgreSqlDialect {})
@@ -350,6 +442,30 @@ pub fn pg_get_viewdef(e: &mut Expr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::fallback;
+
+    /// pgjdbc's getPrimaryKeys, shortened.
+    #[test]
+    fn expandarray_becomes_unnests_in_step() {
+        let q = fallback(
+            "SELECT result.KEY_SEQ FROM (SELECT a.attname, \
+             (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, \
+             information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM \
+             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_index i ON a.attrelid = i.indrelid) result \
+             WHERE result.A_ATTNUM = (result.KEYS).x",
+        )
+        .expect("rewritten");
+        assert_eq!(
+            q,
+            "SELECT result.KEY_SEQ FROM (SELECT a.attname, \
+             unnest(range(1, CAST(cardinality(CAST(string_to_array(i.indkey, ' ') AS INT[])) AS BIGINT) + 1)) AS KEY_SEQ, \
+             unnest(_pg_expandarray(i.indkey)) AS KEYS, a.attnum AS A_ATTNUM \
+             FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_index i ON a.attrelid = i.indrelid) result \
+             WHERE result.A_ATTNUM = result.KEYS['x']"
+        );
+        // An element of an array that is not a vector column is unnested as it is.
+        let q = fallback("SELECT (_pg_expandarray(t.arr)).x FROM t").expect("rewritten");
+        assert_eq!(q, "SELECT unnest(t.arr) FROM t");
+    }
 
     #[test]
     fn subqueries_in_case_are_aggregated_and_lose_the_repeated_guard() {
