@@ -94,6 +94,13 @@ pub async fn setup(ctx: &SessionContext, roles: crate::auth::Roles) -> Result<()
         Arc::new(current_setting),
     ));
     ctx.register_udf(create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(set_config),
+    ));
+    ctx.register_udf(create_udf(
         "quote_literal",
         vec![DataType::Utf8],
         DataType::Utf8,
@@ -252,9 +259,73 @@ fn current_setting(args: &[ColumnarValue]) -> datafusion::error::Result<Columnar
     }
 }
 
+/// `set_config(name, value, is_local)`: the settings `current_setting` reads are fixed
+/// (a session changes its own with `SET`), so this answers `value` when it is already
+/// the setting's value; an unknown name is 42704, as in PostgreSQL, and another value
+/// 0A000.
+fn set_config(args: &[ColumnarValue]) -> datafusion::error::Result<ColumnarValue> {
+    let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let names = as_string_array(&arrays[0])?;
+    let values = as_string_array(&arrays[1])?;
+    let out = names
+        .iter()
+        .zip(values.iter())
+        .map(|(name, value)| {
+            let (Some(name), Some(value)) = (name, value) else {
+                return Ok(None);
+            };
+            let current = setting(name).ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "unrecognized configuration parameter \"{name}\""
+                ))
+            })?;
+            if current.eq_ignore_ascii_case(value) {
+                Ok(Some(value.to_string()))
+            } else {
+                Err(DataFusionError::NotImplemented(format!(
+                    "set_config cannot change \"{name}\" from \"{current}\" to \"{value}\"; use SET"
+                )))
+            }
+        })
+        .collect::<datafusion::error::Result<StringArray>>()?;
+    Ok(if scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(Arc::new(out) as ArrayRef)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_config_answers_the_fixed_value_only() {
+        let call = |name: &str, value: &str| {
+            set_config(&[
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(name.into()))),
+                ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.into()))),
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))),
+            ])
+        };
+        match call("TimeZone", "utc") {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(v)))) => assert_eq!(v, "utc"),
+            other => panic!("{other:?}"),
+        }
+        let unknown = call("jit", "off").expect_err("unknown");
+        assert!(
+            unknown
+                .to_string()
+                .contains("unrecognized configuration parameter"),
+            "{unknown}"
+        );
+        let other = call("timezone", "Europe/Berlin").expect_err("other value");
+        assert!(
+            matches!(other, DataFusionError::NotImplemented(_)),
+            "{other}"
+        );
+    }
 
     #[test]
     fn version_parses_like_postgres() {
@@ -321,21 +392,8 @@ fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
         .collect();
     // Each primary key's index (`<table>_pkey`, relkind `i`), which pg_index and
     // pg_constraint name by oid (pgjdbc's getPrimaryKeys joins it).
-    let index_cols: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let value = if PK_INDEX_COLUMNS.contains(&f.name().as_str()) {
-                format!("x.\"{}\"", f.name())
-            } else {
-                "NULL".to_string()
-            };
-            format!(
-                "arrow_cast({value}, '{}') AS \"{}\"",
-                f.data_type(),
-                f.name()
-            )
-        })
+    let index_cols: Vec<String> = cast_columns(schema, &PK_INDEX_COLUMNS)
+        .into_iter()
         .chain(
             (schema.index_of("reloptions").is_err())
                 .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string()),
@@ -519,19 +577,10 @@ async fn plan_views(
     Ok(())
 }
 
-/// `SELECT * FROM pg_catalog.<name> UNION ALL <extra rows>`, with the extra rows cast to
-/// the base table's column types and NULL for the columns they do not set.
-fn union_with_base(
-    name: &str,
-    schema: &datafusion::arrow::datatypes::Schema,
-    extra: &str,
-) -> String {
-    let provided: Vec<&str> = extra
-        .split(" AS ")
-        .skip(1)
-        .filter_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()).next())
-        .collect();
-    let cols: Vec<String> = schema
+/// A select list of `schema`'s columns read from `x`, cast to their types: those named in
+/// `provided`, NULL for the others.
+fn cast_columns(schema: &datafusion::arrow::datatypes::Schema, provided: &[&str]) -> Vec<String> {
+    schema
         .fields()
         .iter()
         .map(|f| {
@@ -546,7 +595,22 @@ fn union_with_base(
                 f.name()
             )
         })
+        .collect()
+}
+
+/// `SELECT * FROM pg_catalog.<name> UNION ALL <extra rows>`, with the extra rows cast to
+/// the base table's column types and NULL for the columns they do not set.
+fn union_with_base(
+    name: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    extra: &str,
+) -> String {
+    let provided: Vec<&str> = extra
+        .split(" AS ")
+        .skip(1)
+        .filter_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()).next())
         .collect();
+    let cols = cast_columns(schema, &provided);
     let names: Vec<String> = schema
         .fields()
         .iter()

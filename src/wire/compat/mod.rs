@@ -9,6 +9,9 @@
 //!   backslash as escape character, so it becomes `x LIKE like_escape(p, 'c')`
 //!   (SQLAlchemy's schema listing uses `ESCAPE '/'`).
 //!
+//! - asyncpg's recursive search for a domain's base type (also [`rewrite`]): see
+//!   [`reflection::domain_base_type`].
+//!
 //! [`fallback`] applies these when a query failed to plan as it was (datafusion-pg-catalog
 //! recognises some psql queries by their exact tokens, which a rewrite would hide):
 //!
@@ -42,13 +45,13 @@ pub fn rewrite(sql: &str) -> Option<String> {
     let words: &[&str] = if protect {
         &["select"]
     } else {
-        &["regclass", "escape"]
+        &["regclass", "escape", "typebases"]
     };
     apply(
         sql,
         &lower,
         words,
-        &|e| qualify_regclass(e) | like_escape(e),
+        &|e| qualify_regclass(e) | like_escape(e) | reflection::domain_base_type(e),
         &|q| protect && protect_projection_subqueries(q),
     )
 }

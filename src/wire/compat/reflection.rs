@@ -299,6 +299,53 @@ pub fn vector_subscripts(e: &mut Expr) -> bool {
     replace_with(e, &sql)
 }
 
+/// asyncpg's type introspection finds a domain's base type with a recursive CTE over
+/// `pg_type` inside a scalar subquery (`WITH RECURSIVE typebases(oid, depth) AS (SELECT
+/// t2.typbasetype ... WHERE t2.oid = t.oid UNION ALL ...) SELECT oid FROM typebases
+/// ORDER BY depth DESC LIMIT 1`), which DataFusion cannot plan there. tessera's domains
+/// (those of `information_schema`) are all over base types, so that is the outer type's
+/// `typbasetype`.
+pub fn domain_base_type(e: &mut Expr) -> bool {
+    let Expr::Subquery(q) = e else {
+        return false;
+    };
+    let Some(with) = &q.with else {
+        return false;
+    };
+    let [cte] = with.cte_tables.as_slice() else {
+        return false;
+    };
+    if !with.recursive || !cte.alias.name.value.eq_ignore_ascii_case("typebases") {
+        return false;
+    }
+    // The anchor's `t2.oid = t.oid`: `t` is the outer type.
+    let SetExpr::SetOperation { left, .. } = cte.query.body.as_ref() else {
+        return false;
+    };
+    let SetExpr::Select(anchor) = left.as_ref() else {
+        return false;
+    };
+    let Some(Expr::BinaryOp {
+        right,
+        op: BinaryOperator::Eq,
+        ..
+    }) = &anchor.selection
+    else {
+        return false;
+    };
+    let Expr::CompoundIdentifier(outer) = right.as_ref() else {
+        return false;
+    };
+    let [alias, oid] = outer.as_slice() else {
+        return false;
+    };
+    if !oid.value.eq_ignore_ascii_case("oid") {
+        return false;
+    }
+    let sql = format!("{alias}.typbasetype");
+    replace_with(e, &sql)
+}
+
 /// pgjdbc's `getPrimaryKeys` reads `information_schema._pg_expandarray(v)`, a
 /// set-returning function of `(x, n)` rows (each element and its position), in a select
 /// list, and a field of it: `(_pg_expandarray(v)).n`, or `(keys).x` from an outer query.
@@ -442,6 +489,25 @@ pub fn pg_get_viewdef(e: &mut Expr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::fallback;
+
+    /// asyncpg's type introspection, shortened.
+    #[test]
+    fn a_domains_recursive_base_type_is_its_typbasetype() {
+        let q = super::super::rewrite(
+            "SELECT t.oid, (CASE WHEN t.typtype = 'd' THEN (WITH RECURSIVE typebases(oid, depth) AS (\
+             SELECT t2.typbasetype AS oid, 0 AS depth FROM pg_type t2 WHERE t2.oid = t.oid \
+             UNION ALL SELECT t2.typbasetype AS oid, tb.depth + 1 AS depth FROM pg_type t2, typebases tb \
+             WHERE tb.oid = t2.oid AND t2.typbasetype != 0) \
+             SELECT oid FROM typebases ORDER BY depth DESC LIMIT 1) ELSE NULL END) AS basetype \
+             FROM pg_catalog.pg_type AS t",
+        )
+        .expect("rewritten");
+        assert_eq!(
+            q,
+            "SELECT t.oid, (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE NULL END) AS basetype \
+             FROM pg_catalog.pg_type AS t"
+        );
+    }
 
     /// pgjdbc's getPrimaryKeys, shortened.
     #[test]
