@@ -299,6 +299,16 @@ async fn server_functions_answer_like_postgres() {
     );
     let now = rows(&c, "SELECT now()").await;
     assert!(now[0][0].ends_with("+00"), "{now:?}");
+    // A cursor's rows are written the same way.
+    assert_eq!(
+        rows(
+            &c,
+            "BEGIN; DECLARE c CURSOR FOR SELECT CAST(20 AS double precision), \
+             CAST('2024-01-02 03:04:05' AS timestamp); FETCH ALL FROM c; CLOSE c; COMMIT"
+        )
+        .await,
+        vec![vec!["20", "2024-01-02 03:04:05"]]
+    );
     // json and jsonb are text.
     c.batch_execute(
         "CREATE TABLE docs (doc jsonb, raw json); \

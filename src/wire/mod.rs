@@ -81,10 +81,10 @@ impl Handlers {
         let connections = Arc::new(ConnectionManager::new());
         use datafusion_postgres::hooks::{cursor, set_show, transactions};
         let hooks: Vec<Arc<dyn datafusion_postgres::QueryHook>> = vec![
-            Arc::new(cursor::CursorStatementHook),
             Arc::new(set_show::SetShowHook),
             Arc::new(transactions::TransactionStatementHook),
             Arc::new(rows::QueryResults),
+            Arc::new(cursor::CursorStatementHook),
         ];
         let inner = Arc::new(DfSessionService::new_with_hooks(
             engine.session_context(),
@@ -658,9 +658,8 @@ impl QueryService {
         bind_params(portal, plan, wire_types)
     }
 
-    /// `DECLARE c CURSOR FOR <query with $n>` in the extended protocol: datafusion-postgres'
-    /// cursor hook plans the query without its parameters, so bind them here and open the
-    /// cursor's portal the way the hook does.
+    /// `DECLARE c CURSOR FOR <query with $n>` in the extended protocol: hooks plan the
+    /// query without its parameters, so bind them here and open the cursor's portal.
     async fn declare_with_params<C>(
         &self,
         client: &mut C,
@@ -691,14 +690,7 @@ impl QueryService {
         let df = ctx.execute_logical_plan(bound).await.map_err(api)?;
         let options = pgwire::types::format::FormatOptions::from_client_metadata(client.metadata());
         let rows = rows::dataframe(df, Arc::new(options)).await?;
-        let stored = Arc::new(pgwire::api::stmt::StoredStatement::new(
-            name.value.clone(),
-            (query, None),
-            vec![],
-        ));
-        let cursor = Portal::new_cursor(name.value.clone(), stored);
-        cursor.start(rows).await;
-        client.portal_store().put_portal(Arc::new(cursor));
+        rows::open_cursor(client.portal_store(), &name.value, query, rows).await;
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
 }

@@ -27,15 +27,17 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use futures::StreamExt;
-use pgwire::api::portal::Format;
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::StoredStatement;
+use pgwire::api::store::PortalStore;
 use pgwire::api::ClientInfo;
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
@@ -63,8 +65,9 @@ pub fn response(
     QueryResponse::new(fields, rows)
 }
 
-/// Runs the queries of the simple protocol (after datafusion-postgres' own hooks for
-/// cursors, settings and transactions) so that their rows are written here too.
+/// Runs the queries of the simple protocol and `DECLARE ... CURSOR` in both (after
+/// datafusion-postgres' hooks for settings and transactions, before its cursor hook,
+/// which serves `FETCH` and `CLOSE`), so that their rows are written here too.
 pub struct QueryResults;
 
 #[async_trait]
@@ -75,11 +78,12 @@ impl QueryHook for QueryResults {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if !matches!(statement, Statement::Query(_)) {
-            return None;
-        }
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        Some(run(ctx, statement, options).await)
+        match statement {
+            Statement::Query(_) => Some(run(ctx, statement, options).await),
+            Statement::Declare { stmts } => Some(declare(ctx, client, stmts, options).await),
+            _ => None,
+        }
     }
 
     async fn handle_extended_parse_query(
@@ -93,14 +97,61 @@ impl QueryHook for QueryResults {
 
     async fn handle_extended_query(
         &self,
-        _: &Statement,
+        statement: &Statement,
         _: &LogicalPlan,
         _: &ParamValues,
-        _: &SessionContext,
-        _: &mut dyn HookClient,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        None
+        let Statement::Declare { stmts } = statement else {
+            return None;
+        };
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        Some(declare(ctx, client, stmts, options).await)
     }
+}
+
+/// `DECLARE name CURSOR FOR query`: the query's rows wait in the cursor's portal for
+/// `FETCH` (datafusion-postgres' cursor hook serves `FETCH` and `CLOSE`).
+async fn declare(
+    ctx: &SessionContext,
+    client: &mut dyn HookClient,
+    stmts: &[ast::Declare],
+    options: Arc<FormatOptions>,
+) -> PgWireResult<Response> {
+    for d in stmts {
+        let (Some(ast::DeclareType::Cursor), Some(name), Some(query)) =
+            (&d.declare_type, d.names.first(), d.for_query.as_ref())
+        else {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "42601".into(),
+                "DECLARE needs CURSOR, a name and a FOR query".into(),
+            ))));
+        };
+        let query = query.to_string();
+        let df = ctx.sql(&query).await.map_err(api)?;
+        let rows = dataframe(df, options.clone()).await?;
+        open_cursor(client.portal_store(), &name.value, query, rows).await;
+    }
+    Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+}
+
+/// Open the cursor `name` of the query `query` over its `rows`.
+pub async fn open_cursor<S: PortalStore<Statement = super::Statement>>(
+    store: &S,
+    name: &str,
+    query: String,
+    rows: QueryResponse,
+) {
+    let stored = Arc::new(StoredStatement::new(
+        name.to_string(),
+        (query, None),
+        vec![],
+    ));
+    let cursor = Portal::new_cursor(name.to_string(), stored);
+    cursor.start(rows).await;
+    store.put_portal(Arc::new(cursor));
 }
 
 async fn run(
