@@ -5,9 +5,11 @@
 //! formatted without an intermediate string, and floats and timestamps read as
 //! PostgreSQL prints them (`20`, `1e+20`, `Infinity`, `2024-01-02 03:04:05.5`), which is
 //! what text-mode clients such as psycopg2 and psql parse. A batch with a column of any
-//! other type (lists, structs, intervals, binary numerics...) or a session with
-//! non-default output settings (`DateStyle`, `extra_float_digits` <= 0, a time zone
-//! other than UTC) goes through arrow-pg's per-value encoder instead.
+//! other type (lists, structs, intervals, binary numerics, catalog oids and `"char"`s,
+//! which their field metadata describes) or a session with non-default output settings
+//! (`DateStyle`, `extra_float_digits` <= 0) goes through arrow-pg's per-value encoder
+//! instead. Times with a zone are shown in UTC (pgwire keeps no session time zone in
+//! the options it reads from the client; the check stays for when it does).
 
 use std::sync::Arc;
 
@@ -36,7 +38,7 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::PortalStore;
-use pgwire::api::ClientInfo;
+use pgwire::api::{ClientInfo, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
@@ -350,6 +352,9 @@ impl<'a> Column<'a> {
             }
             _ => return None,
         };
+        if !describes(&value, field.datatype()) {
+            return None;
+        }
         Some(Column {
             array,
             value,
@@ -417,6 +422,27 @@ impl<'a> Column<'a> {
                 put_with(buf, |out| decimal_text(a.value(row), *scale, out))
             }
         }
+    }
+}
+
+/// Whether `ty`, the type the column is described as, is the one `value` writes: a
+/// catalog column of oids or `"char"`s is described by its field metadata, not by its
+/// Arrow type, and goes through arrow-pg.
+fn describes(value: &Value, ty: &Type) -> bool {
+    match value {
+        Value::Text(_) | Value::LargeText(_) | Value::TextView(_) => {
+            matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME)
+        }
+        Value::Bool(_) => *ty == Type::BOOL,
+        Value::Int(_, 2) => *ty == Type::INT2,
+        Value::Int(_, 4) => *ty == Type::INT4,
+        Value::Int(_, _) => *ty == Type::INT8,
+        Value::Float64(_) => *ty == Type::FLOAT8,
+        Value::Float32(_) => *ty == Type::FLOAT4,
+        Value::Date(_) => *ty == Type::DATE,
+        Value::Timestamp(_, true) => *ty == Type::TIMESTAMPTZ,
+        Value::Timestamp(_, false) => *ty == Type::TIMESTAMP,
+        Value::Decimal(..) => *ty == Type::NUMERIC,
     }
 }
 

@@ -361,7 +361,11 @@ pub fn expand_array(e: &mut Expr) -> bool {
             let ast::AccessExpr::Dot(Expr::Identifier(field)) = &access_chain[0] else {
                 return false;
             };
-            let field = field.value.to_ascii_lowercase();
+            // An unquoted name is folded to lower case, a quoted one kept.
+            let field = match field.quote_style {
+                Some(_) => field.value.clone(),
+                None => field.value.to_ascii_lowercase(),
+            };
             let inner = match root.as_ref() {
                 Expr::Nested(x) => x.as_ref(),
                 x => x,
@@ -377,15 +381,23 @@ pub fn expand_array(e: &mut Expr) -> bool {
             };
             replace_with(e, &sql)
         }
+        // tessera's `_pg_expandarray` reads vectors (their text) only.
         Expr::Function(f) if is_expandarray(&f.name) => match only_argument(f) {
-            Some(v) => {
+            Some(v) if is_vector(&v) => {
                 let sql = format!("unnest(_pg_expandarray({v}))");
                 replace_with(e, &sql)
             }
-            None => false,
+            _ => false,
         },
         _ => false,
     }
+}
+
+fn is_vector(v: &str) -> bool {
+    let column = v.rsplit('.').next().unwrap_or(v);
+    VECTOR_COLUMNS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(column))
 }
 
 fn is_expandarray(name: &ast::ObjectName) -> bool {
@@ -428,13 +440,9 @@ fn expanded(e: &Expr) -> Option<String> {
 
 /// `v` as an array: a vector column (`indkey`, held as its text `1 2`) is split.
 fn as_array(v: &str) -> String {
-    let column = v.rsplit('.').next().unwrap_or(v);
-    match VECTOR_COLUMNS
-        .iter()
-        .find(|c| c.eq_ignore_ascii_case(column))
-    {
-        Some(_) => format!("CAST(string_to_array({v}, ' ') AS INT[])"),
-        None => v.to_string(),
+    match is_vector(v) {
+        true => format!("CAST(string_to_array({v}, ' ') AS INT[])"),
+        false => v.to_string(),
     }
 }
 
@@ -531,6 +539,13 @@ mod tests {
         // An element of an array that is not a vector column is unnested as it is.
         let q = fallback("SELECT (_pg_expandarray(t.arr)).x FROM t").expect("rewritten");
         assert_eq!(q, "SELECT unnest(t.arr) FROM t");
+        // A quoted field keeps its case.
+        let q = fallback("SELECT (t.s).\"A\", (t.s).b, (_pg_expandarray(t.arr)).n FROM t")
+            .expect("rewritten");
+        assert_eq!(
+            q,
+            "SELECT t.s['A'], t.s['b'], unnest(range(1, CAST(cardinality(t.arr) AS BIGINT) + 1)) FROM t"
+        );
     }
 
     #[test]
