@@ -30,7 +30,7 @@ use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::cast::as_string_array;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
@@ -85,14 +85,18 @@ pub async fn register(ctx: &SessionContext) -> Result<(), EngineError> {
         Volatility::Immutable,
         Arc::new(like_escape),
     ));
-    ctx.register_udf(create_udf(
+    ctx.register_udf(expandarray_udf());
+    Ok(())
+}
+
+fn expandarray_udf() -> ScalarUDF {
+    create_udf(
         "_pg_expandarray",
         vec![DataType::Utf8],
         expanded_type(),
         Volatility::Immutable,
         Arc::new(expand_array),
-    ));
-    Ok(())
+    )
 }
 
 /// `List<Struct<x: Int32, n: Int32>>`: what `_pg_expandarray` answers per vector.
@@ -340,13 +344,7 @@ mod tests {
     #[tokio::test]
     async fn expandarray_lists_elements_with_their_positions() {
         let ctx = SessionContext::new();
-        ctx.register_udf(create_udf(
-            "_pg_expandarray",
-            vec![DataType::Utf8],
-            expanded_type(),
-            Volatility::Immutable,
-            Arc::new(expand_array),
-        ));
+        ctx.register_udf(expandarray_udf());
         let batches = ctx
             .sql(
                 "SELECT k, unnest(_pg_expandarray(k)) AS e FROM (VALUES ('3 1'), (NULL), ('')) t(k)",

@@ -375,6 +375,10 @@ const PG_MATVIEWS: &str = "SELECT 'public' AS schemaname, m.name AS matviewname,
 /// datafusion-pg-catalog sees as tables): every column of the base table, in order, and
 /// `reloptions` (NULL) after them.
 fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    // datafusion-pg-catalog has no reloptions (SQLAlchemy's index reflection reads it):
+    // no relation has storage options.
+    let reloptions = (schema.index_of("reloptions").is_err())
+        .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string());
     let cols: Vec<String> = schema
         .fields()
         .iter()
@@ -383,31 +387,23 @@ fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
             "relispopulated" => "COALESCE(mv.populated, c.relispopulated) AS relispopulated".into(),
             name => format!("c.\"{name}\""),
         })
-        .chain(
-            // datafusion-pg-catalog has no reloptions (SQLAlchemy's index reflection
-            // reads it): no relation has storage options.
-            (schema.index_of("reloptions").is_err())
-                .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string()),
-        )
+        .chain(reloptions.clone())
         .collect();
     // Each primary key's index (`<table>_pkey`, relkind `i`), which pg_index and
     // pg_constraint name by oid (pgjdbc's getPrimaryKeys joins it).
-    let index_cols: Vec<String> = cast_columns(schema, &PK_INDEX_COLUMNS)
+    let indexes = PK_INDEXES.replace("PRIMARY_KEYS", PRIMARY_KEYS);
+    let index_cols: Vec<String> = cast_columns(schema, &provided_columns(PK_INDEXES))
         .into_iter()
-        .chain(
-            (schema.index_of("reloptions").is_err())
-                .then(|| "CAST(NULL AS VARCHAR[]) AS reloptions".to_string()),
-        )
+        .chain(reloptions)
         .collect();
     format!(
         "SELECT {} FROM pg_catalog.pg_class c LEFT JOIN \
          (SELECT m.name, m.populated, n.oid AS nsp FROM tessera.materialized_views m \
           JOIN pg_catalog.pg_namespace n ON n.nspname = 'public') mv \
          ON mv.name = c.relname AND mv.nsp = c.relnamespace \
-         UNION ALL SELECT {} FROM ({}) x",
+         UNION ALL SELECT {} FROM ({indexes}) x",
         cols.join(", "),
         index_cols.join(", "),
-        PK_INDEXES.replace("PRIMARY_KEYS", PRIMARY_KEYS)
     )
 }
 
@@ -417,18 +413,6 @@ const PK_INDEXES: &str = "SELECT pk.idxoid AS oid, pk.relname || '_pkey' AS reln
      false AS relhasindex, true AS relispopulated, 'p' AS relpersistence, \
      false AS relisshared, 0 AS reltuples \
      FROM (PRIMARY_KEYS) pk";
-const PK_INDEX_COLUMNS: [&str; 10] = [
-    "oid",
-    "relname",
-    "relnamespace",
-    "relkind",
-    "relnatts",
-    "relhasindex",
-    "relispopulated",
-    "relpersistence",
-    "relisshared",
-    "reltuples",
-];
 
 const OVERLAY_VIEWS: [(&str, &str); 2] = [
     (
@@ -577,6 +561,15 @@ async fn plan_views(
     Ok(())
 }
 
+/// The names a select list gives its columns (`... AS name`).
+fn provided_columns(select: &str) -> Vec<&str> {
+    select
+        .split(" AS ")
+        .skip(1)
+        .filter_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()).next())
+        .collect()
+}
+
 /// A select list of `schema`'s columns read from `x`, cast to their types: those named in
 /// `provided`, NULL for the others.
 fn cast_columns(schema: &datafusion::arrow::datatypes::Schema, provided: &[&str]) -> Vec<String> {
@@ -605,12 +598,7 @@ fn union_with_base(
     schema: &datafusion::arrow::datatypes::Schema,
     extra: &str,
 ) -> String {
-    let provided: Vec<&str> = extra
-        .split(" AS ")
-        .skip(1)
-        .filter_map(|s| s.split(|c: char| c == ',' || c.is_whitespace()).next())
-        .collect();
-    let cols = cast_columns(schema, &provided);
+    let cols = cast_columns(schema, &provided_columns(extra));
     let names: Vec<String> = schema
         .fields()
         .iter()

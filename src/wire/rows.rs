@@ -8,8 +8,9 @@
 //! other type (lists, structs, intervals, binary numerics, catalog oids and `"char"`s,
 //! which their field metadata describes) or a session with non-default output settings
 //! (`DateStyle`, `extra_float_digits` <= 0) goes through arrow-pg's per-value encoder
-//! instead. Times with a zone are shown in UTC (pgwire keeps no session time zone in
-//! the options it reads from the client; the check stays for when it does).
+//! instead. Times with a zone are shown in UTC, the only session time zone: pgwire reads
+//! none from the client into its options, and datafusion-postgres' `SET TIME ZONE`
+//! changes a copy of the session state.
 
 use std::sync::Arc;
 
@@ -19,8 +20,8 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, StringViewArray,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    ArrowPrimitiveType, DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type,
+    Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt8Type,
 };
 use datafusion::common::ParamValues;
@@ -80,10 +81,13 @@ impl QueryHook for QueryResults {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let options = || Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         match statement {
-            Statement::Query(_) => Some(run(ctx, statement, options).await),
-            Statement::Declare { stmts } => Some(declare(ctx, client, stmts, options).await),
+            Statement::Query(_) => Some(run(ctx, statement, options()).await),
+            Statement::Declare { stmts } => {
+                let options = options();
+                Some(declare(ctx, client, stmts, options).await)
+            }
             _ => None,
         }
     }
@@ -232,13 +236,10 @@ struct Settings {
     iso_dates: bool,
     /// Shortest exact floats (`extra_float_digits` > 0, the default).
     shortest_floats: bool,
-    /// Times with a zone are shown in UTC.
-    utc: bool,
 }
 
 impl Settings {
     fn of(options: &FormatOptions) -> Self {
-        let zone = options.time_zone.to_ascii_lowercase();
         Settings {
             iso_dates: options
                 .date_style
@@ -246,13 +247,12 @@ impl Settings {
                 .to_ascii_lowercase()
                 .starts_with("iso"),
             shortest_floats: options.extra_float_digits > 0,
-            utc: matches!(
-                zone.as_str(),
-                "utc" | "etc/utc" | "gmt" | "z" | "+00:00" | "+00"
-            ),
         }
     }
 }
+
+/// A column's values by row, widened to `i64`.
+type Wide<'a> = Box<dyn Fn(usize) -> i64 + Send + Sync + 'a>;
 
 /// How one column's values are written.
 enum Value<'a> {
@@ -261,13 +261,13 @@ enum Value<'a> {
     TextView(&'a StringViewArray),
     Bool(&'a BooleanArray),
     /// An integer column, widened; `width` is the bytes of the PostgreSQL type.
-    Int(Box<dyn Fn(usize) -> i64 + Send + Sync + 'a>, usize),
+    Int(Wide<'a>, usize),
     Float64(&'a datafusion::arrow::array::Float64Array),
     Float32(&'a datafusion::arrow::array::Float32Array),
     /// Days since 1970-01-01.
     Date(&'a datafusion::arrow::array::Date32Array),
     /// Microseconds since 1970-01-01; `zone` adds PostgreSQL's `+00`.
-    Timestamp(Box<dyn Fn(usize) -> i64 + Send + Sync + 'a>, bool),
+    Timestamp(Wide<'a>, bool),
     /// A decimal with a non-negative scale (text only).
     Decimal(&'a datafusion::arrow::array::Decimal128Array, u32),
 }
@@ -281,40 +281,18 @@ struct Column<'a> {
 impl<'a> Column<'a> {
     fn new(array: &'a ArrayRef, field: &FieldInfo, settings: &Settings) -> Option<Self> {
         let binary = field.format() == FieldFormat::Binary;
-        let int = |f: Box<dyn Fn(usize) -> i64 + Send + Sync + 'a>, width| Value::Int(f, width);
         let value = match array.data_type() {
             DataType::Utf8 => Value::Text(array.as_string::<i32>()),
             DataType::LargeUtf8 => Value::LargeText(array.as_string::<i64>()),
             DataType::Utf8View => Value::TextView(array.as_string_view()),
             DataType::Boolean => Value::Bool(array.as_boolean()),
-            DataType::Int8 => {
-                let a = array.as_primitive::<Int8Type>();
-                int(Box::new(move |i| a.value(i) as i64), 2)
-            }
-            DataType::Int16 => {
-                let a = array.as_primitive::<Int16Type>();
-                int(Box::new(move |i| a.value(i) as i64), 2)
-            }
-            DataType::UInt8 => {
-                let a = array.as_primitive::<UInt8Type>();
-                int(Box::new(move |i| a.value(i) as i64), 2)
-            }
-            DataType::Int32 => {
-                let a = array.as_primitive::<Int32Type>();
-                int(Box::new(move |i| a.value(i) as i64), 4)
-            }
-            DataType::UInt16 => {
-                let a = array.as_primitive::<UInt16Type>();
-                int(Box::new(move |i| a.value(i) as i64), 4)
-            }
-            DataType::Int64 => {
-                let a = array.as_primitive::<Int64Type>();
-                int(Box::new(move |i| a.value(i)), 8)
-            }
-            DataType::UInt32 => {
-                let a = array.as_primitive::<UInt32Type>();
-                int(Box::new(move |i| a.value(i) as i64), 8)
-            }
+            DataType::Int8 => Value::Int(widened::<Int8Type>(array, 1), 2),
+            DataType::Int16 => Value::Int(widened::<Int16Type>(array, 1), 2),
+            DataType::UInt8 => Value::Int(widened::<UInt8Type>(array, 1), 2),
+            DataType::Int32 => Value::Int(widened::<Int32Type>(array, 1), 4),
+            DataType::UInt16 => Value::Int(widened::<UInt16Type>(array, 1), 4),
+            DataType::Int64 => Value::Int(widened::<Int64Type>(array, 1), 8),
+            DataType::UInt32 => Value::Int(widened::<UInt32Type>(array, 1), 8),
             DataType::Float64 if binary || settings.shortest_floats => {
                 Value::Float64(array.as_primitive::<Float64Type>())
             }
@@ -324,22 +302,11 @@ impl<'a> Column<'a> {
             DataType::Date32 if binary || settings.iso_dates => {
                 Value::Date(array.as_primitive::<Date32Type>())
             }
-            DataType::Timestamp(unit, zone)
-                if binary || (settings.iso_dates && (zone.is_none() || settings.utc)) =>
-            {
-                let micros: Box<dyn Fn(usize) -> i64 + Send + Sync + 'a> = match unit {
-                    TimeUnit::Second => {
-                        let a = array.as_primitive::<TimestampSecondType>();
-                        Box::new(move |i| a.value(i).saturating_mul(1_000_000))
-                    }
-                    TimeUnit::Millisecond => {
-                        let a = array.as_primitive::<TimestampMillisecondType>();
-                        Box::new(move |i| a.value(i).saturating_mul(1_000))
-                    }
-                    TimeUnit::Microsecond => {
-                        let a = array.as_primitive::<TimestampMicrosecondType>();
-                        Box::new(move |i| a.value(i))
-                    }
+            DataType::Timestamp(unit, zone) if binary || settings.iso_dates => {
+                let micros: Wide<'a> = match unit {
+                    TimeUnit::Second => widened::<TimestampSecondType>(array, 1_000_000),
+                    TimeUnit::Millisecond => widened::<TimestampMillisecondType>(array, 1_000),
+                    TimeUnit::Microsecond => widened::<TimestampMicrosecondType>(array, 1),
                     TimeUnit::Nanosecond => {
                         let a = array.as_primitive::<TimestampNanosecondType>();
                         Box::new(move |i| a.value(i).div_euclid(1_000))
@@ -444,6 +411,16 @@ fn describes(value: &Value, ty: &Type) -> bool {
         Value::Timestamp(_, false) => *ty == Type::TIMESTAMP,
         Value::Decimal(..) => *ty == Type::NUMERIC,
     }
+}
+
+/// The values of an integer-valued column as `i64`, each multiplied by `scale`.
+fn widened<'a, T>(array: &'a ArrayRef, scale: i64) -> Wide<'a>
+where
+    T: ArrowPrimitiveType,
+    T::Native: Into<i64>,
+{
+    let a = array.as_primitive::<T>();
+    Box::new(move |i| a.value(i).into().saturating_mul(scale))
 }
 
 fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {

@@ -253,6 +253,17 @@ const VECTOR_COLUMNS: [&str; 6] = [
     "tgattr",
 ];
 
+/// The element type of the vector column `column` (by name), if it is one.
+fn vector_element(column: &str) -> Option<&'static str> {
+    let vector = VECTOR_COLUMNS
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(column))?;
+    Some(match *vector {
+        "indkey" | "indoption" | "tgattr" => "SMALLINT",
+        _ => "INT",
+    })
+}
+
 /// `unnest(v)` as `unnest(CAST(string_to_array(v, ' ') AS SMALLINT[]))` (or `INT[]` for
 /// oid vectors) and `generate_subscripts(v, 1)` as the positions 1..n of the same
 /// array (none for another dimension), for a vector column `v`.
@@ -276,15 +287,8 @@ pub fn vector_subscripts(e: &mut Expr) -> bool {
         },
         _ => return false,
     };
-    let Some(vector) = VECTOR_COLUMNS
-        .iter()
-        .find(|c| c.eq_ignore_ascii_case(column_name))
-    else {
+    let Some(element) = vector_element(column_name) else {
         return false;
-    };
-    let element = match *vector {
-        "indkey" | "indoption" | "tgattr" => "SMALLINT",
-        _ => "INT",
     };
     let sql = match (name.as_str(), list.args.len()) {
         ("unnest", 1) => format!("unnest(CAST(string_to_array({column}, ' ') AS {element}[]))"),
@@ -383,7 +387,7 @@ pub fn expand_array(e: &mut Expr) -> bool {
         }
         // tessera's `_pg_expandarray` reads vectors (their text) only.
         Expr::Function(f) if is_expandarray(&f.name) => match only_argument(f) {
-            Some(v) if is_vector(&v) => {
+            Some(v) if vector_of(&v).is_some() => {
                 let sql = format!("unnest(_pg_expandarray({v}))");
                 replace_with(e, &sql)
             }
@@ -393,11 +397,9 @@ pub fn expand_array(e: &mut Expr) -> bool {
     }
 }
 
-fn is_vector(v: &str) -> bool {
-    let column = v.rsplit('.').next().unwrap_or(v);
-    VECTOR_COLUMNS
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(column))
+/// The element type of `v` (SQL text), if it names a vector column (`i.indkey`).
+fn vector_of(v: &str) -> Option<&'static str> {
+    vector_element(v.rsplit('.').next().unwrap_or(v))
 }
 
 fn is_expandarray(name: &ast::ObjectName) -> bool {
@@ -407,6 +409,7 @@ fn is_expandarray(name: &ast::ObjectName) -> bool {
         .is_some_and(|i| i.value.eq_ignore_ascii_case("_pg_expandarray"))
 }
 
+/// The SQL text of a function's one argument.
 fn only_argument(f: &ast::Function) -> Option<String> {
     let ast::FunctionArguments::List(list) = &f.args else {
         return None;
@@ -438,11 +441,12 @@ fn expanded(e: &Expr) -> Option<String> {
     }
 }
 
-/// `v` as an array: a vector column (`indkey`, held as its text `1 2`) is split.
+/// `v` as an array: a vector column (`indkey`, held as its text `1 2`) is split, as
+/// [`vector_subscripts`] splits it.
 fn as_array(v: &str) -> String {
-    match is_vector(v) {
-        true => format!("CAST(string_to_array({v}, ' ') AS INT[])"),
-        false => v.to_string(),
+    match vector_of(v) {
+        Some(element) => format!("CAST(string_to_array({v}, ' ') AS {element}[])"),
+        None => v.to_string(),
     }
 }
 
@@ -531,7 +535,7 @@ mod tests {
         assert_eq!(
             q,
             "SELECT result.KEY_SEQ FROM (SELECT a.attname, \
-             unnest(range(1, CAST(cardinality(CAST(string_to_array(i.indkey, ' ') AS INT[])) AS BIGINT) + 1)) AS KEY_SEQ, \
+             unnest(range(1, CAST(cardinality(CAST(string_to_array(i.indkey, ' ') AS SMALLINT[])) AS BIGINT) + 1)) AS KEY_SEQ, \
              unnest(_pg_expandarray(i.indkey)) AS KEYS, a.attnum AS A_ATTNUM \
              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_index i ON a.attrelid = i.indrelid) result \
              WHERE result.A_ATTNUM = result.KEYS['x']"
