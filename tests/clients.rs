@@ -114,6 +114,13 @@ fn psycopg2_program_passes() {
 }
 
 #[test]
+fn asyncpg_program_passes() {
+    run_client(
+        Command::new(venv().join("bin/python")).arg(root().join("tests/clients/test_asyncpg.py")),
+    );
+}
+
+#[test]
 fn pgjdbc_program_passes() {
     run_client(
         Command::new("java")

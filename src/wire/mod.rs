@@ -17,6 +17,7 @@ mod cancel;
 mod compat;
 mod copy;
 pub mod errors;
+mod fields;
 mod names;
 mod prepared;
 #[cfg(test)]
@@ -534,20 +535,23 @@ impl QueryParser for TesseraParser {
     }
 
     fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
+        let Some((_, plan)) = &stmt.1 else {
+            return self.inner.get_parameter_types(stmt);
+        };
         // datafusion-postgres lists a plan's parameter types without its gaps.
-        if let (_, Some((_, plan))) = stmt {
-            if let Ok((types, true)) = parameter_types(plan, 0) {
-                return types
-                    .iter()
-                    .map(|t| {
-                        t.as_ref().map_or(Ok(Type::UNKNOWN), |t| {
-                            datafusion_postgres::arrow_pg::datatypes::into_pg_type(t)
-                        })
-                    })
-                    .collect();
+        let mut types = match parameter_types(plan, 0) {
+            Ok((types, true)) => types
+                .iter()
+                .map(|t| t.as_ref().map_or(Ok(Type::UNKNOWN), fields::parameter_type))
+                .collect::<PgWireResult<Vec<_>>>()?,
+            _ => self.inner.get_parameter_types(stmt)?,
+        };
+        for (i, ty) in fields::cast_parameters(plan) {
+            if let Some(slot) = types.get_mut(i) {
+                *slot = ty;
             }
         }
-        self.inner.get_parameter_types(stmt)
+        Ok(types)
     }
 
     fn get_result_schema(
@@ -565,9 +569,15 @@ impl QueryParser for TesseraParser {
                 Ok(None) if !sql.trim().is_empty() => self.describe_query(sql, column_format),
                 _ => Ok(vec![]),
             },
-            (_, Some((_, plan))) if is_write(plan) => Ok(vec![]),
-            (sql, _) => {
-                let fields = self.inner.get_result_schema(stmt, column_format)?;
+            (_, Some((_, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)))) => {
+                Ok(vec![])
+            }
+            (sql, Some((_, plan))) => {
+                let fields = fields::pg_fields(
+                    plan.schema().as_arrow(),
+                    column_format.unwrap_or(&pgwire::api::portal::Format::UnifiedText),
+                    None,
+                )?;
                 Ok(names::postgres_names(sql)
                     .and_then(|n| names::rename_fields(&fields, &n))
                     .unwrap_or(fields))
@@ -610,7 +620,7 @@ impl TesseraParser {
             tokio::runtime::Handle::current().block_on(state.create_logical_plan(sql))
         })
         .map_err(|e| to_pg(PgWireError::ApiError(Box::new(e)), sql, 0))?;
-        let fields = datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields(
+        let fields = fields::pg_fields(
             plan.schema().as_arrow(),
             format.unwrap_or(&pgwire::api::portal::Format::UnifiedText),
             None,
@@ -720,7 +730,10 @@ fn param_values(
     let wire: Vec<Option<&Type>> = if gaps {
         vec![]
     } else {
-        wire_types.iter().map(Some).collect()
+        wire_types
+            .iter()
+            .map(|t| Some(fields::decoded_as(t)))
+            .collect()
     };
     df::deserialize_parameters_with_server_types(portal, &inferred, &wire)
 }

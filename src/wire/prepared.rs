@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::fields::pg_fields;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
@@ -23,7 +24,6 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::execute_stream;
-use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use pgwire::api::portal::Portal;
 use pgwire::api::results::Response;
 use pgwire::api::ClientInfo;
@@ -129,7 +129,7 @@ impl Plans {
             .await
             .map_err(api)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let fields = Arc::new(arrow_schema_to_pg_fields(
+        let fields = Arc::new(pg_fields(
             bound.schema().as_arrow(),
             &portal.result_column_format,
             Some(options.clone()),

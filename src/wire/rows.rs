@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use super::fields::pg_fields;
 use async_trait::async_trait;
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{
@@ -31,7 +32,6 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement};
-use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use futures::StreamExt;
@@ -176,7 +176,7 @@ async fn run(
 
 /// The response for all rows of `df`, in text.
 pub async fn dataframe(df: DataFrame, options: Arc<FormatOptions>) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(
+    let fields = Arc::new(pg_fields(
         df.schema().as_arrow(),
         &Format::UnifiedText,
         Some(options.clone()),

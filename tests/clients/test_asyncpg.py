@@ -128,6 +128,13 @@ async def _():
 async def _():
     eq(await conn.fetchval("SELECT ARRAY[1, 2, 3]::int4[]"), [1, 2, 3], "int4[]")
     eq(await conn.fetchval("SELECT $1::text[]", ["a", None, "c"]), ["a", None, "c"], "text[] param")
+    eq(await conn.fetchval("SELECT $1::int8[]", [1, None, 3]), [1, None, 3], "int8[] param")
+    eq(await conn.fetchval("SELECT ARRAY[1.5, 2]::float8[]"), [1.5, 2.0], "float8[]")
+    eq(await conn.fetchval("SELECT ARRAY[true, false, NULL]"), [True, False, None], "bool[] with a NULL")
+    eq(await conn.fetchval("SELECT ARRAY[DATE '2024-01-02']"), [dt.date(2024, 1, 2)], "date[]")
+    # The catalog answers oid[] and type names as PostgreSQL does.
+    eq(await conn.fetchval("SELECT ARRAY[23, 25]::oid[]"), [23, 25], "oid[]")
+    eq(await conn.fetchval("SELECT typelem::regtype::text FROM pg_type WHERE typname = '_int4'"), "integer", "regtype as text")
 
 
 @checks.acheck(loop, "jsonb result")

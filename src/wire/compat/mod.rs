@@ -9,8 +9,11 @@
 //!   backslash as escape character, so it becomes `x LIKE like_escape(p, 'c')`
 //!   (SQLAlchemy's schema listing uses `ESCAPE '/'`).
 //!
+//! - `x::regtype::text` (also [`rewrite`]): the type's name, as `format_type(x, NULL)`
+//!   ([`regtype_text`]; asyncpg's type introspection).
 //! - asyncpg's recursive search for a domain's base type (also [`rewrite`]): see
-//!   [`reflection::domain_base_type`].
+//!   [`reflection::domain_base_type`]; `array_agg` of attribute types is `oid[]`
+//!   ([`reflection::oid_array_agg`]).
 //!
 //! [`fallback`] applies these when a query failed to plan as it was (datafusion-pg-catalog
 //! recognises some psql queries by their exact tokens, which a rewrite would hide):
@@ -45,13 +48,19 @@ pub fn rewrite(sql: &str) -> Option<String> {
     let words: &[&str] = if protect {
         &["select"]
     } else {
-        &["regclass", "escape", "typebases"]
+        &["regclass", "regtype", "escape", "typebases", "atttypid"]
     };
     apply(
         sql,
         &lower,
         words,
-        &|e| qualify_regclass(e) | like_escape(e) | reflection::domain_base_type(e),
+        &|e| {
+            qualify_regclass(e)
+                | regtype_text(e)
+                | like_escape(e)
+                | reflection::domain_base_type(e)
+                | reflection::oid_array_agg(e)
+        },
         &|q| protect && protect_projection_subqueries(q),
     )
 }
@@ -103,6 +112,7 @@ pub fn fallback(sql: &str) -> Option<String> {
         ],
         &|e| {
             qualify_regclass(e)
+                | regtype_text(e)
                 | like_escape(e)
                 | array_of_subquery(e)
                 | current_role(e)
@@ -188,6 +198,43 @@ fn qualify_regclass(e: &mut Expr) -> bool {
         }
     }
     false
+}
+
+/// `x::regtype::text`: the name of the type whose oid `x` is (`integer`, `text[]`; `-`
+/// for 0), as PostgreSQL prints a `regtype`. datafusion-pg-catalog plans `regtype` as a
+/// plain `int4`, so the text would be the number; it becomes `format_type(x, NULL)`.
+/// A literal name (`'int4'::regtype`) is left to datafusion-pg-catalog's lookup.
+fn regtype_text(e: &mut Expr) -> bool {
+    let Expr::Cast {
+        expr: outer,
+        data_type: text,
+        ..
+    } = e
+    else {
+        return false;
+    };
+    let Expr::Cast {
+        expr: inner,
+        data_type: regtype,
+        ..
+    } = outer.as_ref()
+    else {
+        return false;
+    };
+    let is_text = matches!(
+        text,
+        ast::DataType::Text | ast::DataType::Varchar(_) | ast::DataType::String(_)
+    );
+    let is_regtype = regtype
+        .to_string()
+        .to_ascii_lowercase()
+        .trim_start_matches("pg_catalog.")
+        == "regtype";
+    if !is_text || !is_regtype || matches!(inner.as_ref(), Expr::Value(_)) {
+        return false;
+    }
+    let sql = format!("CASE WHEN {inner} = 0 THEN '-' ELSE format_type({inner}, NULL) END");
+    reflection::replace_with(e, &sql)
 }
 
 fn like_escape(e: &mut Expr) -> bool {
@@ -408,6 +455,18 @@ mod tests {
         );
         assert!(rewrite("SELECT (SELECT n.nspname FROM pg_namespace n WHERE n.oid = c.relnamespace) FROM pg_class c").is_none());
         assert!(rewrite("SELECT a FROM t WHERE b IN (SELECT b FROM u)").is_none());
+    }
+
+    #[test]
+    fn regtype_text_is_the_type_name() {
+        assert_eq!(
+            rewrite("SELECT elemtype::regtype::text AS n, CAST(CAST(t.oid AS pg_catalog.regtype) AS VARCHAR) FROM t")
+                .as_deref(),
+            Some("SELECT CASE WHEN elemtype = 0 THEN '-' ELSE format_type(elemtype, NULL) END AS n, \
+                  CASE WHEN t.oid = 0 THEN '-' ELSE format_type(t.oid, NULL) END FROM t")
+        );
+        // A name to look up, and a regtype kept as such, are datafusion-pg-catalog's.
+        assert!(rewrite("SELECT 'int4'::regtype::text, x::regtype FROM t").is_none());
     }
 
     #[test]

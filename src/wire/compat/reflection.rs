@@ -350,6 +350,38 @@ pub fn domain_base_type(e: &mut Expr) -> bool {
     replace_with(e, &sql)
 }
 
+/// `array_agg(a.atttypid ...)` (asyncpg's type introspection, for a composite type's
+/// attribute types) is `oid[]` in PostgreSQL. DataFusion's `array_agg` drops the oid tag
+/// of its argument's field, so the list would be described as `int4[]`, a type asyncpg
+/// must look up with that same query; cast to `oid[]` it keeps the tag.
+pub fn oid_array_agg(e: &mut Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("array_agg") {
+        return false;
+    }
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+        return false;
+    };
+    let column = match arg {
+        Expr::Identifier(name) => name,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(name) => name,
+            None => return false,
+        },
+        _ => return false,
+    };
+    if !column.value.eq_ignore_ascii_case("atttypid") {
+        return false;
+    }
+    let sql = format!("CAST({e} AS oid[])");
+    replace_with(e, &sql)
+}
+
 /// pgjdbc's `getPrimaryKeys` reads `information_schema._pg_expandarray(v)`, a
 /// set-returning function of `(x, n)` rows (each element and its position), in a select
 /// list, and a field of it: `(_pg_expandarray(v)).n`, or `(keys).x` from an outer query.
@@ -451,7 +483,7 @@ fn as_array(v: &str) -> String {
 }
 
 /// Replace `e` by the expression `sql` (false, and `e` unchanged, if it does not parse).
-fn replace_with(e: &mut Expr, sql: &str) -> bool {
+pub(super) fn replace_with(e: &mut Expr, sql: &str) -> bool {
     match Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_expr())
@@ -518,6 +550,21 @@ mod tests {
             q,
             "SELECT t.oid, (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE NULL END) AS basetype \
              FROM pg_catalog.pg_type AS t"
+        );
+    }
+
+    /// asyncpg's attribute types of a composite type: an `oid[]` as in PostgreSQL.
+    #[test]
+    fn array_agg_of_attribute_types_is_an_oid_array() {
+        let q = super::super::rewrite(
+            "SELECT (SELECT array_agg(ia.atttypid ORDER BY ia.attnum) FROM pg_attribute ia) AS a, \
+             (SELECT array_agg(ia.attname ORDER BY ia.attnum) FROM pg_attribute ia) AS n",
+        )
+        .expect("rewritten");
+        assert_eq!(
+            q,
+            "SELECT (SELECT CAST(array_agg(ia.atttypid ORDER BY ia.attnum) AS oid[]) FROM pg_attribute ia) AS a, \
+             (SELECT array_agg(ia.attname ORDER BY ia.attnum) FROM pg_attribute ia) AS n"
         );
     }
 
