@@ -121,6 +121,14 @@ fn asyncpg_program_passes() {
 }
 
 #[test]
+fn sqlalchemy_program_passes() {
+    run_client(
+        Command::new(venv().join("bin/python"))
+            .arg(root().join("tests/clients/test_sqlalchemy.py")),
+    );
+}
+
+#[test]
 fn pgjdbc_program_passes() {
     run_client(
         Command::new("java")

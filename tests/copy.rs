@@ -210,3 +210,90 @@ async fn copy_in_binary_format() {
     );
     assert_eq!(rows(&c, "SELECT count(*) FROM bin").await, vec![vec!["2"]]);
 }
+
+/// `varchar(n)` and `char(n)` keep their declared length: reported in `pg_attribute`
+/// (with numeric precision and scale), checked on INSERT, UPDATE and COPY (22001), and
+/// still after a restart. A primary key's columns are NOT NULL.
+#[tokio::test]
+async fn declared_text_lengths_are_reported_and_enforced() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Server::start_in(&tmp.path().join("data"));
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE labels (id INT PRIMARY KEY, code CHAR(3), label VARCHAR(5), \
+         note TEXT, amount NUMERIC(10, 2))",
+    )
+    .await
+    .expect("create");
+    let types = "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 WHERE c.relname = 'labels' ORDER BY a.attnum";
+    let expected = vec![
+        vec!["id", "integer", "t"],
+        vec!["code", "character(3)", "f"],
+        vec!["label", "character varying(5)", "f"],
+        vec!["note", "text", "f"],
+        vec!["amount", "numeric(10,2)", "f"],
+    ];
+    assert_eq!(rows(&c, types).await, expected);
+
+    // Spaces past the length are cut off; anything else past it is an error.
+    c.batch_execute("INSERT INTO labels VALUES (1, 'ab', 'äöüß ', 'long note', 1.5)")
+        .await
+        .expect("fits");
+    c.batch_execute("INSERT INTO labels (id, label) VALUES (2, 'abc     ')")
+        .await
+        .expect("trailing spaces");
+    let e = c
+        .batch_execute("INSERT INTO labels (id, label) VALUES (3, 'abcdef')")
+        .await
+        .expect_err("too long");
+    assert_eq!(sqlstate(&e), "22001");
+    let message = |e: &tokio_postgres::Error| {
+        e.as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(message(&e), "value too long for type character varying(5)");
+    let e = c
+        .batch_execute("INSERT INTO labels (id, code) VALUES (3, 'abcd')")
+        .await
+        .expect_err("too long");
+    assert_eq!(sqlstate(&e), "22001");
+    let e = c
+        .batch_execute("UPDATE labels SET label = label || 'xyz' WHERE id = 2")
+        .await
+        .expect_err("update too long");
+    assert_eq!(sqlstate(&e), "22001");
+    let e = copy_in(
+        &c,
+        "COPY labels (id, label) FROM STDIN",
+        "4\tok\n5\ttoo long\n",
+    )
+    .await
+    .expect_err("copy too long");
+    assert_eq!(sqlstate(&e), "22001");
+    assert!(message(&e).contains("line 2, column label"), "{e:?}");
+    let e = c
+        .batch_execute("INSERT INTO labels (id) VALUES (NULL)")
+        .await
+        .expect_err("primary key is not null");
+    assert_eq!(sqlstate(&e), "23502");
+    let contents = "SELECT id, code, label, length(label) FROM labels ORDER BY id";
+    let kept = vec![
+        vec!["1", "ab", "äöüß ", "5"],
+        vec!["2", "NULL", "abc  ", "5"],
+    ];
+    assert_eq!(rows(&c, contents).await, kept);
+
+    let data = s.kill9();
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    assert_eq!(rows(&c, types).await, expected);
+    let e = c
+        .batch_execute("INSERT INTO labels (id, label) VALUES (6, 'abcdef')")
+        .await
+        .expect_err("still checked");
+    assert_eq!(sqlstate(&e), "22001");
+    assert_eq!(rows(&c, contents).await, kept);
+}

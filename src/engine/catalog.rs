@@ -87,6 +87,10 @@ pub struct Entry {
     /// column as personal data (see `access::classes`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub comments: BTreeMap<String, String>,
+    /// For managed tables: the declared length of each `varchar(n)` and `char(n)`
+    /// column, by column name (checked on every write, reported in `pg_attribute`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub text_limits: BTreeMap<String, crate::storage::TextLimit>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -212,6 +216,7 @@ mod tests {
             primary_key: vec![],
             refresh: None,
             comments: Default::default(),
+            text_limits: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::error::{EngineError, Result};
 use super::sql::CopyFormat;
+use crate::storage::TextLimit;
 
 mod binary;
 
@@ -40,6 +41,8 @@ pub struct CopyIn {
     row_lines: Vec<usize>,
     batches: Vec<RecordBatch>,
     error: Option<EngineError>,
+    /// The declared lengths of text columns (by index in `schema`).
+    limits: Vec<(usize, TextLimit)>,
 }
 
 impl CopyIn {
@@ -77,7 +80,15 @@ impl CopyIn {
             row_lines: Vec::new(),
             batches: Vec::new(),
             error: None,
+            limits: Vec::new(),
         })
+    }
+
+    /// Check the declared lengths of text columns (`varchar(n)`, `char(n)`; by index in
+    /// the table's schema) record by record, so that a value too long names its line.
+    pub fn with_limits(mut self, limits: &[(usize, TextLimit)]) -> Self {
+        self.limits = limits.to_vec();
+        self
     }
 
     pub fn column_count(&self) -> usize {
@@ -185,6 +196,20 @@ impl CopyIn {
         Ok(())
     }
 
+    /// An error naming the line of the first value of `column` longer than `limit`.
+    fn check_lengths(&self, column: &ArrayRef, name: &str, limit: &TextLimit) -> Result<()> {
+        match limit.first_too_long(column) {
+            Some(i) => Err(EngineError::ValueTooLong {
+                type_name: limit.type_name(),
+                context: format!(
+                    " (COPY {}, line {}, column {name})",
+                    self.table, self.row_lines[i]
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn bad(&self, line: usize, msg: String) -> EngineError {
         EngineError::BadCopyData(format!("{msg} (COPY {}, line {line})", self.table))
     }
@@ -228,6 +253,9 @@ impl CopyIn {
                         ),
                     ));
                 }
+            }
+            if let Some((_, limit)) = self.limits.iter().find(|(i, _)| *i == columns.len()) {
+                self.check_lengths(&typed, field.name(), limit)?;
             }
             columns.push(typed);
         }

@@ -72,6 +72,14 @@ pub enum EngineError {
     NotSupported(String),
     #[error("{0}")]
     BadCopyData(String),
+    /// A value longer than its column's declared `varchar(n)` or `char(n)` (the message
+    /// is matched in `storage::limits::too_long`).
+    #[error("value too long for type {type_name}{context}")]
+    ValueTooLong {
+        type_name: String,
+        /// Where, when known: ` (COPY t, line 3, column name)`.
+        context: String,
+    },
     #[error("catalog file {path} is unreadable: {reason}")]
     CorruptCatalog { path: PathBuf, reason: String },
     #[error("{path}: {source}")]

@@ -43,11 +43,12 @@ use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::storage::ManagedTable;
+use crate::storage::{ManagedTable, TextLimit};
 use crate::system::SystemTables;
 use catalog::{Catalog, Entry, RelationKind};
 pub use error::{EngineError, Result};
 pub use sql::Command;
+use std::collections::BTreeMap;
 
 /// The database (catalog) name clients connect to.
 pub const DATABASE: &str = "tessera";
@@ -281,7 +282,9 @@ impl Engine {
         let mut dependencies = Vec::new();
         let mut definitions = Vec::new();
         let mut keys = Vec::new();
+        let mut column_types = Vec::new();
         for e in catalog.entries() {
+            column_types.extend(self.column_types(e).await);
             if !e.primary_key.is_empty() {
                 if let Some(columns) = self.key_columns(&e.name, &e.primary_key).await {
                     keys.push((e.name.clone(), columns));
@@ -310,10 +313,38 @@ impl Engine {
             .system
             .set_view_dependencies(&dependencies)
             .and_then(|()| self.system.set_view_definitions(&definitions))
-            .and_then(|()| self.system.set_primary_keys(&keys));
+            .and_then(|()| self.system.set_primary_keys(&keys))
+            .and_then(|()| self.system.set_column_types(&column_types));
         if let Err(e) = published {
             warn!("cannot publish the catalog's system tables: {e}");
         }
+    }
+
+    /// (relation, column, type oid, type modifier) of each column of `e` whose
+    /// PostgreSQL type its Arrow type does not tell: a declared `varchar(n)`/`char(n)`,
+    /// and a decimal's precision and scale (`numeric(10,2)`, modifier `(p << 16 | s) + 4`).
+    async fn column_types(&self, e: &Entry) -> Vec<(String, String, i32, i32)> {
+        let Ok(provider) = self.ctx.table_provider(bare(&e.name)).await else {
+            return vec![];
+        };
+        let row = |column: &str, (oid, typmod): (i32, i32)| {
+            (e.name.clone(), column.to_string(), oid, typmod)
+        };
+        provider
+            .schema()
+            .fields()
+            .iter()
+            .filter_map(|f| match (e.text_limits.get(f.name()), f.data_type()) {
+                (Some(limit), _) => Some(row(f.name(), limit.pg_type())),
+                (None, datafusion::arrow::datatypes::DataType::Decimal128(p, s)) if *s >= 0 => {
+                    Some(row(
+                        f.name(),
+                        (1700, ((i32::from(*p) << 16) | i32::from(*s)) + 4),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The columns of `table`'s primary key with their column numbers (1-based, as
@@ -364,7 +395,9 @@ impl Engine {
             }
             RelationKind::Table => {
                 let location = entry.location.as_deref().unwrap_or_default();
-                let table = ManagedTable::open(&entry.name, &self.data_dir.join(location)).await?;
+                let table = ManagedTable::open(&entry.name, &self.data_dir.join(location))
+                    .await?
+                    .with_limits(&entry.text_limits)?;
                 self.ctx
                     .register_table(bare(&entry.name), Arc::new(table))?;
             }
@@ -647,6 +680,7 @@ impl Engine {
             primary_key: vec![],
             refresh: None,
             comments: Default::default(),
+            text_limits: Default::default(),
         };
         // Register first: this validates the location and infers the schema.
         for l in &cet.locations {
@@ -684,6 +718,10 @@ impl Engine {
     }
 
     async fn create_table(&self, stmt: Statement) -> Result<Outcome> {
+        let declared_lengths = match &stmt {
+            Statement::CreateTable(c) => sql::text_limits(&c.columns),
+            _ => vec![],
+        };
         let plan = self
             .ctx
             .state()
@@ -740,8 +778,26 @@ impl Engine {
         let location = format!("tables/{name}-{}", unique_suffix());
         let dir = self.data_dir.join(&location);
         let primary_key = primary_key_columns(&cmt.constraints, &schema);
+        // A primary key's columns are NOT NULL, as in PostgreSQL.
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let key = primary_key.contains(f.name());
+                    f.as_ref().clone().with_nullable(f.is_nullable() && !key)
+                })
+                .collect::<Vec<_>>(),
+        ));
+        // Declared in the order of the table's columns.
+        let text_limits: BTreeMap<String, TextLimit> = declared_lengths
+            .into_iter()
+            .filter_map(|(i, limit)| Some((schema.fields().get(i)?.name().clone(), limit)))
+            .collect();
         let created = async {
-            let table = ManagedTable::create(&name, &dir, schema).await?;
+            let table = ManagedTable::create(&name, &dir, schema)
+                .await?
+                .with_limits(&text_limits)?;
             table.append(batches).await?;
             Ok::<_, EngineError>(table)
         }
@@ -763,6 +819,7 @@ impl Engine {
             primary_key,
             refresh: None,
             comments: Default::default(),
+            text_limits,
         };
         if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
             let _ = std::fs::remove_dir_all(&dir);
@@ -799,6 +856,7 @@ impl Engine {
             primary_key: vec![],
             refresh: None,
             comments: Default::default(),
+            text_limits: Default::default(),
         };
         // Planning the view checks that everything it reads exists (42P01 otherwise).
         let previous = self.ctx.table_provider(bare(&name)).await.ok();

@@ -266,6 +266,45 @@ pub fn relation_name(name: &ObjectName) -> String {
         .unwrap_or_default()
 }
 
+/// The declared length of each `varchar(n)`/`char(n)` column among `columns` (by
+/// position). `char` alone is `char(1)`; `varchar` without a length has none.
+pub fn text_limits(columns: &[ast::ColumnDef]) -> Vec<(usize, crate::storage::TextLimit)> {
+    use ast::{CharacterLength, DataType as T};
+    columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let (length, blank_padded) = match &c.data_type {
+                T::Varchar(n) | T::CharacterVarying(n) | T::CharVarying(n) | T::Nvarchar(n) => {
+                    (n.as_ref()?, false)
+                }
+                T::Char(n) | T::Character(n) => match n {
+                    Some(n) => (n, true),
+                    None => (
+                        &CharacterLength::IntegerLength {
+                            length: 1,
+                            unit: None,
+                        },
+                        true,
+                    ),
+                },
+                _ => return None,
+            };
+            let CharacterLength::IntegerLength { length, .. } = length else {
+                return None;
+            };
+            let length = u32::try_from(*length).ok()?;
+            Some((
+                i,
+                crate::storage::TextLimit {
+                    length,
+                    blank_padded,
+                },
+            ))
+        })
+        .collect()
+}
+
 pub fn ident_name(i: &Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()

@@ -407,6 +407,29 @@ fn pg_class_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
     )
 }
 
+/// `pg_attribute` with the declared types that Arrow types lose (`tessera.column_types`:
+/// `varchar(20)` is `atttypid` 1043 with `atttypmod` 24, `numeric(10,2)` has modifier
+/// 655366), which `format_type(atttypid, atttypmod)` and clients' column reflection read.
+fn pg_attribute_overlay(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            name @ ("atttypid" | "atttypmod") => format!("COALESCE(d.{name}, a.{name}) AS {name}"),
+            name => format!("a.\"{name}\""),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM pg_catalog.pg_attribute a LEFT JOIN \
+         (SELECT c.oid AS relid, t.column_name, t.atttypid, t.atttypmod \
+          FROM tessera.column_types t \
+          JOIN pg_catalog.pg_namespace n ON n.nspname = 'public' \
+          JOIN pg_catalog.pg_class c ON c.relname = t.table_name AND c.relnamespace = n.oid) d \
+         ON d.relid = a.attrelid AND d.column_name = a.attname",
+        cols.join(", ")
+    )
+}
+
 /// The `pg_class` rows of primary key indexes; other columns are NULL.
 const PK_INDEXES: &str = "SELECT pk.idxoid AS oid, pk.relname || '_pkey' AS relname, \
      pk.nsp AS relnamespace, 'i' AS relkind, CAST(pk.natts AS SMALLINT) AS relnatts, \
@@ -533,6 +556,9 @@ async fn install_overlay(ctx: &SessionContext) -> Result<(), EngineError> {
         .iter()
         .map(|(n, sql)| (*n, sql.to_string()))
         .collect();
+    if let Some(table) = base.table("pg_attribute").await? {
+        rest.push(("pg_attribute", pg_attribute_overlay(&table.schema())));
+    }
     for (name, extra) in OVERLAY_ROWS {
         if let Some(table) = base.table(name).await? {
             let extra = extra.replace("PRIMARY_KEYS", PRIMARY_KEYS);

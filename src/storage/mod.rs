@@ -13,6 +13,7 @@
 
 mod compact;
 mod files;
+mod limits;
 mod synced;
 mod types;
 
@@ -42,6 +43,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::engine::error::{EngineError, Result};
 
+pub use limits::TextLimit;
 pub use types::cast_batch;
 use types::delta_compatible_schema;
 
@@ -58,6 +60,8 @@ struct TableState {
     rewrite: tokio::sync::Mutex<()>,
     /// A scan provider pinned to the latest committed snapshot.
     reader: RwLock<Arc<dyn TableProvider>>,
+    /// The declared lengths of text columns (by column index), checked on every write.
+    limits: Vec<(usize, TextLimit)>,
 }
 
 /// The `TableProvider` of a managed (Delta) table.
@@ -126,8 +130,34 @@ impl ManagedTable {
                 table: tokio::sync::Mutex::new(table),
                 rewrite: tokio::sync::Mutex::new(()),
                 reader: RwLock::new(reader),
+                limits: vec![],
             }),
         })
+    }
+
+    /// The table with the declared lengths of its text columns (`varchar(n)`,
+    /// `char(n)`, by column name), which every later write checks. Called on a table just
+    /// created or opened.
+    pub fn with_limits(
+        self,
+        limits: &std::collections::BTreeMap<String, TextLimit>,
+    ) -> Result<Self> {
+        let by_index = limits
+            .iter()
+            .filter_map(|(c, l)| self.state.schema.index_of(c).ok().map(|i| (i, *l)))
+            .collect();
+        match Arc::try_unwrap(self.state) {
+            Ok(mut state) => {
+                state.limits = by_index;
+                Ok(ManagedTable {
+                    state: Arc::new(state),
+                })
+            }
+            Err(state) => Err(EngineError::storage(
+                &state.name,
+                "declared lengths set on a table in use",
+            )),
+        }
     }
 
     /// Append `batches` as one commit; returns the number of rows written.
@@ -200,6 +230,11 @@ impl ManagedTable {
         self.state
             .commit(WriteOp::Delete(Some(predicate)), vec![])
             .await
+    }
+
+    /// The declared lengths of its text columns, by column index.
+    pub fn text_limits(&self) -> &[(usize, TextLimit)] {
+        &self.state.limits
     }
 
     /// The Delta version of the latest commit (waits for a commit in progress).
@@ -339,8 +374,11 @@ impl TableState {
                 }
                 let batches = batches
                     .into_iter()
-                    .map(|b| types::cast_batch(&b, &self.schema))
-                    .collect::<DfResult<Vec<_>>>()?;
+                    .map(|b| {
+                        let b = types::cast_batch(&b, &self.schema)?;
+                        limits::fit_batch(b, &self.limits)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let mode = if matches!(op, WriteOp::Append) {
                     SaveMode::Append
                 } else {
@@ -378,9 +416,19 @@ impl TableState {
                     builder = builder.with_predicate(p);
                 }
                 for (column, value) in assignments {
+                    let limit =
+                        self.schema.index_of(&column).ok().and_then(|i| {
+                            self.limits.iter().find(|(j, _)| *j == i).map(|(_, l)| *l)
+                        });
+                    let value = match limit {
+                        Some(limit) => limits::fit_expr(value, limit),
+                        None => value,
+                    };
                     builder = builder.with_update(column, value);
                 }
-                let (table, metrics) = builder.await.map_err(storage)?;
+                let (table, metrics) = builder
+                    .await
+                    .map_err(|e| limits::too_long(&e).unwrap_or_else(|| storage(e)))?;
                 (table, metrics.num_updated_rows as u64)
             }
         };

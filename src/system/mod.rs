@@ -5,7 +5,9 @@
 //! relations each view reads; `pg_catalog.pg_depend` and `pg_rewrite` are derived from it
 //! (see `pg/mod.rs`) so clients such as dbt see the same dependencies PostgreSQL reports.
 //! `tessera.view_definitions` fills `pg_views.definition` and `tessera.primary_keys` the
-//! primary key rows of `pg_constraint`, `pg_index` and `pg_class`.
+//! primary key rows of `pg_constraint`, `pg_index` and `pg_class`; `tessera.column_types`
+//! gives `pg_attribute` the declared types its Arrow types lose (`varchar(20)`,
+//! `numeric(10,2)`).
 
 pub mod delta;
 pub mod file;
@@ -13,7 +15,7 @@ pub mod file;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ListBuilder, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::array::{Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -94,6 +96,10 @@ pub struct SystemTables {
     /// order and their column numbers as `int2vector` text (`2 1`), for `pg_constraint`
     /// and `pg_index`.
     pub primary_keys: Arc<SnapshotTable>,
+    /// (table_name, column_name, atttypid, atttypmod): the PostgreSQL type of each column
+    /// whose Arrow type does not tell it (`varchar(20)`, `numeric(10,2)`), for
+    /// `pg_attribute`.
+    pub column_types: Arc<SnapshotTable>,
 }
 
 impl SystemTables {
@@ -113,11 +119,18 @@ impl SystemTables {
                 ),
                 text("attnums"),
             ]),
+            column_types: table(vec![
+                text("table_name"),
+                text("column_name"),
+                Field::new("atttypid", DataType::Int32, false),
+                Field::new("atttypmod", DataType::Int32, false),
+            ]),
         };
         let schema = Arc::new(MemorySchemaProvider::new());
         schema.register_table("view_dependencies".into(), tables.view_dependencies.clone())?;
         schema.register_table("view_definitions".into(), tables.view_definitions.clone())?;
         schema.register_table("primary_keys".into(), tables.primary_keys.clone())?;
+        schema.register_table("column_types".into(), tables.column_types.clone())?;
         if let Some(catalog) = ctx.catalog(crate::engine::DATABASE) {
             catalog.register_schema(SYSTEM_SCHEMA, schema)?;
         }
@@ -160,6 +173,26 @@ impl SystemTables {
             ],
         )?;
         self.primary_keys.set(batch);
+        Ok(())
+    }
+
+    /// `types`: (table, column, type oid, type modifier) of each column whose PostgreSQL
+    /// type its Arrow type does not tell.
+    pub fn set_column_types(&self, types: &[(String, String, i32, i32)]) -> Result<()> {
+        let tables: StringArray = types.iter().map(|t| Some(t.0.as_str())).collect();
+        let columns: StringArray = types.iter().map(|t| Some(t.1.as_str())).collect();
+        let oids: Int32Array = types.iter().map(|t| Some(t.2)).collect();
+        let mods: Int32Array = types.iter().map(|t| Some(t.3)).collect();
+        let batch = RecordBatch::try_new(
+            self.column_types.schema(),
+            vec![
+                Arc::new(tables),
+                Arc::new(columns),
+                Arc::new(oids),
+                Arc::new(mods),
+            ],
+        )?;
+        self.column_types.set(batch);
         Ok(())
     }
 }

@@ -73,8 +73,9 @@ async fn target(
             actual: None,
         }));
     };
-    let parser =
-        CopyIn::new(table, provider.schema(), columns, format.clone()).map_err(engine_error)?;
+    let parser = CopyIn::new(table, provider.schema(), columns, format.clone())
+        .map_err(engine_error)?
+        .with_limits(managed.text_limits());
     Ok((parser, managed.clone()))
 }
 

@@ -116,6 +116,7 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         EngineError::BadCopyData(m) if m.starts_with("invalid input syntax") => "22P02",
         EngineError::BadCopyData(m) if m.contains("does not exist") => "42703",
         EngineError::BadCopyData(_) => "22P04",
+        EngineError::ValueTooLong { .. } => "22001",
         EngineError::CorruptCatalog { .. }
         | EngineError::Io { .. }
         | EngineError::Storage { .. } => "58030",

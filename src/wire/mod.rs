@@ -569,9 +569,7 @@ impl QueryParser for TesseraParser {
                 Ok(None) if !sql.trim().is_empty() => self.describe_query(sql, column_format),
                 _ => Ok(vec![]),
             },
-            (_, Some((_, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)))) => {
-                Ok(vec![])
-            }
+            (_, Some((_, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)))) => Ok(vec![]),
             (sql, Some((_, plan))) => {
                 let fields = fields::pg_fields(
                     plan.schema().as_arrow(),

@@ -107,6 +107,7 @@ impl Engine {
                 primary_key: vec![],
                 refresh: Some(state),
                 comments: Default::default(),
+                text_limits: Default::default(),
             };
             if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
                 let _ = std::fs::remove_dir_all(&dir);
