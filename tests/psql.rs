@@ -111,3 +111,69 @@ fn backslash_copy_in_and_out() {
     let (success, _, err) = psql(&s, &["-c", "SELECT * FROM nope"]);
     assert!(!success && err.contains("does not exist"), "{err}");
 }
+
+/// Each statement commits on its own, so a ROLLBACK of a block that wrote says what it
+/// could not undo (a WARNING notice), in the simple and the extended protocol; a block
+/// that only read, or that commits, gets no warning.
+#[test]
+fn rollback_warns_about_the_writes_it_cannot_undo() {
+    let s = Server::start();
+    ok(&s, &["-c", "CREATE TABLE kept (x INT)"]);
+    let (success, out, err) = psql(
+        &s,
+        &[
+            "-c",
+            "BEGIN; INSERT INTO kept VALUES (1); UPDATE kept SET x = 2; ROLLBACK;",
+            "-c",
+            "BEGIN; SELECT count(*) FROM kept; ROLLBACK;",
+            "-c",
+            "BEGIN; INSERT INTO kept VALUES (3); COMMIT;",
+            "-c",
+            "SELECT count(*) FROM kept",
+        ],
+    );
+    assert!(success, "{err}\n{out}");
+    assert_eq!(
+        err.matches("WARNING:  ROLLBACK did not undo 2 statement(s) that changed data")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("WARNING").count(), 1, "{err}");
+    assert!(out.trim_end().ends_with("2\n(1 row)"), "{out}");
+
+    // The extended protocol: tokio-postgres binds the INSERT's parameter.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let notices = rt.block_on(async {
+        let (client, mut conn) = tokio_postgres::connect(&s.conn_str(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(m) = futures::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                if let Ok(tokio_postgres::AsyncMessage::Notice(n)) = m {
+                    let _ = tx.send(format!("{}: {}", n.severity(), n.message()));
+                }
+            }
+        });
+        client.batch_execute("BEGIN").await.expect("begin");
+        client
+            .execute("INSERT INTO kept VALUES ($1)", &[&4i32])
+            .await
+            .expect("insert");
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+        drop(client);
+        let mut notices = Vec::new();
+        while let Some(n) = rx.recv().await {
+            notices.push(n);
+        }
+        notices
+    });
+    assert_eq!(
+        notices,
+        vec![
+            "WARNING: ROLLBACK did not undo 1 statement(s) that changed data in this \
+              transaction: tessera commits each statement on its own"
+        ]
+    );
+}

@@ -186,6 +186,8 @@ impl CopyHandler for QueryService {
         .await
         .map_err(|e| to_pg(engine_error(e), "", 0))?;
         let tag = Tag::new("COPY").with_rows(rows as usize);
+        let status = client.transaction_status();
+        super::session::count_write(client, status, &Response::Execution(tag.clone()));
         client
             .send(PgWireBackendMessage::CommandComplete(tag.into()))
             .await?;

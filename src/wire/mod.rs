@@ -422,6 +422,13 @@ impl QueryService {
         for sql in statements {
             match self.run_audited(client, sql, status).await {
                 Ok(r) => {
+                    let warnings: Vec<String> = r
+                        .iter()
+                        .filter_map(|response| session::count_write(client, status, response))
+                        .collect();
+                    for warning in warnings {
+                        client.send(session::warning(warning)).await?;
+                    }
                     status = r.iter().fold(status, session::status_after);
                     out.extend(r)
                 }
@@ -812,6 +819,7 @@ impl ExtendedQueryHandler for QueryService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let status = client.transaction_status();
         let principal = access::principal(&self.engine, client);
         let entry = audit::entry(&principal, &portal.statement.statement.0);
         let reads = crate::access::audit::Reads::default();
@@ -823,7 +831,12 @@ impl ExtendedQueryHandler for QueryService {
             ),
         )
         .await;
-        audit::audited(self.engine.audit(), entry, &reads, result)
+        let response = audit::audited(self.engine.audit(), entry, &reads, result)?;
+        let warning = session::count_write(client, status, &response);
+        if let Some(warning) = warning {
+            client.send(session::warning(warning)).await?;
+        }
+        Ok(response)
     }
 }
 

@@ -94,3 +94,60 @@ pub fn status_after(
         _ => status,
     }
 }
+
+/// Client metadata key: how many statements wrote inside the current transaction block.
+const BLOCK_WRITES: &str = "tessera.block_writes";
+
+/// Commands whose tag says they changed data or the catalog.
+const WRITING_COMMANDS: [&str; 12] = [
+    "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "COPY", "CREATE", "DROP", "ALTER",
+    "REFRESH", "COMMENT", "SELECT",
+];
+
+/// Each statement commits on its own, so `ROLLBACK` cannot undo the writes of its block.
+/// Count them (`status`: the transaction state the statement ran in, `response`: its
+/// answer) and answer, for a `ROLLBACK` that ends a block which wrote, the warning to
+/// send with it. `SELECT n` is counted only as an execution tag (`CREATE TABLE AS`).
+pub fn count_write<C: ClientInfo + ?Sized>(
+    client: &mut C,
+    status: TransactionStatus,
+    response: &pgwire::api::results::Response,
+) -> Option<String> {
+    use pgwire::api::results::Response;
+    let command = |tag: &pgwire::api::results::Tag| {
+        pgwire::messages::response::CommandComplete::from(tag.clone()).tag
+    };
+    match response {
+        Response::TransactionStart(_) if status == TransactionStatus::Idle => {
+            client.metadata_mut().remove(BLOCK_WRITES);
+            None
+        }
+        Response::TransactionEnd(tag) => {
+            let writes = client.metadata_mut().remove(BLOCK_WRITES)?;
+            command(tag).starts_with("ROLLBACK").then(|| {
+                format!(
+                    "ROLLBACK did not undo {writes} statement(s) that changed data in this \
+                     transaction: tessera commits each statement on its own"
+                )
+            })
+        }
+        Response::Execution(tag) if status == TransactionStatus::Transaction => {
+            let command = command(tag);
+            let word = command.split_whitespace().next().unwrap_or_default();
+            if WRITING_COMMANDS.contains(&word) {
+                let meta = client.metadata_mut();
+                let n = meta.get(BLOCK_WRITES).and_then(|n| n.parse::<u64>().ok());
+                meta.insert(BLOCK_WRITES.into(), (n.unwrap_or(0) + 1).to_string());
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// A `WARNING` notice (SQLSTATE 01000) with `message`.
+pub fn warning(message: String) -> pgwire::messages::PgWireBackendMessage {
+    pgwire::messages::PgWireBackendMessage::NoticeResponse(
+        ErrorInfo::new("WARNING".into(), "01000".into(), message).into(),
+    )
+}
