@@ -362,6 +362,19 @@ mod tests {
         assert_eq!(norm("(202) 555-0143", Some("")), None);
     }
 
+    /// Compiled patterns are kept: with the crate's cache of 100, every parse of numbers
+    /// from many countries compiled them again (slow, and memory grew with the churn).
+    #[test]
+    fn compiled_patterns_are_kept() {
+        assert!(norm("+49 151 23456789", None).is_some());
+        let capacity = phonenumber::metadata::DATABASE
+            .cache()
+            .lock()
+            .map(|c| c.capacity())
+            .unwrap_or(0);
+        assert_eq!(capacity, COMPILED_PATTERNS);
+    }
+
     #[test]
     fn invalid_numbers_and_garbage_are_null() {
         for bad in [
