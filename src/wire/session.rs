@@ -1,4 +1,6 @@
 //! `SHOW`: a session's settings, as `SET` left them or as the server defaults say.
+//! Also the transaction state a statement may run in, and the writes of a transaction
+//! block that `ROLLBACK` cannot undo ([`count_write`]).
 
 use std::sync::Arc;
 
