@@ -15,6 +15,7 @@
 
 mod activation;
 pub mod catalog;
+pub mod compact_views;
 pub mod copy;
 mod dml;
 pub mod erasure;
@@ -36,6 +37,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -145,10 +147,13 @@ impl Engine {
         if let Some(bytes) = options.memory_limit {
             runtime = runtime.with_memory_pool(memory::pool(bytes));
         }
-        let ctx = Arc::new(SessionContext::new_with_config_rt(
-            config,
-            runtime.build_arc()?,
-        ));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime.build_arc()?)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(compact_views::CompactViews))
+            .build();
+        let ctx = Arc::new(SessionContext::new_with_state(state));
         let allowed =
             locations::AllowedLocations::new(&options.allowed_locations)?.with_dir(&data_dir)?;
         udfs::register_all(&ctx);
