@@ -204,19 +204,19 @@ joined AS (
     LEFT JOIN mail m ON m.unified_id = p.unified_id
     LEFT JOIN support s ON s.unified_id = p.unified_id
     LEFT JOIN consent c ON c.unified_id = p.unified_id
-),
--- The model's clock: the latest event it has seen (for a live feed, about now).
-clock AS (
-  SELECT max(last_seen) AS as_of FROM joined
 )
+-- RFM scores are quintiles; ties are split by unified_id, so that a refresh over the same
+-- inputs gives the same scores.
+-- as_of is the model's clock: the latest event it has seen (for a live feed, about now).
+-- A window over all rows rather than a CTE: DataFusion would compute `joined` twice.
 SELECT j.*,
-       CAST(date_part('day', clock.as_of - j.last_order_at) AS BIGINT) AS recency_days,
-       CASE WHEN j.orders > 0 THEN CAST(6 - ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.last_order_at DESC) AS INT) END AS r_score,
-       CASE WHEN j.orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.orders) AS INT) END AS f_score,
-       CASE WHEN j.orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.revenue) AS INT) END AS m_score,
+       CAST(date_part('day', max(j.last_seen) OVER () - j.last_order_at) AS BIGINT) AS recency_days,
+       CASE WHEN j.orders > 0 THEN CAST(6 - ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.last_order_at DESC, j.unified_id) AS INT) END AS r_score,
+       CASE WHEN j.orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.orders, j.unified_id) AS INT) END AS f_score,
+       CASE WHEN j.orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.revenue, j.unified_id) AS INT) END AS m_score,
        j.customer_id IS NOT NULL OR j.email IS NOT NULL AS known,
-       clock.as_of
-  FROM joined j CROSS JOIN clock
+       max(j.last_seen) OVER () AS as_of
+  FROM joined j
  ORDER BY j.unified_id;
 REFRESH MATERIALIZED VIEW profiles;
 
