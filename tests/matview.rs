@@ -290,7 +290,11 @@ async fn results_and_refresh_state_survive_a_restart() {
     assert_eq!(state(&c, "doubled").await, before);
     assert_eq!(sqlstate(&error_of(&c, "SELECT * FROM lazy").await), "55000");
 
-    // The input versions recorded before the restart still hold: nothing to do.
+    // The input versions recorded before the restart still hold: nothing to do. The
+    // duration shown stays that of the refresh that computed the result.
+    let timing = "SELECT duration_ms, last_refresh, last_attempt \
+                  FROM tessera.materialized_views WHERE name = 'doubled'";
+    let computed = rows(&c, timing).await;
     c.batch_execute("REFRESH MATERIALIZED VIEW doubled")
         .await
         .expect("refresh");
@@ -298,6 +302,9 @@ async fn results_and_refresh_state_survive_a_restart() {
         state(&c, "doubled").await,
         ["t", "3", "up to date", "1", "NULL"]
     );
+    let checked = rows(&c, timing).await;
+    assert_eq!(checked[0][..2], computed[0][..2]);
+    assert_ne!(checked[0][2], computed[0][2], "the attempt is recorded");
     c.batch_execute("INSERT INTO t VALUES (4); REFRESH MATERIALIZED VIEW doubled")
         .await
         .expect("insert and refresh");

@@ -67,7 +67,8 @@ pub struct RefreshState {
     /// When a refresh last ran, whatever its outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt: Option<i64>,
-    /// How long that refresh took.
+    /// How long the last refresh that ran the query took (one that found the inputs
+    /// unchanged leaves it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     pub status: Status,

@@ -249,7 +249,11 @@ impl Engine {
             };
             self.record(&runtime, |s| {
                 s.last_attempt = Some(attempt);
-                s.duration_ms = Some(duration_ms);
+                // A refresh that found nothing changed ran no query: the duration shown
+                // stays that of the last one that did.
+                if !matches!(outcome, Ok(Refreshed::Unchanged { .. })) {
+                    s.duration_ms = Some(duration_ms);
+                }
                 match &outcome {
                     Ok(Refreshed::Written {
                         rows,
