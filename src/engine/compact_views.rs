@@ -266,9 +266,10 @@ fn compact_views<T: ByteViewType + ?Sized>(array: &GenericByteViewArray<T>) -> O
         return None;
     }
     // A buffer listed twice is counted twice: that is the waste being measured.
+    // The bytes used take a pass over the views: only counted when the buffers are few.
     let held: usize = buffers.iter().map(|b| b.capacity()).sum();
-    let used = array.total_buffer_bytes_used();
-    (buffers.len() > MAX_BUFFERS || held > 2 * used).then(|| Arc::new(array.gc()) as ArrayRef)
+    let sprawling = buffers.len() > MAX_BUFFERS || held > 2 * array.total_buffer_bytes_used();
+    sprawling.then(|| Arc::new(array.gc()) as ArrayRef)
 }
 
 #[cfg(test)]
