@@ -36,7 +36,10 @@ pub async fn serve(
                         // with a body too short for its fields: see
                         // `wire::robustness`). The task would end anyway; catching it
                         // says which client did it, instead of a bare panic.
-                        let connection = pgwire::tokio::process_socket(socket, tls, handlers);
+                        // A transaction block still open when the client goes is rolled back.
+                        let connection = crate::storage::txn::connection(
+                            pgwire::tokio::process_socket(socket, tls, handlers),
+                        );
                         match AssertUnwindSafe(connection).catch_unwind().await {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => warn!(%peer, "connection ended with an error: {e}"),

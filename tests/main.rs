@@ -20,3 +20,4 @@ mod privacy;
 mod psql;
 mod reflection;
 mod sql;
+mod transactions;

@@ -112,11 +112,11 @@ fn backslash_copy_in_and_out() {
     assert!(!success && err.contains("does not exist"), "{err}");
 }
 
-/// Each statement commits on its own, so a ROLLBACK of a block that wrote says what it
-/// could not undo (a WARNING notice), in the simple and the extended protocol; a block
-/// that only read, or that commits, gets no warning.
+/// psql's blocks: ROLLBACK undoes the block's writes and COMMIT lands them, in the simple
+/// and the extended protocol. A catalog change commits on its own, so a ROLLBACK of a
+/// block that made one says so (a WARNING notice); other blocks get no warning.
 #[test]
-fn rollback_warns_about_the_writes_it_cannot_undo() {
+fn rollback_undoes_writes_and_warns_about_catalog_changes() {
     let s = Server::start();
     ok(&s, &["-c", "CREATE TABLE kept (x INT)"]);
     let (success, out, err) = psql(
@@ -129,22 +129,30 @@ fn rollback_warns_about_the_writes_it_cannot_undo() {
             "-c",
             "BEGIN; INSERT INTO kept VALUES (3); COMMIT;",
             "-c",
-            "SELECT count(*) FROM kept",
+            "BEGIN; CREATE TABLE made_in_block (y INT); INSERT INTO kept VALUES (5); ROLLBACK;",
+            "-c",
+            "SELECT string_agg(x::text, ',') FROM kept",
         ],
     );
     assert!(success, "{err}\n{out}");
     assert_eq!(
-        err.matches("WARNING:  ROLLBACK did not undo 2 statement(s) that changed data")
-            .count(),
+        err.matches(
+            "WARNING:  ROLLBACK did not undo 1 statement(s) of this transaction that changed \
+             the catalog"
+        )
+        .count(),
         1,
         "{err}"
     );
     assert_eq!(err.matches("WARNING").count(), 1, "{err}");
-    assert!(out.trim_end().ends_with("2\n(1 row)"), "{out}");
+    // Only the committed block's row is there.
+    assert!(out.trim_end().ends_with("3\n(1 row)"), "{out}");
+    let (_, out, _) = psql(&s, &["-c", "SELECT count(*) FROM made_in_block"]);
+    assert!(out.contains('0'), "{out}");
 
     // The extended protocol: tokio-postgres binds the INSERT's parameter.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let notices = rt.block_on(async {
+    let (notices, counts) = rt.block_on(async {
         let (client, mut conn) = tokio_postgres::connect(&s.conn_str(), tokio_postgres::NoTls)
             .await
             .expect("connect");
@@ -156,24 +164,33 @@ fn rollback_warns_about_the_writes_it_cannot_undo() {
                 }
             }
         });
+        let mut counts = Vec::new();
         client.batch_execute("BEGIN").await.expect("begin");
         client
             .execute("INSERT INTO kept VALUES ($1)", &[&4i32])
             .await
             .expect("insert");
+        let seen: i64 = client
+            .query_one("SELECT count(*) FROM kept WHERE x = $1", &[&4i32])
+            .await
+            .expect("read in block")
+            .get(0);
+        counts.push(seen);
         client.batch_execute("ROLLBACK").await.expect("rollback");
+        let after: i64 = client
+            .query_one("SELECT count(*) FROM kept WHERE x = $1", &[&4i32])
+            .await
+            .expect("read after")
+            .get(0);
+        counts.push(after);
         drop(client);
         let mut notices = Vec::new();
         while let Some(n) = rx.recv().await {
             notices.push(n);
         }
-        notices
+        (notices, counts)
     });
-    assert_eq!(
-        notices,
-        vec![
-            "WARNING: ROLLBACK did not undo 1 statement(s) that changed data in this \
-              transaction: tessera commits each statement on its own"
-        ]
-    );
+    assert!(notices.is_empty(), "{notices:?}");
+    // The block read its own insert; the rollback undid it.
+    assert_eq!(counts, [1, 0]);
 }

@@ -489,17 +489,26 @@ async fn session_statements_clients_send() {
         .await
         .expect("create");
     let m = c
-        .simple_query("BEGIN; SAVEPOINT s1; INSERT INTO sp VALUES (1); RELEASE SAVEPOINT s1; ROLLBACK TO SAVEPOINT s1; COMMIT; DEALLOCATE ALL")
+        .simple_query("BEGIN; SAVEPOINT s1; INSERT INTO sp VALUES (1); RELEASE SAVEPOINT s1; COMMIT; DEALLOCATE ALL")
         .await
         .expect("savepoints are accepted");
     assert_eq!(
         m.iter()
             .filter(|x| matches!(x, tokio_postgres::SimpleQueryMessage::CommandComplete(_)))
             .count(),
-        7
+        6
     );
-    // Writes commit per statement: the savepoint did not undo the insert.
     assert_eq!(rows(&c, "SELECT count(*) FROM sp").await, vec![vec!["1"]]);
+    // A released savepoint is gone (3B001), as in PostgreSQL.
+    c.batch_execute("BEGIN; SAVEPOINT s1; RELEASE SAVEPOINT s1")
+        .await
+        .expect("release");
+    let e = c
+        .batch_execute("ROLLBACK TO SAVEPOINT s1")
+        .await
+        .expect_err("released");
+    assert_eq!(sqlstate(&e), "3B001");
+    c.batch_execute("ROLLBACK").await.expect("rollback");
 }
 
 #[tokio::test]

@@ -66,6 +66,11 @@ pub enum EngineError {
     /// `CREATE EXTERNAL TABLE` over a location outside the allowed roots.
     #[error("location \"{location}\" is outside the locations external tables may read ({roots}); start the server with --allow-location DIR (or TESSERA_ALLOW_LOCATIONS) to allow it")]
     LocationNotAllowed { location: String, roots: String },
+    /// A transaction block whose commit would overwrite another session's change.
+    #[error("{0}")]
+    SerializationFailure(String),
+    #[error("savepoint \"{0}\" does not exist")]
+    NoSavepoint(String),
     #[error("syntax error: {0}")]
     Syntax(String),
     #[error("{0} is not supported")]

@@ -134,6 +134,8 @@ impl Engine {
         std::fs::create_dir_all(data_dir.join("tables"))
             .map_err(|e| EngineError::io(data_dir, e))?;
         let data_dir = std::fs::canonicalize(data_dir).map_err(|e| EngineError::io(data_dir, e))?;
+        // No transaction block outlives the server that ran it.
+        crate::storage::txn::clear_stale(&data_dir.join("tables"));
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE, SCHEMA)
             .with_create_default_catalog_and_schema(true)
@@ -551,7 +553,7 @@ impl Engine {
                 )
                 .await
                 .map(|_| Outcome::tag("CALL")),
-            Command::Show(_) | Command::RollbackToSavepoint | Command::SetPurpose(_) => Err(
+            Command::Show(_) | Command::Transaction(_) | Command::SetPurpose(_) => Err(
                 EngineError::NotSupported("session statements outside the wire protocol".into()),
             ),
         }

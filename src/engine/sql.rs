@@ -15,6 +15,23 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use super::error::{EngineError, Result};
 use crate::auth::PURPOSE_SETTING;
 
+/// A statement about the transaction block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionStatement {
+    /// `BEGIN`, `START TRANSACTION`.
+    Begin,
+    /// `COMMIT`, `END`.
+    Commit,
+    /// `ROLLBACK`, `ABORT`.
+    Rollback,
+    /// `SAVEPOINT name`.
+    Savepoint(String),
+    /// `RELEASE [SAVEPOINT] name`.
+    Release(String),
+    /// `ROLLBACK TO [SAVEPOINT] name`.
+    RollbackTo(String),
+}
+
 /// A statement the engine executes itself.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -56,11 +73,10 @@ pub enum Command {
     /// `SHOW name`: answered from the session's settings by the wire layer.
     Show(String),
     /// Statements accepted for client compatibility that change nothing here, answered
-    /// with their tag: `SAVEPOINT`, `RELEASE`, `DEALLOCATE [ALL]` (writes commit per
-    /// statement, so there is nothing to roll back to).
+    /// with their tag: `DEALLOCATE [ALL]`.
     Accept(&'static str),
-    /// `ROLLBACK TO SAVEPOINT`: the transaction stays open (and leaves the failed state).
-    RollbackToSavepoint,
+    /// `BEGIN`, `COMMIT`, `ROLLBACK` and savepoints (see `storage::txn`).
+    Transaction(TransactionStatement),
     /// `CREATE WRITE KEY name FOR SOURCE 'source'`: answers one row with the new key
     /// (see `crate::collect`).
     CreateWriteKey {
@@ -437,11 +453,21 @@ pub fn classify(sql: &str) -> Result<Option<Command>> {
         }) if is_purpose(name) => Command::SetPurpose(None),
         Statement::Discard { .. } => Command::Discard,
         Statement::ShowVariable { ref variable } => Command::Show(show_name(variable)),
-        Statement::Savepoint { .. } => Command::Accept("SAVEPOINT"),
-        Statement::ReleaseSavepoint { .. } => Command::Accept("RELEASE"),
+        Statement::StartTransaction { .. } => Command::Transaction(TransactionStatement::Begin),
+        Statement::Commit { .. } => Command::Transaction(TransactionStatement::Commit),
         Statement::Rollback {
-            savepoint: Some(_), ..
-        } => Command::RollbackToSavepoint,
+            savepoint: None, ..
+        } => Command::Transaction(TransactionStatement::Rollback),
+        Statement::Savepoint { ref name } => {
+            Command::Transaction(TransactionStatement::Savepoint(ident_name(name)))
+        }
+        Statement::ReleaseSavepoint { ref name } => {
+            Command::Transaction(TransactionStatement::Release(ident_name(name)))
+        }
+        Statement::Rollback {
+            savepoint: Some(ref name),
+            ..
+        } => Command::Transaction(TransactionStatement::RollbackTo(ident_name(name))),
         Statement::Deallocate { ref name, .. } if name.value.eq_ignore_ascii_case("all") => {
             Command::Accept("DEALLOCATE ALL")
         }

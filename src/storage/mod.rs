@@ -10,15 +10,19 @@
 //! DataFusion plans the DML statements and calls `insert_into`, `delete_from`, `update`
 //! and `truncate`; each returns a [`DataSinkExec`] whose sink performs the commit when
 //! the plan is executed (never at planning time, so `EXPLAIN DELETE ...` deletes nothing).
+//!
+//! Inside a transaction block those writes, and the reads of a table the block wrote, go
+//! to the block's private fork of the table instead, which `COMMIT` lands ([`txn`]).
 
 mod compact;
 mod files;
 mod limits;
 mod synced;
+pub mod txn;
 mod types;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -50,6 +54,8 @@ use types::delta_compatible_schema;
 /// State shared by a managed table's provider and the sinks of its pending writes.
 struct TableState {
     name: String,
+    /// The table's directory.
+    dir: PathBuf,
     schema: SchemaRef,
     /// The table at its latest commit; also the write lock, so commits are serialised.
     table: tokio::sync::Mutex<DeltaTable>,
@@ -108,7 +114,7 @@ impl ManagedTable {
             .with_table_name(name)
             .await
             .map_err(|e| EngineError::storage(name, e))?;
-        Self::from_table(name, table).await
+        Self::from_table(name, dir, table).await
     }
 
     /// Open the Delta table in `dir`.
@@ -117,15 +123,16 @@ impl ManagedTable {
             .load()
             .await
             .map_err(|e| EngineError::storage(name, e))?;
-        Self::from_table(name, table).await
+        Self::from_table(name, dir, table).await
     }
 
-    async fn from_table(name: &str, table: DeltaTable) -> Result<Self> {
+    async fn from_table(name: &str, dir: &Path, table: DeltaTable) -> Result<Self> {
         let reader = reader_for(name, &table).await?;
         let schema = reader.schema();
         Ok(ManagedTable {
             state: Arc::new(TableState {
                 name: name.to_string(),
+                dir: dir.to_path_buf(),
                 schema,
                 table: tokio::sync::Mutex::new(table),
                 rewrite: tokio::sync::Mutex::new(()),
@@ -146,6 +153,11 @@ impl ManagedTable {
             .iter()
             .filter_map(|(c, l)| self.state.schema.index_of(c).ok().map(|i| (i, *l)))
             .collect();
+        self.with_limit_indexes(by_index)
+    }
+
+    /// The table with the declared lengths of its text columns, by column index.
+    fn with_limit_indexes(self, by_index: Vec<(usize, TextLimit)>) -> Result<Self> {
         match Arc::try_unwrap(self.state) {
             Ok(mut state) => {
                 state.limits = by_index;
@@ -240,6 +252,22 @@ impl ManagedTable {
     /// The Delta version of the latest commit (waits for a commit in progress).
     pub async fn version(&self) -> Option<u64> {
         self.state.table.lock().await.version()
+    }
+
+    /// [`Self::version`] of a table that has one (every table tessera made).
+    async fn committed_version(&self) -> u64 {
+        self.version().await.unwrap_or_default()
+    }
+
+    /// The table the current statement writes: inside a transaction block, the block's
+    /// fork of it (see [`txn`]); otherwise the table itself.
+    pub async fn for_write(&self) -> Result<ManagedTable> {
+        txn::write_target(self).await
+    }
+
+    /// The table the current statement reads: the block's fork, if the block wrote it.
+    fn for_read(&self) -> ManagedTable {
+        txn::fork_of(self).unwrap_or_else(|| self.clone())
     }
 
     fn sink_exec(
@@ -592,7 +620,8 @@ impl TableProvider for ManagedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.state
+        self.for_read()
+            .state
             .reader()
             .scan(state, projection, filters, limit)
             .await
@@ -620,7 +649,7 @@ impl TableProvider for ManagedTable {
                 ))
             }
         };
-        Ok(self.sink_exec(op, Some(input)))
+        Ok(self.for_write().await?.sink_exec(op, Some(input)))
     }
 
     async fn delete_from(
@@ -628,7 +657,8 @@ impl TableProvider for ManagedTable {
         _state: &dyn Session,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self.sink_exec(WriteOp::Delete(conjunction(filters)?), None))
+        let op = WriteOp::Delete(conjunction(filters)?);
+        Ok(self.for_write().await?.sink_exec(op, None))
     }
 
     async fn update(
@@ -645,11 +675,14 @@ impl TableProvider for ManagedTable {
             assignments,
             predicate: conjunction(filters)?,
         };
-        Ok(self.sink_exec(op, None))
+        Ok(self.for_write().await?.sink_exec(op, None))
     }
 
     async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self.sink_exec(WriteOp::Delete(None), None))
+        Ok(self
+            .for_write()
+            .await?
+            .sink_exec(WriteOp::Delete(None), None))
     }
 }
 

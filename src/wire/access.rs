@@ -86,7 +86,7 @@ pub fn check_statement(
                 | Command::SetPurpose(_)
                 | Command::Discard
                 | Command::Accept(_)
-                | Command::RollbackToSavepoint
+                | Command::Transaction(_)
                 // Role statements check their own privilege, with PostgreSQL's messages.
                 | Command::Role(_)
         ),

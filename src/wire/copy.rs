@@ -181,7 +181,8 @@ impl CopyHandler for QueryService {
         };
         let rows = async {
             let batches = parser.finish()?;
-            table.append(batches).await
+            // In a transaction block, into the block's fork of the table.
+            table.for_write().await?.append(batches).await
         }
         .await
         .map_err(|e| to_pg(engine_error(e), "", 0))?;

@@ -111,6 +111,8 @@ fn classify_engine(e: &EngineError) -> (&'static str, String) {
         EngineError::Refresh { source, .. } => classify_engine(source).0,
         EngineError::DependentObjects { .. } => "2BP01",
         EngineError::Syntax(_) => "42601",
+        EngineError::SerializationFailure(_) => "40001",
+        EngineError::NoSavepoint(_) => "3B001",
         EngineError::LocationNotAllowed { .. } => "42501",
         EngineError::NotSupported(_) => "0A000",
         EngineError::BadCopyData(m) if m.starts_with("invalid input syntax") => "22P02",

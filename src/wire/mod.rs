@@ -50,7 +50,7 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::messages::extendedquery::{Describe, Execute, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tracing::debug;
@@ -60,6 +60,7 @@ use crate::collect::statements::CREATED_COLUMNS;
 use crate::engine::erasure::RESULT_COLUMNS;
 use crate::engine::sql::{classify, classify_alter_view, split_statements, Command};
 use crate::engine::{Engine, EngineError, Outcome};
+use crate::storage::txn;
 use errors::{engine_error, to_pg};
 pub use startup::Authentication;
 use startup::Startup;
@@ -247,6 +248,15 @@ impl QueryService {
         if let Some(c) = &command {
             session::check_transaction_state(status, c)?;
         }
+        if let Some(Command::Transaction(t)) = &command {
+            let (response, warning) = session::transaction(status, t)
+                .await
+                .map_err(engine_error)?;
+            if let Some((code, message)) = warning {
+                client.send(session::coded_warning(code, message)).await?;
+            }
+            return Ok(session::recovering(status, response));
+        }
         let responses = self.run_command(client, sql, command, syntax_error).await?;
         let mut out = Vec::with_capacity(responses.len());
         for r in responses {
@@ -317,9 +327,6 @@ impl QueryService {
                 )?)]),
                 None => SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await,
             },
-            Some(Command::RollbackToSavepoint) => {
-                Ok(vec![Response::TransactionStart(Tag::new("ROLLBACK"))])
-            }
             Some(Command::CreateWriteKey { name, source }) => {
                 let keys = self.engine.collector().keys();
                 let key = keys.create(&name, &source).map_err(engine_error)?;
@@ -346,9 +353,7 @@ impl QueryService {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                let receipt = self
-                    .engine
-                    .forget_subject(&id_type, &id_value, &user)
+                let receipt = txn::outside(self.engine.forget_subject(&id_type, &id_value, &user))
                     .await
                     .map_err(engine_error)?;
                 let row = receipt.row();
@@ -363,11 +368,16 @@ impl QueryService {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                Ok(vec![tag(self
-                    .engine
-                    .execute_as(command, Some(&user))
-                    .await
-                    .map_err(engine_error)?)])
+                let dml = matches!(command, Command::Dml(_));
+                let run = self.engine.execute_as(command, Some(&user));
+                // Catalog statements and refreshes commit at once, so they read committed
+                // data, not the block's writes; DML is part of the block.
+                let outcome = if dml {
+                    run.await
+                } else {
+                    txn::outside(run).await
+                };
+                Ok(vec![tag(outcome.map_err(engine_error)?)])
             }
             None if is_setting(sql) => {
                 let r = self.delegate_query(client, sql).await;
@@ -777,6 +787,22 @@ impl ExtendedQueryHandler for QueryService {
         self.parser.clone()
     }
 
+    /// pgwire's Execute, then the state a `ROLLBACK TO` that ended a failure leaves (see
+    /// [`session::recovering`]; ReadyForQuery, sent at Sync, reports it).
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self._on_execute(client, message).await;
+        if client.metadata_mut().remove(session::RECOVERED).is_some() {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
+        result
+    }
+
     /// A statement that returns no rows is described with NoData (pgjdbc checks), where
     /// pgwire would send an empty RowDescription.
     async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
@@ -859,7 +885,14 @@ impl QueryService {
             None if !sql.trim().is_empty() => self
                 .run_one(client, sql, client.transaction_status())
                 .await
-                .map(|mut r| r.pop().unwrap_or(Response::EmptyQuery)),
+                .map(|mut r| {
+                    if r.len() > 1 && matches!(r[0], Response::TransactionEnd(_)) {
+                        client
+                            .metadata_mut()
+                            .insert(session::RECOVERED.into(), "1".into());
+                    }
+                    r.pop().unwrap_or(Response::EmptyQuery)
+                }),
             Some((statement, plan))
                 if (is_write(plan) || matches!(statement, sqlparser::ast::Statement::Query(_)))
                     && client.transaction_status() == TransactionStatus::Error =>
