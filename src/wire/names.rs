@@ -91,17 +91,36 @@ fn colname(e: &Expr) -> Option<String> {
     }
 }
 
+/// The name PostgreSQL gives a cast's column: the type's internal name, without its
+/// modifiers or array brackets (`'{1}'::bigint[]` is `int8`, `x::varchar(10)` `varchar`).
 fn pg_type_name(t: &str) -> String {
-    match t.to_ascii_lowercase().as_str() {
-        "int" | "integer" | "int4" => "int4".into(),
-        "bigint" | "int8" => "int8".into(),
-        "smallint" | "int2" => "int2".into(),
-        "text" => "text".into(),
-        "boolean" | "bool" => "bool".into(),
-        "double precision" | "float8" => "float8".into(),
-        "real" | "float4" => "float4".into(),
-        other => other.split('(').next().unwrap_or(other).trim().to_string(),
+    let t = t.to_ascii_lowercase();
+    let t = t.trim_end_matches("[]").trim();
+    let base = match t.find('(') {
+        // `timestamp(3) with time zone`: the modifier sits inside the name.
+        Some(i) => {
+            let close = t[i..].find(')').map_or(t.len(), |j| i + j + 1);
+            format!("{}{}", &t[..i], &t[close..])
+        }
+        None => t.to_string(),
+    };
+    let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
+    match base.as_str() {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "boolean" | "bool" => "bool",
+        "double precision" | "float8" | "float" => "float8",
+        "real" | "float4" => "float4",
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" | "bpchar" => "bpchar",
+        "decimal" | "numeric" => "numeric",
+        "timestamp with time zone" | "timestamptz" => "timestamptz",
+        "timestamp without time zone" | "timestamp" => "timestamp",
+        "time without time zone" | "time" => "time",
+        other => other,
     }
+    .to_string()
 }
 
 /// Apply `names` to result fields (only when the counts agree).
@@ -170,6 +189,15 @@ mod tests {
             ]
         );
         assert!(postgres_names("SELECT * FROM t").is_none());
+        let n = postgres_names(
+            "SELECT $1::int8[], '{}'::integer[], 'a'::varchar(10), '2024-01-01'::timestamp(3) with time zone, 1::double precision, 'x'::character(2)",
+        )
+        .expect("cast names");
+        let n: Vec<&str> = n.iter().map(|x| x.as_deref().unwrap_or("-")).collect();
+        assert_eq!(
+            n,
+            ["int8", "int4", "varchar", "timestamptz", "float8", "bpchar"]
+        );
         let aliased = alias_unnamed("SELECT 1, 1, x AS y").expect("aliased");
         assert_eq!(
             aliased,
