@@ -570,6 +570,20 @@ const LONG_QUERY: &str = "SELECT count(*) FROM generate_series(1, 20000000000) W
 async fn statement_timeout_and_cancel_stop_a_running_query() {
     let s = Server::start();
     let c = s.client().await;
+    // A query string whose SELECT is followed by statements that wait on storage is not
+    // mistaken for a cancelled one (its rows stream once the whole string has run).
+    let m = c
+        .simple_query("SELECT 41 + 1; CREATE TABLE after_select (a INT); INSERT INTO after_select VALUES (1); SELECT count(*) FROM after_select")
+        .await
+        .expect("one string");
+    let values: Vec<&str> = m
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["42", "1"]);
     c.batch_execute("SET statement_timeout = '300ms'")
         .await
         .expect("set");

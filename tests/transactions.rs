@@ -37,6 +37,18 @@ fn forks(data_dir: &Path) -> usize {
         .sum()
 }
 
+/// Wait until no fork is left under `data_dir` (a connection deletes the forks of its
+/// ended blocks when it begins the next one or closes); false after 5 s.
+async fn forks_gone(data_dir: &Path) -> bool {
+    for _ in 0..100 {
+        if forks(data_dir) == 0 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn a_block_lands_whole_at_commit_and_is_invisible_before() {
     let s = Server::start();
@@ -92,10 +104,34 @@ async fn a_block_lands_whole_at_commit_and_is_invisible_before() {
         rows(&b, "SELECT id, amount FROM ledger").await,
         vec![vec!["1", "-30"]]
     );
-    // One Delta commit per table for the whole block; no fork is left.
+    // One Delta commit per table for the whole block.
     assert_eq!(log_entries(&s.data_dir, "acct"), acct_before + 1);
     assert_eq!(log_entries(&s.data_dir, "ledger"), ledger_before + 1);
-    assert_eq!(forks(&s.data_dir), 0);
+
+    // A block's last rows stream after its COMMIT ran (one query string): its forks stay
+    // until the next block begins.
+    let m = a
+        .simple_query(
+            "BEGIN; INSERT INTO ledger VALUES (9, 9); SELECT id FROM ledger ORDER BY id; COMMIT",
+        )
+        .await
+        .expect("one string");
+    let ids: Vec<&str> = m
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, ["1", "9"]);
+    a.batch_execute("BEGIN; ROLLBACK")
+        .await
+        .expect("next block");
+    assert_eq!(
+        forks(&s.data_dir),
+        0,
+        "the next block deletes the ended forks"
+    );
 }
 
 #[tokio::test]
@@ -129,18 +165,15 @@ async fn rollback_a_failed_block_and_a_closed_connection_leave_nothing() {
     gone.batch_execute("BEGIN; INSERT INTO r VALUES (4)")
         .await
         .expect("block");
-    assert_eq!(forks(&s.data_dir), 1);
+    // Its fork, and the one of the failed block above (deleted at `c`'s next BEGIN).
+    assert_eq!(forks(&s.data_dir), 2);
     drop(gone);
-    let mut waited = 0;
-    while forks(&s.data_dir) > 0 && waited < 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        waited += 1;
-    }
-    assert_eq!(
-        forks(&s.data_dir),
-        0,
-        "the closed connection's fork is deleted"
+    drop(c);
+    assert!(
+        forks_gone(&s.data_dir).await,
+        "the closed connections' forks are deleted"
     );
+    let c = s.client().await;
     assert_eq!(rows(&c, "SELECT id FROM r").await, vec![vec!["1"]]);
 }
 
@@ -243,7 +276,8 @@ async fn concurrent_appends_commit_and_a_conflicting_rewrite_fails_with_40001() 
         vec![vec!["by a"]]
     );
     assert_eq!(rows(&b, "SELECT count(*) FROM cc").await, vec![vec!["3"]]);
-    assert_eq!(forks(&s.data_dir), 0);
+    drop((a, b));
+    assert!(forks_gone(&s.data_dir).await);
 }
 
 #[tokio::test]
@@ -331,5 +365,6 @@ async fn catalog_changes_in_a_block_commit_at_once() {
     // CREATE TABLE AS committed at once, so it read committed rows only, not the block's.
     assert_eq!(rows(&c, "SELECT n FROM renamed").await, vec![vec!["0"]]);
     assert!(c.batch_execute("SELECT * FROM gone").await.is_err());
-    assert_eq!(forks(&s.data_dir), 0);
+    drop(c);
+    assert!(forks_gone(&s.data_dir).await);
 }

@@ -17,7 +17,9 @@
 //! the table's directory and one Delta commit per table lands them, each table in turn.
 //! Appends never conflict, so concurrent blocks that insert into one table all commit.
 //!
-//! `ROLLBACK`, a connection that closes inside a block and a restart delete the forks.
+//! `ROLLBACK`, a connection that closes inside a block and a restart delete the forks
+//! (the first two once the connection begins its next block or closes: results of the
+//! block's last statements may still be streaming from them).
 //! `SAVEPOINT` notes each fork's version; `ROLLBACK TO SAVEPOINT` deletes the fork log
 //! entries after it (and forks made after it). Statements that change the catalog
 //! (`CREATE`, `DROP`, `ALTER`, `REFRESH`) are not part of a block: they commit at once.
@@ -51,6 +53,11 @@ tokio::task_local! {
 #[derive(Default)]
 pub struct Session {
     open: Mutex<Option<Arc<Transaction>>>,
+    /// Forks of ended blocks, deleted when the next block begins or the connection ends:
+    /// a query string such as `BEGIN; INSERT ...; SELECT ...; COMMIT` has its SELECT's
+    /// rows read from the fork after the COMMIT (pgwire streams results once the whole
+    /// string has run).
+    retired: Mutex<Vec<PathBuf>>,
 }
 
 /// Run a connection's `work` with a place for its transaction block; a block still open
@@ -59,14 +66,41 @@ pub async fn connection<F: Future>(work: F) -> F::Output {
     let session = Arc::new(Session::default());
     let out = SESSION.scope(session.clone(), work).await;
     if let Some(t) = session.take() {
-        t.discard();
+        session.retire(t.take_dirs());
     }
+    session.delete_retired();
     out
 }
 
 impl Session {
     fn take(&self) -> Option<Arc<Transaction>> {
         self.open.lock().map(|mut o| o.take()).unwrap_or_default()
+    }
+
+    fn retire(&self, dirs: Vec<PathBuf>) {
+        match self.retired.lock() {
+            Ok(mut r) => r.extend(dirs),
+            Err(_) => dirs.iter().for_each(|d| remove_fork(d)),
+        }
+    }
+
+    fn delete_retired(&self) {
+        let dirs = self
+            .retired
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        for d in dirs {
+            remove_fork(&d);
+        }
+    }
+}
+
+/// Set aside the forks in `dirs` of a block that ended (or of writes a savepoint undid).
+fn retire(dirs: Vec<PathBuf>) {
+    if let Err(e) = SESSION.try_with(|s| s.retire(dirs.clone())) {
+        tracing::debug!("no session to retire forks in ({e}): deleting them now");
+        dirs.iter().for_each(|d| remove_fork(d));
     }
 }
 
@@ -96,6 +130,7 @@ fn take() -> Option<Arc<Transaction>> {
 /// `BEGIN`: open a block (a no-op outside a connection, and when one is open).
 pub fn begin() {
     let _ = SESSION.try_with(|s| {
+        s.delete_retired();
         if let Ok(mut open) = s.open.lock() {
             open.get_or_insert_with(|| Arc::new(Transaction::new()));
         }
@@ -107,7 +142,7 @@ pub async fn commit() -> Result<()> {
     match take() {
         Some(t) => {
             let outcome = t.commit().await;
-            t.discard();
+            retire(t.take_dirs());
             outcome
         }
         None => Ok(()),
@@ -117,7 +152,7 @@ pub async fn commit() -> Result<()> {
 /// `ROLLBACK`: forget the block's writes.
 pub fn rollback() {
     if let Some(t) = take() {
-        t.discard();
+        retire(t.take_dirs());
     }
 }
 
@@ -231,13 +266,13 @@ impl Transaction {
         }
         let dir = table.state.dir.join(FORKS_DIR).join(&self.id);
         let made = async {
-            link_tree(&table.state.dir, &dir)?;
+            let from = table.version().await.ok_or_else(|| {
+                EngineError::storage(&table.state.name, "the table has no version")
+            })?;
+            link_tree(&table.state.dir, &dir, from)?;
             let fork = ManagedTable::open(&table.state.name, &dir)
                 .await?
                 .with_limit_indexes(table.state.limits.clone())?;
-            let from = fork.version().await.ok_or_else(|| {
-                EngineError::storage(&table.state.name, "the table has no version")
-            })?;
             Ok::<_, EngineError>((fork, from))
         }
         .await;
@@ -304,9 +339,7 @@ impl Transaction {
             let at = versions.len().min(forks.len());
             forks.split_off(at)
         };
-        for f in later {
-            remove_fork(&f.dir);
-        }
+        retire(later.into_iter().map(|f| f.dir).collect());
         for (i, f) in self.forks()?.into_iter().enumerate() {
             if f.table.committed_version().await <= versions[i] {
                 continue;
@@ -323,12 +356,11 @@ impl Transaction {
         Ok(())
     }
 
-    /// Delete every fork.
-    fn discard(&self) {
-        if let Ok(mut forks) = self.forks.lock() {
-            for f in forks.drain(..) {
-                remove_fork(&f.dir);
-            }
+    /// The directories of every fork, which the block no longer uses.
+    fn take_dirs(&self) -> Vec<PathBuf> {
+        match self.forks.lock() {
+            Ok(mut forks) => forks.drain(..).map(|f| f.dir).collect(),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -506,16 +538,24 @@ impl Changes {
     }
 }
 
-/// Hard-link every file of the table in `from` (but its forks) into `to`: the log first,
-/// then the data files, so each log entry linked has its data files.
-fn link_tree(from: &Path, to: &Path) -> Result<()> {
+/// Hard-link the files of the table in `from` (but its forks) into `to`: its log up to
+/// `version` (a commit that lands meanwhile, say a compaction's, is not the fork's), then
+/// the data files, so each log entry linked has its data files.
+fn link_tree(from: &Path, to: &Path, version: u64) -> Result<()> {
     let log = from.join("_delta_log");
-    link_dir(&log, &to.join("_delta_log"))?;
-    link_dir(from, to)?;
+    link_dir(&log, &to.join("_delta_log"), Some(version))?;
+    link_dir(from, to, None)?;
     sync_dir(to)
 }
 
-fn link_dir(from: &Path, to: &Path) -> Result<()> {
+/// The version a log file (`00..07.json`, `00..07.checkpoint.parquet`) belongs to.
+fn log_version(name: &str) -> Option<u64> {
+    name.split('.').next().and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Link the files of `from` into `to`, recursively; in a log (`up_to`), only the entries
+/// of versions up to it (and no `_last_checkpoint`, which may name a later one).
+fn link_dir(from: &Path, to: &Path, up_to: Option<u64>) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|e| EngineError::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| EngineError::io(from, e))? {
         let entry = entry.map_err(|e| EngineError::io(from, e))?;
@@ -523,10 +563,16 @@ fn link_dir(from: &Path, to: &Path) -> Result<()> {
         if name == FORKS_DIR || name == "_delta_log" {
             continue;
         }
+        if let Some(up_to) = up_to {
+            let text = name.to_string_lossy();
+            if text == "_last_checkpoint" || log_version(&text).is_some_and(|v| v > up_to) {
+                continue;
+            }
+        }
         let (src, dst) = (entry.path(), to.join(&name));
         let kind = entry.file_type().map_err(|e| EngineError::io(&src, e))?;
         if kind.is_dir() {
-            link_dir(&src, &dst)?;
+            link_dir(&src, &dst, up_to)?;
         } else if !dst.exists() {
             match std::fs::hard_link(&src, &dst) {
                 Ok(()) => {}
@@ -551,11 +597,7 @@ fn truncate_log(dir: &Path, version: u64) -> Result<()> {
     for entry in std::fs::read_dir(&log).map_err(|e| EngineError::io(&log, e))? {
         let entry = entry.map_err(|e| EngineError::io(&log, e))?;
         let name = entry.file_name().to_string_lossy().to_string();
-        let later = name
-            .split('.')
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|v| v > version);
+        let later = log_version(&name).is_some_and(|v| v > version);
         let checkpoint_pointer = name == "_last_checkpoint"
             && std::fs::read_to_string(entry.path())
                 .ok()

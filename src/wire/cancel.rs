@@ -43,25 +43,26 @@ pub async fn cancellable<C: ClientInfo + ?Sized>(client: &C, response: Response)
     // (pgwire would send XX000 for all of them).
     let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
     query.data_rows = Box::pin(rows.map(|r| r.map_err(|e| super::errors::to_pg(e, "", 0))));
-    let timeout = statement_timeout(client);
-    let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-        Some(handle) => Some(handle.start_query().await),
-        None => None,
-    };
-    if timeout.is_none() && cancel.is_none() {
+    // The deadline runs from now; the cancel receiver is taken when the rows are first
+    // polled. Taking it here would drop the sender pgwire races `do_query` against, and
+    // pgwire takes that for a cancel if `do_query` has more statements of the query
+    // string still to run.
+    let timeout = statement_timeout(client).map(tokio::time::sleep);
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
+    if timeout.is_none() && handle.is_none() {
         return Response::Query(query);
     }
     let stop: Pin<Box<dyn Future<Output = &'static str> + Send>> = Box::pin(async move {
         let timed_out = async {
             match timeout {
-                Some(d) => tokio::time::sleep(d).await,
+                Some(sleep) => sleep.await,
                 None => std::future::pending().await,
             }
         };
         let cancelled = async {
             // A dropped sender (the next query started) is not a cancel.
-            let fired = match cancel {
-                Some(rx) => rx.await.is_ok(),
+            let fired = match handle {
+                Some(handle) => handle.start_query().await.await.is_ok(),
                 None => false,
             };
             if !fired {
