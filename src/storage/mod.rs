@@ -51,6 +51,9 @@ pub use limits::TextLimit;
 pub use types::cast_batch;
 use types::delta_compatible_schema;
 
+/// Commits between two checkpoints of a table's log (Delta's default is 100).
+const CHECKPOINT_INTERVAL: &str = "10";
+
 /// State shared by a managed table's provider and the sinks of its pending writes.
 struct TableState {
     name: String,
@@ -112,6 +115,9 @@ impl ManagedTable {
             .write(vec![RecordBatch::new_empty(schema)])
             .with_save_mode(SaveMode::ErrorIfExists)
             .with_table_name(name)
+            // Loading the table (at start-up, and for each transaction block that writes
+            // it: see `txn`) replays the log since its last checkpoint: keep that short.
+            .with_configuration([("delta.checkpointInterval", Some(CHECKPOINT_INTERVAL))])
             .await
             .map_err(|e| EngineError::storage(name, e))?;
         Self::from_table(name, dir, table).await

@@ -237,16 +237,21 @@ fn poisoned<T>(_: T) -> EngineError {
     EngineError::storage("(transaction)", "transaction state lock poisoned")
 }
 
+/// A number no other call in this process got.
+fn next_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Transaction {
     fn new() -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         Transaction {
-            id: format!("{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            id: format!("{nanos:x}-{}", next_number()),
             forks: Mutex::new(Vec::new()),
             savepoints: Mutex::new(Vec::new()),
         }
@@ -264,15 +269,23 @@ impl Transaction {
         if let Some(f) = self.fork_of(table) {
             return Ok(f);
         }
-        let dir = table.state.dir.join(FORKS_DIR).join(&self.id);
+        // A directory of its own: a fork a savepoint undid may not be deleted yet.
+        let dir = table
+            .state
+            .dir
+            .join(FORKS_DIR)
+            .join(format!("{}-{}", self.id, next_number()));
         let made = async {
             let from = table.version().await.ok_or_else(|| {
                 EngineError::storage(&table.state.name, "the table has no version")
             })?;
+            let started = std::time::Instant::now();
             link_tree(&table.state.dir, &dir, from)?;
+            let linked = started.elapsed();
             let fork = ManagedTable::open(&table.state.name, &dir)
                 .await?
                 .with_limit_indexes(table.state.limits.clone())?;
+            tracing::debug!(table = %table.state.name, ?linked, opened = ?started.elapsed() - linked, "forked");
             Ok::<_, EngineError>((fork, from))
         }
         .await;
@@ -365,6 +378,7 @@ impl Transaction {
     }
 
     async fn commit(&self) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut forks = Vec::new();
         for f in self.forks()? {
             if !live(&f.base) {
@@ -404,6 +418,7 @@ impl Transaction {
             }
         }
         drop(rewrites);
+        tracing::debug!(took = ?started.elapsed(), "committed");
         Ok(())
     }
 }
@@ -426,7 +441,8 @@ impl Changes {
     fn read(fork: &Fork, to: u64) -> Result<Self> {
         let name = &fork.base.state.name;
         let log = fork.dir.join("_delta_log");
-        let mut adds: Vec<deltalake::kernel::Add> = Vec::new();
+        // By path: a block of many statements adds many files.
+        let mut adds: HashMap<String, deltalake::kernel::Add> = HashMap::new();
         let mut removes = Vec::new();
         for version in fork.from + 1..=to {
             let path = log.join(format!("{version:020}.json"));
@@ -435,14 +451,15 @@ impl Changes {
                 let action: Action = serde_json::from_str(line)
                     .map_err(|e| EngineError::storage(name, format!("{}: {e}", path.display())))?;
                 match action {
-                    Action::Add(a) => adds.push(a),
-                    Action::Remove(r) => match adds.iter().position(|a| a.path == r.path) {
-                        // Written and removed within the block: it never reaches the table.
-                        Some(i) => {
-                            adds.swap_remove(i);
+                    Action::Add(a) => {
+                        adds.insert(a.path.clone(), a);
+                    }
+                    // A file written and removed within the block never reaches the table.
+                    Action::Remove(r) => {
+                        if adds.remove(&r.path).is_none() {
+                            removes.push(r);
                         }
-                        None => removes.push(r),
-                    },
+                    }
                     Action::CommitInfo(_) => {}
                     other => {
                         return Err(EngineError::storage(
@@ -455,7 +472,7 @@ impl Changes {
         }
         Ok(Changes {
             fork_dir: fork.dir.clone(),
-            adds,
+            adds: adds.into_values().collect(),
             removes,
         })
     }
