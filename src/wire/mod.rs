@@ -432,11 +432,12 @@ impl QueryService {
         for sql in statements {
             match self.run_audited(client, sql, status).await {
                 Ok(r) => {
-                    let warnings: Vec<String> = r
-                        .iter()
-                        .filter_map(|response| session::count_write(client, status, response))
-                        .collect();
-                    for warning in warnings {
+                    // A statement's last answer says what it did (a `ROLLBACK TO` that
+                    // ends a failure answers ROLLBACK, then the block's start again).
+                    let warning = r
+                        .last()
+                        .and_then(|response| session::count_write(client, status, response));
+                    if let Some(warning) = warning {
                         client.send(session::warning(warning)).await?;
                     }
                     status = r.iter().fold(status, session::status_after);
