@@ -109,10 +109,11 @@ async fn a_block_lands_whole_at_commit_and_is_invisible_before() {
     assert_eq!(log_entries(&s.data_dir, "ledger"), ledger_before + 1);
 
     // A block's last rows stream after its COMMIT ran (one query string): its forks stay
-    // until the next block begins.
+    // until the next query starts.
     let m = a
         .simple_query(
-            "BEGIN; INSERT INTO ledger VALUES (9, 9); SELECT id FROM ledger ORDER BY id; COMMIT",
+            "BEGIN; INSERT INTO ledger VALUES (9, 9); SELECT id FROM ledger ORDER BY id; COMMIT;
+             BEGIN; INSERT INTO ledger VALUES (10, 10); ROLLBACK",
         )
         .await
         .expect("one string");
@@ -130,7 +131,7 @@ async fn a_block_lands_whole_at_commit_and_is_invisible_before() {
     assert_eq!(
         forks(&s.data_dir),
         0,
-        "the next block deletes the ended forks"
+        "the next query deletes the ended forks"
     );
 }
 
@@ -165,8 +166,8 @@ async fn rollback_a_failed_block_and_a_closed_connection_leave_nothing() {
     gone.batch_execute("BEGIN; INSERT INTO r VALUES (4)")
         .await
         .expect("block");
-    // Its fork, and the one of the failed block above (deleted at `c`'s next BEGIN).
-    assert_eq!(forks(&s.data_dir), 2);
+    // Its fork (the failed block's went at `c`'s next query).
+    assert_eq!(forks(&s.data_dir), 1);
     drop(gone);
     drop(c);
     assert!(

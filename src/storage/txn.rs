@@ -18,7 +18,7 @@
 //! Appends never conflict, so concurrent blocks that insert into one table all commit.
 //!
 //! `ROLLBACK`, a connection that closes inside a block and a restart delete the forks
-//! (the first two once the connection begins its next block or closes: results of the
+//! (the first two once the connection starts its next query or closes: results of the
 //! block's last statements may still be streaming from them).
 //! `SAVEPOINT` notes each fork's version; `ROLLBACK TO SAVEPOINT` deletes the fork log
 //! entries after it (and forks made after it). Statements that change the catalog
@@ -53,7 +53,7 @@ tokio::task_local! {
 #[derive(Default)]
 pub struct Session {
     open: Mutex<Option<Arc<Transaction>>>,
-    /// Forks of ended blocks, deleted when the next block begins or the connection ends:
+    /// Forks of ended blocks, deleted when the next query starts or the connection ends:
     /// a query string such as `BEGIN; INSERT ...; SELECT ...; COMMIT` has its SELECT's
     /// rows read from the fork after the COMMIT (pgwire streams results once the whole
     /// string has run).
@@ -64,12 +64,35 @@ pub struct Session {
 /// when the connection ends is rolled back.
 pub async fn connection<F: Future>(work: F) -> F::Output {
     let session = Arc::new(Session::default());
-    let out = SESSION.scope(session.clone(), work).await;
-    if let Some(t) = session.take() {
-        session.retire(t.take_dirs());
+    // Dropped however the connection ends, a panic included.
+    let _cleanup = Cleanup(session.clone());
+    SESSION.scope(session, work).await
+}
+
+struct Cleanup(Arc<Session>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            self.0.retire(t.take_dirs());
+        }
+        self.0.delete_retired();
     }
-    session.delete_retired();
-    out
+}
+
+/// Called as each query (a simple query string, or an Execute) starts, with whether the
+/// client is outside a block. The forks of ended blocks go: the results that read them
+/// have been sent. A block the client is not in goes too (its `BEGIN` ran in a query
+/// string that was cancelled before its answers were sent).
+pub fn new_query(idle: bool) {
+    let _ = SESSION.try_with(|s| {
+        if idle {
+            if let Some(t) = s.take() {
+                s.retire(t.take_dirs());
+            }
+        }
+        s.delete_retired();
+    });
 }
 
 impl Session {
@@ -130,23 +153,28 @@ fn take() -> Option<Arc<Transaction>> {
 /// `BEGIN`: open a block (a no-op outside a connection, and when one is open).
 pub fn begin() {
     let _ = SESSION.try_with(|s| {
-        s.delete_retired();
         if let Ok(mut open) = s.open.lock() {
             open.get_or_insert_with(|| Arc::new(Transaction::new()));
         }
     });
 }
 
-/// `COMMIT`: land the block's writes. The block is over whatever the outcome.
+/// `COMMIT`: land the block's writes. The block is over whatever the outcome. The commit
+/// runs on a task of its own: a COMMIT cancelled or dropped midway still lands whole.
 pub async fn commit() -> Result<()> {
-    match take() {
-        Some(t) => {
-            let outcome = t.commit().await;
-            retire(t.take_dirs());
-            outcome
+    let Some(t) = take() else { return Ok(()) };
+    let session = SESSION.try_with(Arc::clone).ok();
+    let task = tokio::spawn(async move {
+        let outcome = t.commit().await;
+        let dirs = t.take_dirs();
+        match session {
+            Some(s) => s.retire(dirs),
+            None => dirs.iter().for_each(|d| remove_fork(d)),
         }
-        None => Ok(()),
-    }
+        outcome
+    });
+    task.await
+        .map_err(|e| EngineError::storage("(transaction)", format!("commit task failed: {e}")))?
 }
 
 /// `ROLLBACK`: forget the block's writes.
@@ -275,17 +303,31 @@ impl Transaction {
             .dir
             .join(FORKS_DIR)
             .join(format!("{}-{}", self.id, next_number()));
+        let name = &table.state.name;
         let made = async {
-            let from = table.version().await.ok_or_else(|| {
-                EngineError::storage(&table.state.name, "the table has no version")
-            })?;
             let started = std::time::Instant::now();
-            link_tree(&table.state.dir, &dir, from)?;
+            // No commit, compaction, vacuum or log cleanup while the files are linked.
+            let from = {
+                let _rewrite = table.state.rewrite.lock().await;
+                let guard = table.state.table.lock().await;
+                let from = guard
+                    .version()
+                    .ok_or_else(|| EngineError::storage(name, "the table has no version"))?;
+                link_tree(&table.state.dir, &dir, from)?;
+                from
+            };
             let linked = started.elapsed();
-            let fork = ManagedTable::open(&table.state.name, &dir)
+            let fork = ManagedTable::open(name, &dir)
                 .await?
                 .with_limit_indexes(table.state.limits.clone())?;
-            tracing::debug!(table = %table.state.name, ?linked, opened = ?started.elapsed() - linked, "forked");
+            let opened = fork.version().await;
+            if opened != Some(from) {
+                return Err(EngineError::storage(
+                    name,
+                    format!("its fork opened at version {opened:?}, not {from}"),
+                ));
+            }
+            tracing::debug!(table = %name, ?linked, opened = ?started.elapsed() - linked, "forked");
             Ok::<_, EngineError>((fork, from))
         }
         .await;
@@ -414,7 +456,11 @@ impl Transaction {
         }
         for (((t, c), guard), live) in forks.iter().zip(guards.iter_mut()).zip(&live) {
             if *live {
-                c.land(&t.state, guard, &self.id).await?;
+                if let Err(e) = c.land(&t.state, guard, &self.id).await {
+                    // It may have committed before a later step failed.
+                    t.state.reload(guard).await;
+                    return Err(e);
+                }
             }
         }
         drop(rewrites);

@@ -409,6 +409,7 @@ impl SimpleQueryHandler for QueryService {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        txn::new_query(client.transaction_status() == TransactionStatus::Idle);
         let principal = access::principal(&self.engine, client);
         crate::access::run_as(principal, self.run_simple(client, query)).await
     }
@@ -847,6 +848,7 @@ impl ExtendedQueryHandler for QueryService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let status = client.transaction_status();
+        txn::new_query(status == TransactionStatus::Idle);
         let principal = access::principal(&self.engine, client);
         let entry = audit::entry(&principal, &portal.statement.statement.0);
         let reads = crate::access::audit::Reads::default();
