@@ -58,7 +58,9 @@ use tracing::debug;
 use crate::activate::CREATED_COLUMNS as DESTINATION_COLUMNS;
 use crate::collect::statements::CREATED_COLUMNS;
 use crate::engine::erasure::RESULT_COLUMNS;
-use crate::engine::sql::{classify, classify_alter_view, split_statements, Command};
+use crate::engine::sql::{
+    classify, classify_alter_view, split_statements, Command, TransactionStatement,
+};
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::storage::txn;
 use errors::{engine_error, to_pg};
@@ -249,9 +251,17 @@ impl QueryService {
             session::check_transaction_state(status, c)?;
         }
         if let Some(Command::Transaction(t)) = &command {
-            let (response, warning) = session::transaction(status, t)
-                .await
-                .map_err(engine_error)?;
+            let (response, warning) = match session::transaction(status, t).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    // A failed COMMIT has ended the block: PostgreSQL answers the error
+                    // and is idle (pgwire keeps an idle state idle on errors).
+                    if *t == TransactionStatement::Commit {
+                        client.set_transaction_status(TransactionStatus::Idle);
+                    }
+                    return Err(engine_error(e));
+                }
+            };
             if let Some((code, message)) = warning {
                 client.send(session::coded_warning(code, message)).await?;
             }
