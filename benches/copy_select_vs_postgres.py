@@ -15,14 +15,12 @@ streaming >= 0.8x). Each step runs REPEAT times (default 3) and the best run cou
 import csv
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 
 import psycopg
 
-from servers import TESSERA_PASSWORD, start_postgres, start_tessera
+from servers import side_by_side
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 REPEAT = int(os.environ.get("REPEAT", "3"))
@@ -79,27 +77,15 @@ def bench(name, dsn, csv_path):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="tessera-bench-")
-    os.chmod(work, 0o777)
-    stops = []
-    try:
+    with side_by_side() as (work, dsns):
         csv_path = os.path.join(work, "bench.csv")
         make_csv(csv_path)
-        pg_port, stop = start_postgres(work)
-        stops.append(stop)
-        t_port, stop = start_tessera(work)
-        stops.append(stop)
-        pg = bench("postgres", f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres", csv_path)
-        ts = bench("tessera", f"host=127.0.0.1 port={t_port} user=tessera password={TESSERA_PASSWORD} dbname=tessera", csv_path)
+        pg = bench("postgres", dsns["postgres"], csv_path)
+        ts = bench("tessera", dsns["tessera"], csv_path)
         print(f"rows: {ROWS:,} (best of {REPEAT})")
         print(f"{'':24}{'tessera':>14}{'postgres 15':>14}{'ratio':>8}")
         print(f"{'COPY FROM STDIN rows/s':24}{ts[0]:>14,.0f}{pg[0]:>14,.0f}{ts[0] / pg[0]:>7.2f}x  (target >= 1.0x)")
         print(f"{'SELECT stream rows/s':24}{ts[1]:>14,.0f}{pg[1]:>14,.0f}{ts[1] / pg[1]:>7.2f}x  (target >= 0.8x)")
-    finally:
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

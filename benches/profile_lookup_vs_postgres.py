@@ -19,15 +19,13 @@ Prints p50/p99 latency per engine and the ratio (target: tessera p99 <= 10 ms).
 import csv
 import os
 import random
-import shutil
 import sys
-import tempfile
 import threading
 import time
 
 import psycopg
 
-from servers import TESSERA_PASSWORD, start_postgres, start_tessera
+from servers import side_by_side
 
 PROFILES = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
@@ -152,19 +150,8 @@ def run_clients(dsn, keys, by_identifier):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="tessera-lookup-")
-    os.chmod(work, 0o777)
-    stops = []
-    try:
+    with side_by_side("tessera-lookup-") as (work, dsns):
         profiles, idents, keys = make_files(work)
-        pg_port, stop = start_postgres(work)
-        stops.append(stop)
-        t_port, stop = start_tessera(work)
-        stops.append(stop)
-        dsns = {
-            "tessera": f"host=127.0.0.1 port={t_port} user=tessera password={TESSERA_PASSWORD} dbname=tessera",
-            "postgres": f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres",
-        }
         results = {}
         for engine, dsn in dsns.items():
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -180,10 +167,6 @@ def main():
             t, p = results["tessera", by_identifier], results["postgres", by_identifier]
             print(f"{label:16}{t[0]:>11.2f} /{t[1]:>8.2f}{p[0]:>11.2f} /{p[1]:>8.2f}"
                   f"{t[1] / p[1]:>10.1f}x{t[2]:>13,.0f}   (target: tessera p99 <= 10 ms)")
-    finally:
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ cluster (initdb from the Debian postgresql package) and a tessera server (releas
 or TESSERA_BIN), each in its own directory under `work`. Each start returns
 (port, stop)."""
 
+import contextlib
 import os
 import shutil
+import tempfile
 import signal
 import socket
 import subprocess
@@ -60,3 +62,25 @@ def start_tessera(work):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     return port, stop
+
+
+@contextlib.contextmanager
+def side_by_side(prefix="tessera-bench-"):
+    """A fresh work directory with both servers started in it: yields
+    (work, {"tessera": dsn, "postgres": dsn}); on exit stops both and deletes it."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(work, 0o777)
+    stops = []
+    try:
+        pg_port, stop = start_postgres(work)
+        stops.append(stop)
+        t_port, stop = start_tessera(work)
+        stops.append(stop)
+        yield work, {
+            "tessera": f"host=127.0.0.1 port={t_port} user=tessera password={TESSERA_PASSWORD} dbname=tessera",
+            "postgres": f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres",
+        }
+    finally:
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(work, ignore_errors=True)

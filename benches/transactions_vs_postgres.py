@@ -16,15 +16,13 @@ autocommit. The final row counts are checked on both servers.
 """
 
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 import psycopg
 
-from servers import TESSERA_PASSWORD, start_postgres, start_tessera
+from servers import side_by_side
 
 BLOCKS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 HISTORY = int(os.environ.get("HISTORY", "200"))
@@ -71,27 +69,15 @@ def bench(name, dsn):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="tessera-bench-")
-    os.chmod(work, 0o777)
-    stops = []
-    try:
-        pg_port, stop = start_postgres(work)
-        stops.append(stop)
-        t_port, stop = start_tessera(work)
-        stops.append(stop)
-        pg = bench("postgres", f"host=127.0.0.1 port={pg_port} user=postgres dbname=postgres")
-        ts = bench("tessera", f"host=127.0.0.1 port={t_port} user=tessera password={TESSERA_PASSWORD} dbname=tessera")
+    with side_by_side() as (_, dsns):
+        pg = bench("postgres", dsns["postgres"])
+        ts = bench("tessera", dsns["tessera"])
         print(f"table history: {HISTORY} commits of 100 rows; {BLOCKS} statements or blocks each")
         print(f"{'':34}{'tessera':>16}{'postgres 15':>16}{'ratio':>8}")
         for label, t, p in [("autocommit INSERT (10 rows) /s", ts[0], pg[0]),
                             ("block INSERT+UPDATE+COMMIT /s", ts[1], pg[1])]:
             print(f"{label:34}{t[0]:>10,.1f} ({t[1]:.1f} ms){p[0]:>9,.1f} ({p[1]:.1f} ms){t[0] / p[0]:>7.2f}x")
         print(f"tessera: a block costs {ts[1][1] / ts[0][1]:.1f}x an autocommit INSERT (median latency)")
-    finally:
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()
