@@ -22,7 +22,7 @@ pub enum TransactionStatement {
     Begin,
     /// `COMMIT`, `END`.
     Commit,
-    /// `ROLLBACK`, `ABORT`.
+    /// `ROLLBACK`.
     Rollback,
     /// `SAVEPOINT name`.
     Savepoint(String),
