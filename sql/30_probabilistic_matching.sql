@@ -86,23 +86,20 @@ SELECT k.rule,
   FROM person_records r
   JOIN (person_records l JOIN person_pair_keys k ON l.rid = k.l_rid) ON r.rid = k.r_rid;
 
-CREATE OR REPLACE VIEW person_pairs_by_phone AS SELECT * FROM person_pairs WHERE rule = 'phone';
-CREATE OR REPLACE VIEW person_pairs_by_name AS SELECT * FROM person_pairs WHERE rule = 'name';
 CREATE OR REPLACE VIEW person_pairs_random AS SELECT * FROM person_pairs WHERE rule = 'random';
 CREATE OR REPLACE VIEW person_pairs_candidates AS SELECT * FROM person_pairs WHERE rule <> 'random';
 
--- One training session per blocking rule, leaving out the comparison the rule fixes;
--- the two estimates are averaged (m is NULL where a session could not learn it).
+-- One training session per blocking rule (the pairs' rule column), each leaving out the
+-- comparison its rule fixes; m is averaged over the sessions that learn it. The records
+-- relation gives the number of pairs blocking chose from (n(n-1)/2), which turns the
+-- share of matches among each rule's pairs into the prior among all pairs.
 CREATE TABLE IF NOT EXISTS match_model (
   comparison TEXT NOT NULL, level BIGINT, m DOUBLE, u DOUBLE, match_weight DOUBLE, pairs BIGINT
 );
 TRUNCATE match_model;
 INSERT INTO match_model
-SELECT comparison, level, avg(m), avg(u), log2(avg(m) / avg(u)), sum(pairs)
-  FROM (SELECT * FROM train_match_model('person_pairs_by_phone', 'person_pairs_random', 'phone')
-        UNION ALL
-        SELECT * FROM train_match_model('person_pairs_by_name', 'person_pairs_random', 'given'))
- GROUP BY comparison, level;
+SELECT * FROM train_match_model('person_pairs_candidates', 'person_pairs_random',
+                                'phone: phone; name: given', 'person_records');
 
 CREATE TABLE IF NOT EXISTS match_scores (
   left_source TEXT NOT NULL, left_key TEXT NOT NULL,

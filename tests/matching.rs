@@ -89,7 +89,7 @@ async fn matching_errors_name_the_problem() {
         (
             "SELECT * FROM train_match_model('pairs')",
             "42883",
-            "two or three arguments",
+            "two to four arguments",
         ),
         (
             "SELECT * FROM train_match_model('nope', 'random_pairs')",
@@ -112,6 +112,21 @@ async fn matching_errors_name_the_problem() {
             "cmp_dob",
         ),
         (
+            "SELECT * FROM train_match_model('pairs', 'random_pairs', 'name: name')",
+            "42703",
+            "\"rule\"",
+        ),
+        (
+            "SELECT * FROM train_match_model('pairs', 'random_pairs', 'a: name; phone')",
+            "42804",
+            "names no rule",
+        ),
+        (
+            "SELECT * FROM train_match_model('pairs', 'random_pairs', '', 'nope')",
+            "42P01",
+            "\"nope\"",
+        ),
+        (
             "SELECT * FROM score_matches('pairs', 'pairs')",
             "42804",
             "comparison",
@@ -127,4 +142,64 @@ async fn matching_errors_name_the_problem() {
         assert_eq!(db.code().code(), code, "{sql}: {}", db.message());
         assert!(db.message().contains(needle), "{sql}: {}", db.message());
     }
+}
+
+/// Two blocking rules trained in one call: the pairs' `rule` column splits them into
+/// sessions, each leaving out the comparison its rule fixes, and the fourth argument
+/// (the records, or the number of pairs) turns the share of matches among candidates
+/// into the share among all pairs.
+#[tokio::test]
+async fn sessions_per_rule_and_the_prior_among_all_pairs() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(SETUP).await.expect("setup");
+    // Rule 'phone' yields pairs agreeing on the phone, rule 'name' on the name; the
+    // free comparison of each follows the SETUP pairs (40 matches out of 200).
+    c.batch_execute(
+        "CREATE TABLE records AS SELECT n FROM generate_series(1, 1000) AS t(n);
+         CREATE VIEW ruled AS
+           SELECT 'phone' AS rule, left_source, left_key, right_source, right_key, cmp_name, 1 AS cmp_phone FROM pairs
+           UNION ALL
+           SELECT 'name', left_source, left_key, right_source, right_key, 2 AS cmp_name, cmp_phone FROM pairs WHERE cmp_phone IS NOT NULL;
+         CREATE TABLE by_records AS SELECT * FROM train_match_model('ruled', 'random_pairs', 'phone: phone; name: name', 'records');
+         CREATE TABLE by_count AS SELECT * FROM train_match_model('ruled', 'random_pairs', 'phone: phone; name: name', 499500);
+         CREATE TABLE by_u AS SELECT * FROM train_match_model('ruled', 'random_pairs', 'phone: phone; name: name');",
+    )
+    .await
+    .expect("train");
+    let prior = |t: &'static str| {
+        let c = &c;
+        async move {
+            rows(
+                c,
+                &format!("SELECT m, pairs FROM {t} WHERE comparison = '(prior)'"),
+            )
+            .await[0]
+                .clone()
+        }
+    };
+    let (records, count, by_u) = (
+        prior("by_records").await,
+        prior("by_count").await,
+        prior("by_u").await,
+    );
+    // 1,000 records: 499,500 pairs; both calls say the same.
+    assert_eq!(records, count);
+    // All pairs of both sessions are counted.
+    let candidates: i64 = rows(&c, "SELECT count(*) FROM ruled").await[0][0]
+        .parse()
+        .expect("n");
+    assert_eq!(records[1], candidates.to_string());
+    // About 40 matches per rule among 499,500 pairs (m of the fixed level is below 1,
+    // which raises it a little).
+    let p: f64 = records[0].parse().expect("prior");
+    assert!((5e-5..3e-4).contains(&p), "prior {p}");
+    assert_ne!(records[0], by_u[0]);
+    // Each fixed comparison's m is learnt in the other rule's session.
+    let learnt = rows(
+        &c,
+        "SELECT comparison, count(m) FROM by_records WHERE level IS NOT NULL GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    assert_eq!(learnt, vec![vec!["name", "3"], vec!["phone", "2"]]);
 }

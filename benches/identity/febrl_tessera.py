@@ -74,7 +74,8 @@ BLOCKING = {
 }
 
 
-def model_sql(link):
+def model_sql(link_pairs):
+    link = link_pairs is not None
     pair_filter = "l.source = 'a' AND r.source = 'b'" if link else "l.rid < r.rid"
     stmts = []
     cleaned = ", ".join(f"nullif(trim({c}), '') AS {c}" for c in COLUMNS)
@@ -102,19 +103,19 @@ def model_sql(link):
                r.source AS right_source, r.rec_id AS right_key,
                {comparisons_sql()}
           FROM pair_keys k JOIN people l ON l.rid = k.l_rid JOIN people r ON r.rid = k.r_rid""")
-    for name in list(BLOCKING) + ["random"]:
-        stmts.append(f"CREATE VIEW pairs_{name} AS SELECT * FROM pairs WHERE rule = '{name}'")
+    stmts.append("CREATE VIEW pairs_random AS SELECT * FROM pairs WHERE rule = 'random'")
+    stmts.append("CREATE VIEW pairs_blocked AS SELECT * FROM pairs WHERE rule <> 'random'")
     stmts.append("""CREATE VIEW candidates AS
         SELECT DISTINCT left_source, left_key, right_source, right_key, cmp_given_name, tf_given_name,
                cmp_surname, tf_surname, cmp_date_of_birth, cmp_soc_sec_id, cmp_street_number,
                cmp_postcode, cmp_suburb, cmp_address_1, cmp_state
           FROM pairs WHERE rule <> 'random'""")
-    sessions = " UNION ALL ".join(
-        f"SELECT * FROM train_match_model('pairs_{name}', 'pairs_random', '{fixed}')"
-        for name, (_, fixed) in BLOCKING.items())
+    # One session per blocking rule (the rule column), its own comparisons fixed; the
+    # pairs blocking chose from: 5,000 x 5,000 when linking, n(n-1)/2 of `people` else.
+    fixed = "; ".join(f"{name}: {cols}" for name, (_, cols) in BLOCKING.items())
+    all_pairs = link_pairs if link else "'people'"
     stmts.append(f"""CREATE TABLE model AS
-        SELECT comparison, level, avg(m) AS m, avg(u) AS u FROM ({sessions})
-         GROUP BY comparison, level""")
+        SELECT * FROM train_match_model('pairs_blocked', 'pairs_random', '{fixed}', {all_pairs})""")
     return stmts
 
 
@@ -179,7 +180,8 @@ def run(binary, dataset, threshold):
                 c.execute(f"CREATE EXTERNAL TABLE raw ({cols}) STORED AS CSV LOCATION '{csv}' "
                           "OPTIONS ('format.has_header' 'true')")
                 t0 = time.time()
-                for s in model_sql(dataset == "febrl4"):
+                link_pairs = len(frames[0][1]) * len(frames[1][1]) if len(frames) == 2 else None
+                for s in model_sql(link_pairs):
                     c.execute(s)
                 t_train = time.time() - t0
                 t1 = time.time()

@@ -15,9 +15,9 @@ Phases, each one or more SQL statements, timed separately (wall, and the server'
   pairs     `cand`: the candidate pairs of the blocking rules with their comparison levels,
             built once (CREATE TABLE AS for the first rule, INSERT for the others).
   train_u   `rnd`: --u-pairs random pairs with the same comparison levels (u).
-  train_em  one train_match_model session per blocking rule over that rule's candidates,
-            the rule's own comparisons fixed; `model` = the sessions' m and u averaged, with
-            the prior computed from the sessions as described below.
+  train_em  one train_match_model call, a session per blocking rule over that rule's
+            candidates with the rule's own comparisons fixed; it averages the sessions'
+            m and computes the prior as described below.
   predict   score_matches over all candidates; pairs at p >= 0.5 kept in `scores` (as
             Splink's predict keeps them).
   cluster   pairs at p >= --threshold (0.9) as match_pair edges into resolve_identities,
@@ -66,16 +66,11 @@ Design, and why (the aim: Splink's quality with as little work as possible):
   prediction scores anyway. (Splink runs EM over every pair sharing a dob, 20M at 1M
   records, and every pair sharing an email.) The postcode rule trains no session: it forces
   location to one of two levels, which `fixed` cannot say.
-- The prior. train_match_model's '(prior)' is lambda (the match share among the rule's
-  pairs) times the product of the random pairs' top-level u of the fixed comparisons, which
-  treats them as agreeing independently. Where most pairs passing a rule are matches they do
-  not: for (surname, dob) it comes out about 50x too small, and averaging it with the other
-  sessions halves the prior. So the prior is computed per session in SQL as
-      P(match) = lambda * P(pass) / P(pass | match),
-  P(pass) = the rule's candidate pairs / N(N-1)/2 (counted), P(pass | match) = the product
-  over the fixed comparisons of m at the top level (from the sessions where it is free)
-  times the share of random pairs with both values present; then averaged. At 20k-200k
-  records each session lands within 5 % of the true prior.
+- The prior: train_match_model with the number of pairs, n(n-1)/2, computes per session
+      P(match) = lambda * P(pass) / P(pass | match)
+  (lambda: the match share among the rule's pairs; P(pass): the rule's pairs over all
+  pairs; P(pass | match): the fixed comparisons' m, learnt in the other sessions, times
+  the share of random pairs with both values present) and averages the sessions.
 - Pair tables hold integer ids and SMALLINT levels; the training views select only the cmp_*
   columns (train_match_model reads its inputs whole).
 - Edges: every record with its own id ('r' || record_id; a bare '0' would be a blocked
@@ -305,47 +300,18 @@ def random_pairs_sql(n, u_pairs, seed):
 
 
 def train_sql(n):
-    """One train_match_model session per training rule into `sessions`, then `model`: m and
-    u averaged over the sessions (avg skips the NULL m of fixed comparisons), and the prior
-    from `session_priors`."""
-    stmts = []
+    """One train_match_model call: a session per training rule (the `rule` column of
+    `train`, every candidate pair the rule yields), each with the rule's own comparisons
+    fixed, and n(n-1)/2 pairs to choose from for the prior."""
     cmp = ", ".join(cmp_cols())
-    stmts.append(f"CREATE VIEW rnd_cmp AS SELECT {cmp} FROM rnd")
-    for k, (name, _, fixed) in enumerate(training_rules()):
-        stmts.append(f"CREATE VIEW train_{name} AS SELECT {cmp} FROM cand WHERE in_{name}")
-        q = f"SELECT '{name}' AS rule, * FROM train_match_model('train_{name}', 'rnd_cmp', '{fixed}')"
-        stmts.append(f"CREATE TABLE sessions AS {q}" if k == 0 else f"INSERT INTO sessions {q}")
-    # The prior (see the module docstring), per session:
-    #   P(match) = lambda * P(pass) / P(pass | match)
-    # lambda = train_match_model's prior / the product of the fixed comparisons' top-level u;
-    # P(pass) = the session's pairs / n(n-1)/2; P(pass | match) = the product of the fixed
-    # comparisons' top-level m (from the sessions where they are free) and presence.
-    stmts.append("CREATE TABLE present AS SELECT " + ", ".join(
-        f"avg(CASE WHEN {c} IS NULL THEN 0.0 ELSE 1.0 END) AS {c[4:]}" for c in cmp_cols()) + " FROM rnd")
-    present = " UNION ALL ".join(f"SELECT '{c[4:]}' AS comparison, {c[4:]} AS present FROM present"
-                                 for c in cmp_cols())
-    stmts.append(f"""CREATE TABLE session_priors AS
-        WITH top AS (SELECT rule, comparison, max(level) AS level FROM sessions
-                      WHERE level IS NOT NULL GROUP BY rule, comparison),
-             s_top AS (SELECT s.* FROM sessions s JOIN top t
-                         ON s.rule = t.rule AND s.comparison = t.comparison AND s.level = t.level),
-             m_top AS (SELECT comparison, avg(m) AS m FROM s_top WHERE m IS NOT NULL GROUP BY comparison),
-             present_by AS ({present}),
-             pass AS (SELECT s.rule, exp(sum(ln(s.u))) AS u_pass, exp(sum(ln(m.m * pr.present))) AS m_pass
-                        FROM s_top s JOIN m_top m ON m.comparison = s.comparison
-                        JOIN present_by pr ON pr.comparison = s.comparison
-                       WHERE s.m IS NULL GROUP BY s.rule)
-        SELECT s.rule, s.m AS function_prior, s.m / p.u_pass AS lambda,
-               CAST(s.pairs AS DOUBLE) / {n * (n - 1) // 2} AS p_pass, p.m_pass AS p_pass_given_match,
-               s.m / p.u_pass * (CAST(s.pairs AS DOUBLE) / {n * (n - 1) // 2}) / p.m_pass AS prior
-          FROM sessions s JOIN pass p ON s.rule = p.rule WHERE s.comparison = '(prior)'""")
-    stmts.append("""CREATE TABLE model AS
-        SELECT '(prior)' AS comparison, CAST(NULL AS BIGINT) AS level, avg(prior) AS m,
-               CAST(NULL AS DOUBLE) AS u, log2(avg(prior) / (1 - avg(prior))) AS match_weight FROM session_priors
-        UNION ALL
-        SELECT comparison, level, avg(m), avg(u), log2(avg(m) / avg(u))
-          FROM sessions WHERE comparison <> '(prior)' GROUP BY comparison, level""")
-    return stmts
+    train = "\nUNION ALL\n".join(f"SELECT '{name}' AS rule, {cmp} FROM cand WHERE in_{name}"
+                                  for name, _, _ in training_rules())
+    fixed = "; ".join(f"{name}: {cols}" for name, _, cols in training_rules())
+    return [
+        f"CREATE VIEW rnd_cmp AS SELECT {cmp} FROM rnd",
+        f"CREATE VIEW train AS {train}",
+        f"CREATE TABLE model AS SELECT * FROM train_match_model('train', 'rnd_cmp', '{fixed}', {n * (n - 1) // 2})",
+    ]
 
 
 def predict_sql():
@@ -465,8 +431,6 @@ def main():
             acc = pairwise_f1(conn, "clusters", "truth")
             persons_n = conn.execute("SELECT count(DISTINCT person_id) FROM truth").fetchone()[0]
             model = conn.execute("SELECT comparison, level, m, u, match_weight FROM model ORDER BY 1, 2").fetchall()
-            priors = conn.execute("SELECT rule, function_prior, lambda, p_pass, p_pass_given_match, prior "
-                                  "FROM session_priors ORDER BY rule").fetchall()
     finally:
         srv.stop()
         if not args.keep:
@@ -494,10 +458,7 @@ def main():
     print(f"pairwise precision {acc['precision']:.4f}  recall {acc['recall']:.4f}  F1 {acc['f1']:.4f}   "
           f"peak RSS (server VmHWM) {out['peak_rss_mb']:,} MB")
     if args.show_model:
-        print(f"  prior: true {acc['true_pairs'] / (n * (n - 1) / 2):.3g}, model {out['prior']:.3g}; per session:")
-        for r in priors:
-            print(f"  {r[0]:12s} train_match_model {r[1]:.3g}  lambda {r[2]:.4f}  P(pass) {r[3]:.3g}  "
-                  f"P(pass|match) {r[4]:.3f}  prior {r[5]:.3g}")
+        print(f"  prior: true {acc['true_pairs'] / (n * (n - 1) / 2):.3g}, model {out['prior']:.3g}")
         for row in model:
             print("  " + "  ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in row))
     print(json.dumps({k: v for k, v in out.items() if k != "steps"}))

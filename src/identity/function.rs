@@ -1,5 +1,6 @@
 //! The table functions `resolve_identities(edges [, rules])`,
-//! `explain_identity(unified_id [, edges])`, `train_match_model(pairs, random [, fixed])`
+//! `explain_identity(unified_id [, edges])`,
+//! `train_match_model(pairs, random [, fixed [, all pairs]])`
 //! and `score_matches(pairs, model)`.
 //!
 //! All take relation names as string literals, resolved when the query is planned so
@@ -10,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::TableReference;
@@ -29,7 +30,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::graph::EDGE_COLUMNS;
 use super::rules::Rules;
-use super::{explain, fellegi_sunter, resolve, IdentityStore};
+use super::{explain, fellegi_sunter, resolve, training, IdentityStore};
 use crate::engine::EngineError;
 
 fn engine_err(e: EngineError) -> DataFusionError {
@@ -206,6 +207,14 @@ impl TableFunctionImpl for ExplainIdentity {
     }
 }
 
+/// How many pairs blocking chose from (`train_match_model`'s fourth argument).
+#[derive(Debug, Clone)]
+pub enum AllPairs {
+    Count(f64),
+    /// The records deduplicated: n(n-1)/2 pairs for n rows.
+    Records(NamedRelation),
+}
+
 /// A relation a job reads, with the columns it needs (None: all).
 type Input<'a> = (&'a NamedRelation, Option<Vec<usize>>);
 
@@ -227,7 +236,8 @@ pub enum Job {
     Train {
         pairs: NamedRelation,
         random: NamedRelation,
-        fixed: Vec<String>,
+        fixed: training::Fixed,
+        all_pairs: Option<AllPairs>,
     },
     Score {
         pairs: NamedRelation,
@@ -253,7 +263,28 @@ impl Job {
                 v.extend(rules.iter().map(|r| (r, None)));
                 v
             }
-            Job::Train { pairs, random, .. } => vec![(pairs, None), (random, None)],
+            Job::Train {
+                pairs,
+                random,
+                all_pairs,
+                ..
+            } => {
+                // Only the comparisons (and the rule) are read.
+                let wanted = |r: &NamedRelation| -> Vec<usize> {
+                    let schema = r.provider.schema();
+                    (0..schema.fields().len())
+                        .filter(|i| {
+                            let n = schema.field(*i).name();
+                            n.starts_with("cmp_") || n == training::RULE
+                        })
+                        .collect()
+                };
+                let mut v = vec![(pairs, Some(wanted(pairs))), (random, Some(wanted(random)))];
+                if let Some(AllPairs::Records(r)) = all_pairs {
+                    v.push((r, Some(vec![])));
+                }
+                v
+            }
             Job::Score { pairs, model } => vec![(pairs, None), (model, None)],
         })
     }
@@ -427,11 +458,28 @@ impl ExecutionPlan for IdentityExec {
                     unified_id,
                     ..
                 } => explain::run(&store, &space, &unified_id, inputs, context).await,
-                Job::Train { pairs, fixed, .. } => {
+                Job::Train {
+                    pairs,
+                    fixed,
+                    all_pairs,
+                    ..
+                } => {
                     let p = collect(inputs[0].clone(), context.clone()).await?;
-                    let r = collect(inputs[1].clone(), context).await?;
+                    let r = collect(inputs[1].clone(), context.clone()).await?;
+                    let all_pairs = match all_pairs {
+                        None => None,
+                        Some(AllPairs::Count(n)) => Some(n),
+                        Some(AllPairs::Records(_)) => {
+                            let mut rows = 0f64;
+                            let mut stream = execute_stream(inputs[2].clone(), context)?;
+                            while let Some(b) = stream.next().await {
+                                rows += b?.num_rows() as f64;
+                            }
+                            Some(rows * (rows - 1.0) / 2.0)
+                        }
+                    };
                     let model = tokio::task::spawn_blocking(move || {
-                        fellegi_sunter::train(&pairs.name, &p, &r, &fixed)
+                        training::train(&pairs.name, &p, &r, &fixed, all_pairs)
                     })
                     .await
                     .map_err(|e| DataFusionError::Execution(format!("train_match_model: {e}")))??;
@@ -462,7 +510,7 @@ impl ExecutionPlan for IdentityExec {
     }
 }
 
-/// `train_match_model('<pairs>', '<random pairs>' [, '<fixed comparisons>'])`.
+/// `train_match_model('<pairs>', '<random pairs>' [, '<fixed comparisons>' [, <all pairs>]])`.
 #[derive(Debug)]
 pub struct TrainMatchModel;
 
@@ -470,9 +518,9 @@ impl TableFunctionImpl for TrainMatchModel {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         const F: &str = "train_match_model";
         let exprs = args.exprs();
-        if !(2..=3).contains(&exprs.len()) {
+        if !(2..=4).contains(&exprs.len()) {
             return Err(engine_err(EngineError::BadCall(format!(
-                "{F} takes two or three arguments: {F}('<pairs relation>', '<random pairs relation>' [, '<comparisons fixed by blocking, comma-separated>'])"
+                "{F} takes two to four arguments: {F}('<pairs relation>', '<random pairs relation>' [, '<comparisons fixed by blocking: a, b or rule: a; rule: b>' [, <number of pairs blocking chose from, or '<records relation>'>]])"
             ))));
         }
         let name = |i: usize, what: &str| -> Result<NamedRelation> {
@@ -490,24 +538,51 @@ impl TableFunctionImpl for TrainMatchModel {
                 detail: " (random pairs need the same comparison columns as the pairs)".into(),
             }));
         }
-        let fixed: Vec<String> = literal_arg(F, exprs, 2, "a comma-separated list of comparisons")?
-            .unwrap_or_default()
-            .split(',')
-            .map(|s| s.trim().trim_start_matches("cmp_").to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if let Some(f) = fixed.iter().find(|f| !names.contains(f)) {
+        let fixed = literal_arg(F, exprs, 2, "a list of comparisons")?.unwrap_or_default();
+        let fixed = training::Fixed::parse(&fixed)
+            .map_err(|e| engine_err(EngineError::BadArgument(format!("{F}: argument 3: {e}"))))?;
+        if fixed.per_rule() && pairs.provider.schema().index_of(training::RULE).is_err() {
+            return Err(engine_err(EngineError::UndefinedColumn {
+                relation: pairs.name.clone(),
+                column: training::RULE.into(),
+                detail: " (fixed comparisons given per rule need the rule of each pair)".into(),
+            }));
+        }
+        if let Some(f) = fixed.names().into_iter().find(|f| !names.contains(f)) {
             return Err(engine_err(EngineError::UndefinedColumn {
                 relation: pairs.name.clone(),
                 column: format!("cmp_{f}"),
                 detail: " (named as fixed by blocking)".into(),
             }));
         }
+        let all_pairs = match exprs.get(3) {
+            None => None,
+            Some(Expr::Literal(v, _)) if v.data_type().is_numeric() && !v.is_null() => {
+                match v.cast_to(&DataType::Float64)? {
+                    ScalarValue::Float64(Some(n)) => Some(AllPairs::Count(n)),
+                    _ => None,
+                }
+            }
+            Some(_) => {
+                let n = literal_arg(
+                    F,
+                    exprs,
+                    3,
+                    "the number of pairs blocking chose from, or the name of the records relation,",
+                )?
+                .unwrap_or_default();
+                Some(match n.trim().parse::<f64>() {
+                    Ok(n) => AllPairs::Count(n),
+                    Err(_) => AllPairs::Records(resolve_relation(args.session(), F, &n)?),
+                })
+            }
+        };
         Ok(Arc::new(IdentityTable {
             job: Job::Train {
                 pairs,
                 random,
                 fixed,
+                all_pairs,
             },
         }))
     }

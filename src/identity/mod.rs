@@ -10,7 +10,7 @@
 //!   edges relation) under `<data dir>/identity/`;
 //! - [`function`] exposes it as the table functions `resolve_identities` and
 //!   `explain_identity`; [`explain`] computes the latter;
-//! - [`fellegi_sunter`] is probabilistic matching (`train_match_model`,
+//! - [`training`] and [`fellegi_sunter`] are probabilistic matching (`train_match_model`,
 //!   `score_matches`) whose confident pairs become extra edges.
 //!
 //! The system tables `tessera.identity_merges`, `tessera.identity_refusals` and
@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod resolve;
 pub mod rules;
 pub mod state;
+pub mod training;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
