@@ -787,3 +787,41 @@ async fn json_operators_with_postgres_precedence() {
         vec![vec!["1", "2"]]
     );
 }
+
+/// A view that reads a replaced view sees the new definition at once (and after a
+/// restart), as in PostgreSQL; a replacement that a dependent can no longer read is
+/// refused and changes nothing.
+#[tokio::test]
+async fn replacing_a_view_reaches_the_views_that_read_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Server::start_in(tmp.path());
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE nums AS SELECT n FROM generate_series(1, 10) AS t(n);
+         CREATE VIEW small AS SELECT n FROM nums WHERE n <= 3;
+         CREATE VIEW small_sum AS SELECT sum(n) AS total FROM small;
+         CREATE VIEW small_sum_twice AS SELECT total * 2 AS twice FROM small_sum;
+         CREATE OR REPLACE VIEW small AS SELECT n FROM nums WHERE n <= 4;",
+    )
+    .await
+    .expect("setup");
+    const SEEN: &str = "SELECT (SELECT total FROM small_sum), (SELECT twice FROM small_sum_twice)";
+    assert_eq!(rows(&c, SEEN).await, vec![vec!["10", "20"]]);
+    let e = c
+        .batch_execute("CREATE OR REPLACE VIEW small AS SELECT n AS m FROM nums")
+        .await
+        .expect_err("small_sum reads small.n");
+    assert_eq!(sqlstate(&e), "42703", "{e:?}");
+    let message = e.as_db_error().map(|d| d.message().to_string());
+    assert!(message.is_some_and(|m| m.contains("view \"small_sum\" depends on it")), "{e:?}");
+    assert_eq!(rows(&c, SEEN).await, vec![vec!["10", "20"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM small").await,
+        vec![vec!["4"]]
+    );
+    drop(c);
+    assert!(s.stop().success());
+    let s = Server::start_in(tmp.path());
+    let c = s.client().await;
+    assert_eq!(rows(&c, SEEN).await, vec![vec!["10", "20"]]);
+}

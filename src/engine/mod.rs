@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::catalog::TableProvider;
-use datafusion::common::TableReference;
+use datafusion::common::{DataFusionError, TableReference};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -869,14 +869,66 @@ impl Engine {
         let previous = self.ctx.table_provider(bare(&name)).await.ok();
         self.ctx.sql(&entry.sql).await?;
         self.bound_view(&name)?;
-        if let Err(e) = catalog.update(|entries| upsert(entries, entry)) {
-            self.ctx.deregister_table(bare(&name))?;
-            if let Some(p) = previous {
-                self.ctx.register_table(bare(&name), p)?;
+        // A view's plan holds the plans of the views it reads, so the views that read a
+        // replaced one are planned again (in creation order, which puts a view after
+        // those it reads); if one no longer plans, nothing changes.
+        let mut replanned = vec![(name.clone(), previous)];
+        let result = match replanned[0].1.is_some() {
+            true => {
+                self.replan_dependents(&catalog, &name, &mut replanned)
+                    .await
+            }
+            false => Ok(()),
+        };
+        let result = result.and_then(|()| catalog.update(|entries| upsert(entries, entry)));
+        if let Err(e) = result {
+            for (n, p) in replanned.into_iter().rev() {
+                self.ctx.deregister_table(bare(&n))?;
+                if let Some(p) = p {
+                    self.ctx.register_table(bare(&n), p)?;
+                }
             }
             return Err(e);
         }
         Ok(Outcome::tag("CREATE VIEW"))
+    }
+
+    /// Plan again every plain view that reads `name`, directly or through other views,
+    /// pushing each with its previous table onto `replanned`.
+    async fn replan_dependents(
+        &self,
+        catalog: &Catalog,
+        name: &str,
+        replanned: &mut Vec<(String, Option<Arc<dyn TableProvider>>)>,
+    ) -> Result<()> {
+        let mut affected = vec![name.to_string()];
+        let mut i = 0;
+        while i < affected.len() {
+            for dep in dependents(catalog, &affected[i]) {
+                if !affected.contains(&dep) {
+                    affected.push(dep);
+                }
+            }
+            i += 1;
+        }
+        for e in catalog.entries() {
+            if e.kind != RelationKind::View || e.name == name || !affected.contains(&e.name) {
+                continue;
+            }
+            let previous = self.ctx.deregister_table(bare(&e.name))?;
+            replanned.push((e.name.clone(), previous));
+            self.ctx.sql(&e.sql).await.map_err(|err| {
+                EngineError::DataFusion(DataFusionError::Context(
+                    format!(
+                        "cannot replace view \"{name}\": view \"{}\" depends on it",
+                        e.name
+                    ),
+                    Box::new(err),
+                ))
+            })?;
+            self.bound_view(&e.name)?;
+        }
+        Ok(())
     }
 
     /// Handle IF NOT EXISTS / OR REPLACE for a name about to be created. Returns true
