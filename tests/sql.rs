@@ -813,7 +813,10 @@ async fn replacing_a_view_reaches_the_views_that_read_it() {
         .expect_err("small_sum reads small.n");
     assert_eq!(sqlstate(&e), "42703", "{e:?}");
     let message = e.as_db_error().map(|d| d.message().to_string());
-    assert!(message.is_some_and(|m| m.contains("view \"small_sum\" depends on it")), "{e:?}");
+    assert!(
+        message.is_some_and(|m| m.contains("view \"small_sum\" depends on it")),
+        "{e:?}"
+    );
     assert_eq!(rows(&c, SEEN).await, vec![vec!["10", "20"]]);
     assert_eq!(
         rows(&c, "SELECT count(*) FROM small").await,

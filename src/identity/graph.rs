@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use twox_hash::XxHash3_128;
 
+use super::components;
 use super::rules::Rules;
 
 /// The columns an edges relation must have, in this order in every batch given to
@@ -243,31 +244,23 @@ impl Graph {
             .iter()
             .map(|t| self.rules.rule(t).max_per_profile)
             .collect();
-        let mut uf = UnionFind::new(n, self.prev.clone());
-        for o in 0..n as u32 {
-            let c = self.canon[o as usize];
-            if c != o {
-                let (a, b) = (uf.find(c), uf.find(o));
-                if a != b {
-                    uf.union(a, b);
-                }
-            }
-        }
-        for i in 0..self.identifier_count() {
-            if self.ident_blocked[i] || self.degree(i) < 2 {
-                continue;
-            }
-            let members = self.members_of(i);
-            let mut acc = uf.find(members[0]);
-            for &r in &members[1..] {
-                let r = uf.find(r);
-                if r != acc {
-                    acc = uf.union(acc, r);
-                }
-            }
-        }
-        let mut roots: Vec<u32> = (0..n as u32).map(|o| uf.find(o)).collect();
+        let started = std::time::Instant::now();
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let mut roots = components::roots(
+            &self.canon,
+            &self.starts,
+            &self.members,
+            |i| !self.ident_blocked[i] && self.degree(i) >= 2,
+            threads,
+        );
+        let mut uf = UnionFind::from_roots(&roots, &self.prev);
+        tracing::debug!(elapsed = ?started.elapsed(), "resolve_identities: components");
         let flagged = self.flag(&roots, &uf, &limit);
+        tracing::debug!(
+            elapsed = ?started.elapsed(),
+            flagged = flagged.iter().filter(|f| **f).count(),
+            "resolve_identities: flagged"
+        );
         let blocked: Vec<(u32, u32)> = (0..self.identifier_count())
             .filter(|i| self.ident_blocked[*i] && self.degree(*i) >= 2)
             .map(|i| (i as u32, self.degree(i)))
@@ -284,6 +277,7 @@ impl Graph {
         } else {
             (Vec::new(), Vec::new())
         };
+        tracing::debug!(elapsed = ?started.elapsed(), "resolve_identities: limits applied");
         Linked {
             prev: uf.prev,
             roots,
@@ -348,38 +342,31 @@ impl Graph {
             .iter()
             .map(|t| self.rules.rule(t).priority)
             .collect();
-        let limited: Vec<bool> = (0..self.identifier_count())
-            .map(|i| !self.ident_blocked[i] && limit[self.ident_type[i] as usize].is_some())
-            .collect();
         let nodes: Vec<u32> = (0..n as u32).filter(|o| flagged[*o as usize]).collect();
-        let mut order: Vec<(Reverse<i64>, u64, u32)> = (0..self.identifier_count())
-            .filter(|&i| {
-                !self.ident_blocked[i]
-                    && self.degree(i) >= 2
-                    && flagged[self.members_of(i)[0] as usize]
-            })
-            .map(|i| {
-                (
-                    Reverse(priority[self.ident_type[i] as usize]),
-                    self.ident_hash[i],
-                    i as u32,
-                )
-            })
-            .collect();
-        order.sort_unstable();
         for &o in &nodes {
             uf.reset(o, self.prev[o as usize]);
         }
-        // Each flagged node's own values of limited types.
+        // One pass over the identifiers of flagged components (an unblocked identifier's
+        // records are all in one component, so its first says): the links to make, in
+        // order, and each flagged node's own values of limited types.
+        let mut order: Vec<(Reverse<i64>, u64, u32)> = Vec::new();
         let mut sets = ValueSets::default();
-        for (i, _) in limited.iter().enumerate().filter(|(_, l)| **l) {
-            for &m in self.members_of(i) {
-                if flagged[m as usize] {
-                    let own = sets.sets.entry(m).or_default();
-                    own.push((self.ident_type[i], i as u32));
+        for i in 0..self.identifier_count() {
+            let members = self.members_of(i);
+            if self.ident_blocked[i] || !members.first().is_some_and(|m| flagged[*m as usize]) {
+                continue;
+            }
+            let t = self.ident_type[i];
+            if self.degree(i) >= 2 {
+                order.push((Reverse(priority[t as usize]), self.ident_hash[i], i as u32));
+            }
+            if limit[t as usize].is_some() {
+                for &m in members {
+                    sets.sets.entry(m).or_default().push((t, i as u32));
                 }
             }
         }
+        order.sort_unstable();
         for own in sets.sets.values_mut() {
             own.sort_unstable();
         }
@@ -537,11 +524,18 @@ pub struct UnionFind {
 }
 
 impl UnionFind {
-    fn new(n: usize, prev: Vec<u64>) -> Self {
+    /// The union-find of finished components: each node under its root, which carries
+    /// the component's size and the oldest previous id of its nodes.
+    fn from_roots(roots: &[u32], prev: &[u64]) -> Self {
+        let (mut size, mut oldest) = (vec![0u32; roots.len()], vec![NO_ID; roots.len()]);
+        for (o, &r) in roots.iter().enumerate() {
+            size[r as usize] += 1;
+            oldest[r as usize] = oldest[r as usize].min(prev[o]);
+        }
         UnionFind {
-            parent: (0..n as u32).collect(),
-            size: vec![1; n],
-            prev,
+            parent: roots.to_vec(),
+            size,
+            prev: oldest,
         }
     }
 

@@ -25,6 +25,7 @@ pub const TABLE_FUNCTIONS: [&str; 4] = [
     "score_matches",
 ];
 
+pub mod components;
 pub mod explain;
 pub mod fellegi_sunter;
 pub mod function;

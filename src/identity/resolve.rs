@@ -111,7 +111,7 @@ pub fn finish(
         let mut seq = seq_of_root[root as usize];
         if seq == NO_ID {
             let claim = linked.prev[root as usize];
-            seq = if conflicted.contains(&root) {
+            seq = if !conflicted.is_empty() && conflicted.contains(&root) {
                 assigned.get(&root).copied()
             } else {
                 (claim != NO_ID).then_some(claim)
@@ -137,6 +137,7 @@ pub fn finish(
         batches.push(take_batch(&schema, &mut builders)?);
     }
 
+    tracing::debug!("resolve_identities: output built");
     let mut merges = previous_merges;
     let type_name =
         |ident: u32| graph.types.names[graph.ident_type[ident as usize] as usize].clone();
