@@ -2,8 +2,9 @@
 //!
 //! - [`ingest`] builds the graph from the edges: rows hashed per input partition, records
 //!   and identifiers deduplicated per radix partition, on all cores;
-//! - [`graph`] links records that share identifiers (union-find over hashed keys) with
-//!   merge protection from [`rules`] (blocked values, per-type priorities and limits);
+//! - [`graph`] links records that share identifiers with merge protection from
+//!   [`rules`] (blocked values, per-type priorities and limits), after [`components`]
+//!   found the connected components on every core;
 //! - [`resolve`] turns a linked graph into output rows, keeping each person's previous
 //!   id (the oldest one when profiles merge) and minting ids for new people;
 //! - [`state`] persists the ids, merges and refusals per identity space (one space per
