@@ -22,7 +22,7 @@ use super::components;
 use super::rules::Rules;
 
 /// The columns an edges relation must have, in this order in every batch given to
-/// [`Graph::ingest`].
+/// [`super::ingest::Chunk::ingest`].
 pub const EDGE_COLUMNS: [&str; 4] = ["source", "record_key", "id_type", "id_value"];
 
 /// No previous unified id (ids are sequence numbers; the oldest is the smallest).
