@@ -873,12 +873,11 @@ impl Engine {
         // replaced one are planned again (in creation order, which puts a view after
         // those it reads); if one no longer plans, nothing changes.
         let mut replanned = vec![(name.clone(), previous)];
-        let result = match replanned[0].1.is_some() {
-            true => {
-                self.replan_dependents(&catalog, &name, &mut replanned)
-                    .await
-            }
-            false => Ok(()),
+        let result = if replanned[0].1.is_some() {
+            self.replan_dependents(&catalog, &name, &mut replanned)
+                .await
+        } else {
+            Ok(())
         };
         let result = result.and_then(|()| catalog.update(|entries| upsert(entries, entry)));
         if let Err(e) = result {

@@ -558,10 +558,12 @@ impl TableFunctionImpl for TrainMatchModel {
         let all_pairs = match exprs.get(3) {
             None => None,
             Some(Expr::Literal(v, _)) if v.data_type().is_numeric() && !v.is_null() => {
-                match v.cast_to(&DataType::Float64)? {
-                    ScalarValue::Float64(Some(n)) => Some(AllPairs::Count(n)),
-                    _ => None,
-                }
+                let ScalarValue::Float64(Some(n)) = v.cast_to(&DataType::Float64)? else {
+                    return Err(engine_err(EngineError::BadArgument(format!(
+                        "{F}: argument 4 ({v}) is not a number of pairs"
+                    ))));
+                };
+                Some(AllPairs::Count(n))
             }
             Some(_) => {
                 let n = literal_arg(

@@ -185,6 +185,8 @@ pub struct Graph {
     /// The occurrences carrying identifier `i` are `members[starts[i]..starts[i + 1]]`.
     pub starts: Vec<u32>,
     pub members: Vec<u32>,
+    /// Threads [`Graph::link`] may use (the session's `target_partitions`).
+    pub threads: usize,
 }
 
 impl Graph {
@@ -204,6 +206,7 @@ impl Graph {
             values: Arena::default(),
             starts: vec![],
             members: Vec::new(),
+            threads: 1,
         }
     }
 
@@ -245,13 +248,12 @@ impl Graph {
             .map(|t| self.rules.rule(t).max_per_profile)
             .collect();
         let started = std::time::Instant::now();
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
         let mut roots = components::roots(
             &self.canon,
             &self.starts,
             &self.members,
             |i| !self.ident_blocked[i] && self.degree(i) >= 2,
-            threads,
+            self.threads,
         );
         let mut uf = UnionFind::from_roots(&roots, &self.prev);
         tracing::debug!(elapsed = ?started.elapsed(), "resolve_identities: components");

@@ -289,6 +289,7 @@ pub fn build(
         return exec_err!("resolve_identities: more than 4 billion identifiers in one run");
     }
     let mut graph = Graph::empty(rules, types, sources);
+    graph.threads = threads;
     graph.ident_hash.reserve(n_idents);
     graph.ident_type.reserve(n_idents);
     graph.ident_blocked.reserve(n_idents);
