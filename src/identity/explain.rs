@@ -60,11 +60,10 @@ pub async fn run(
         .map_err(|e| exec_datafusion_err!("explain_identity: {e}"))?
         .map_err(|e| exec_datafusion_err!("explain_identity: {e}"))?
         .unwrap_or_default();
-    let members: HashSet<u128> = state
-        .records
-        .iter()
-        .filter(|(_, s)| *s == seq)
-        .map(|(h, _)| *h)
+    let records = &state.records;
+    let members: HashSet<u128> = (0..records.len())
+        .filter(|i| records.seqs()[*i] == seq)
+        .map(|i| records.hash(i))
         .collect();
     let refused: HashSet<u128> = store.refused_hashes(space);
     let rules = match inputs.get(1) {

@@ -75,6 +75,12 @@ pub struct Arena {
 }
 
 impl Arena {
+    /// Room for `strings` strings of `bytes` bytes in all.
+    pub fn reserve(&mut self, strings: usize, bytes: usize) {
+        self.ends.reserve(strings);
+        self.bytes.reserve(bytes);
+    }
+
     pub fn push(&mut self, s: &str) -> u32 {
         self.bytes.extend_from_slice(s.as_bytes());
         self.ends.push(self.bytes.len());
@@ -93,10 +99,39 @@ impl Arena {
     }
 
     pub fn get(&self, i: u32) -> &str {
+        // Only whole `&str`s are pushed, so every slice is valid UTF-8.
+        std::str::from_utf8(self.bytes(i)).unwrap_or_default()
+    }
+
+    /// The bytes of string `i`.
+    pub fn bytes(&self, i: u32) -> &[u8] {
         let i = i as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        // Only whole `&str`s are pushed, so every slice is valid UTF-8.
-        std::str::from_utf8(&self.bytes[start..self.ends[i]]).unwrap_or_default()
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// Identifier values, left in the arenas they were deduplicated into (only a few are
+/// ever read: those named in merges and refusals): identifier `i` is string
+/// `i - bases[p]` of arena `p`, for the last `p` whose base is at most `i`.
+#[derive(Default)]
+pub struct Values {
+    bases: Vec<u32>,
+    arenas: Vec<Arena>,
+}
+
+impl Values {
+    /// Add the values of identifiers `base..`, in order.
+    pub fn append(&mut self, base: u32, arena: Arena) {
+        if !arena.ends.is_empty() {
+            self.bases.push(base);
+            self.arenas.push(arena);
+        }
+    }
+
+    pub fn get(&self, i: u32) -> &str {
+        let p = self.bases.partition_point(|b| *b <= i) - 1;
+        self.arenas[p].get(i - self.bases[p])
     }
 }
 
@@ -140,6 +175,26 @@ impl Strings<'_> {
             Strings::View(a) => (!a.is_null(row)).then(|| a.value(row)),
         }
     }
+
+    /// Whether rows `a` and `b` (both not NULL) hold the same text. Equal views are
+    /// equal texts (inline, or the same bytes of the same buffer), so most repeats are
+    /// found without reading the text.
+    pub fn same(&self, a: usize, b: usize) -> bool {
+        match self {
+            Strings::View(v) if v.views()[a] == v.views()[b] => true,
+            Strings::View(v) => v.value(a) == v.value(b),
+            Strings::Utf8(v) => v.value(a) == v.value(b),
+            Strings::Large(v) => v.value(a) == v.value(b),
+        }
+    }
+
+    /// A text of at most 12 bytes as one number (its view), equal for equal texts.
+    pub fn short(&self, row: usize) -> Option<u128> {
+        match self {
+            Strings::View(v) if (v.views()[row] as u32) <= 12 => Some(v.views()[row]),
+            _ => None,
+        }
+    }
 }
 
 /// Cast a column to a string type unless it already is one.
@@ -181,7 +236,7 @@ pub struct Graph {
     pub ident_type: Vec<u32>,
     pub ident_hash: Vec<u64>,
     pub ident_blocked: Vec<bool>,
-    pub values: Arena,
+    pub values: Values,
     /// The occurrences carrying identifier `i` are `members[starts[i]..starts[i + 1]]`.
     pub starts: Vec<u32>,
     pub members: Vec<u32>,
@@ -203,7 +258,7 @@ impl Graph {
             ident_type: Vec::new(),
             ident_hash: Vec::new(),
             ident_blocked: Vec::new(),
-            values: Arena::default(),
+            values: Values::default(),
             starts: vec![],
             members: Vec::new(),
             threads: 1,
@@ -311,18 +366,23 @@ impl Graph {
                 by_type[t].push(self.members[self.starts[i] as usize]);
             }
         }
-        let mut counts = vec![0u32; roots.len()];
+        // Per root, the type being counted (plus one) in the high half and its count in
+        // the low half: a count left from an earlier type restarts, so none is reset.
+        let mut counts = vec![0u64; roots.len()];
         for (t, firsts) in by_type.iter().enumerate() {
             let Some(max) = limit[t] else { continue };
+            let stamp = (t as u64 + 1) << 32;
             for &m in firsts {
                 let r = roots[m as usize] as usize;
-                counts[r] += 1;
-                if counts[r] > max {
+                let c = if counts[r] >> 32 == stamp >> 32 {
+                    counts[r] + 1
+                } else {
+                    stamp | 1
+                };
+                counts[r] = c;
+                if c as u32 > max {
                     flagged[r] = true;
                 }
-            }
-            for &m in firsts {
-                counts[roots[m as usize] as usize] = 0;
             }
         }
         flagged
@@ -351,21 +411,43 @@ impl Graph {
         // One pass over the identifiers of flagged components (an unblocked identifier's
         // records are all in one component, so its first says): the links to make, in
         // order, and each flagged node's own values of limited types.
-        let mut order: Vec<(Reverse<i64>, u64, u32)> = Vec::new();
-        let mut sets = ValueSets::default();
-        for i in 0..self.identifier_count() {
-            let members = self.members_of(i);
-            if self.ident_blocked[i] || !members.first().is_some_and(|m| flagged[*m as usize]) {
-                continue;
-            }
-            let t = self.ident_type[i];
-            if self.degree(i) >= 2 {
-                order.push((Reverse(priority[t as usize]), self.ident_hash[i], i as u32));
-            }
-            if limit[t as usize].is_some() {
-                for &m in members {
-                    sets.sets.entry(m).or_default().push((t, i as u32));
+        // The scan is split across threads; each finds its range's links and values.
+        type Found = (Vec<(Reverse<i64>, u64, u32)>, Vec<(u32, u32, u32)>);
+        let scan = |range: std::ops::Range<usize>| {
+            let (mut order, mut owned): Found = (Vec::new(), Vec::new());
+            for i in range {
+                let members = self.members_of(i);
+                if self.ident_blocked[i] || !members.first().is_some_and(|m| flagged[*m as usize]) {
+                    continue;
                 }
+                let t = self.ident_type[i];
+                if self.degree(i) >= 2 {
+                    order.push((Reverse(priority[t as usize]), self.ident_hash[i], i as u32));
+                }
+                if limit[t as usize].is_some() {
+                    owned.extend(members.iter().map(|&m| (m, t, i as u32)));
+                }
+            }
+            (order, owned)
+        };
+        let n_idents = self.identifier_count();
+        let per_thread = n_idents.div_ceil(self.threads.max(1)).max(1);
+        let found: Vec<Found> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n_idents)
+                .step_by(per_thread)
+                .map(|start| scope.spawn(move || scan(start..(start + per_thread).min(n_idents))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let mut order = Vec::new();
+        let mut sets = ValueSets::default();
+        for (links, owned) in found {
+            order.extend(links);
+            for (m, t, i) in owned {
+                sets.sets.entry(m).or_default().push((t, i));
             }
         }
         order.sort_unstable();
@@ -640,7 +722,8 @@ mod tests {
     use crate::identity::ingest::graph_of;
 
     fn graph(rows: &[(&str, &str, &str, &str)], previous: &[(u128, u64)]) -> Result<Graph> {
-        graph_of(Rules::default(), &[edges(rows)], previous)
+        let previous: crate::identity::state::Records = previous.iter().copied().collect();
+        graph_of(Rules::default(), &[edges(rows)], &previous)
     }
 
     /// Group record keys by component, as sorted lists.

@@ -16,6 +16,7 @@ use datafusion::common::{exec_err, Result};
 
 use super::graph::{as_text, pair_hash, strings, Arena, Graph, Names, PrehashedMap, NO_ID};
 use super::rules::Rules;
+use super::state::Records;
 
 /// Radix partitions: 2^8, so one partition of 30M identifier rows holds ~120k (a hash
 /// table of a few MB); few enough that scattering rows into them stays cache-friendly.
@@ -49,6 +50,8 @@ pub struct Chunk {
     types: Names,
     sources: Names,
     last_type: Option<(String, u16)>,
+    /// Types of at most 12 bytes by their view ([`Strings::short`]).
+    short_types: Vec<(u128, u16)>,
     last_source: Option<(String, u32)>,
     last_record: Option<u128>,
     occ_hash: Vec<u128>,
@@ -64,6 +67,7 @@ impl Default for Chunk {
             types: Names::default(),
             sources: Names::default(),
             last_type: None,
+            short_types: Vec::new(),
             last_source: None,
             last_record: None,
             occ_hash: Vec::new(),
@@ -76,6 +80,22 @@ impl Default for Chunk {
 }
 
 impl Chunk {
+    /// A chunk expecting about `rows` edge rows: its vectors are reserved up front
+    /// (address space only until written), so they are not copied as they grow.
+    pub fn with_expected_rows(rows: usize) -> Self {
+        let mut c = Chunk::default();
+        c.occ_hash.reserve(rows);
+        c.occ_source.reserve(rows);
+        c.occ_key.reserve(rows, rows * 16);
+        // Radix partitions fill evenly; a quarter more leaves room for chance.
+        let per_part = rows / PARTS + rows / PARTS / 4;
+        for part in &mut c.parts {
+            part.rows.reserve(per_part);
+            part.text.reserve(per_part * 32);
+        }
+        c
+    }
+
     /// Add a batch whose first four columns are the edge columns. A row with a NULL
     /// `id_type` or `id_value` still makes its record part of the output.
     pub fn ingest(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -97,7 +117,13 @@ impl Chunk {
                     "resolve_identities: NULL {column} in an edges row (every row needs a source and a record_key)"
                 );
             };
-            let hash = pair_hash(&mut self.buf, s, k);
+            // Rows of one record are mostly adjacent: hash a record where it changes.
+            let repeat = row > 0 && source.same(row, row - 1) && key.same(row, row - 1);
+            let hash = if repeat {
+                self.last_record.unwrap_or_default()
+            } else {
+                pair_hash(&mut self.buf, s, k)
+            };
             if self.last_record != Some(hash) {
                 self.last_record = Some(hash);
                 let source = self.source(s);
@@ -108,7 +134,19 @@ impl Chunk {
             let (Some(t), Some(v)) = (id_type.get(row), value.get(row)) else {
                 continue;
             };
-            let t = self.id_type(t)?;
+            let t = match id_type.short(row) {
+                Some(view) => match self.short_types.iter().find(|(v, _)| *v == view) {
+                    Some((_, t)) => *t,
+                    None => {
+                        let t = self.id_type(t)?;
+                        if self.short_types.len() < 64 {
+                            self.short_types.push((view, t));
+                        }
+                        t
+                    }
+                },
+                None => self.id_type(t)?,
+            };
             let hash = pair_hash(&mut self.buf, &self.types.names[t as usize], v);
             let Ok(len) = u16::try_from(v.len()) else {
                 let (bytes, ty) = (v.len(), &self.types.names[t as usize]);
@@ -167,20 +205,26 @@ struct IdentPart {
     members: Vec<u32>,
 }
 
-/// Run `work(p)` for every radix partition on `threads` threads; results in order.
-fn per_partition<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+/// Run `work(scratch, p)` for every radix partition on `threads` threads; results in
+/// order. Each thread keeps one `S::default()` as scratch space for all its partitions,
+/// so its buffers are allocated (and their pages faulted in) once, not per partition.
+fn per_partition<S: Default, T: Send>(
+    threads: usize,
+    work: impl Fn(&mut S, usize) -> T + Sync,
+) -> Vec<T> {
     let next = AtomicUsize::new(0);
     let mut out: Vec<(usize, T)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| {
+                    let mut scratch = S::default();
                     let mut mine = Vec::new();
                     loop {
                         let p = next.fetch_add(1, Ordering::Relaxed);
                         if p >= PARTS {
                             break mine;
                         }
-                        mine.push((p, work(p)));
+                        mine.push((p, work(&mut scratch, p)));
                     }
                 })
             })
@@ -199,7 +243,7 @@ fn per_partition<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> V
 pub fn build(
     rules: Rules,
     mut chunks: Vec<Chunk>,
-    previous: &[(u128, u64)],
+    previous: &Records,
     threads: usize,
 ) -> Result<Graph> {
     // Global names; per chunk, local index -> global index.
@@ -247,9 +291,9 @@ pub fn build(
     let prev_parts = radix_prev(previous);
     let canon: Vec<AtomicU32> = (0..n_occ as u32).map(AtomicU32::new).collect();
     let prev: Vec<AtomicU64> = (0..n_occ).map(|_| AtomicU64::new(NO_ID)).collect();
-    per_partition(threads, |p| {
+    per_partition(threads, |first: &mut PrehashedMap<u128, u32>, p| {
         let (start, end) = (rec_parts.starts[p], rec_parts.starts[p + 1]);
-        let mut first: PrehashedMap<u128, u32> = PrehashedMap::default();
+        first.clear();
         first.reserve(end - start);
         for &occ in &rec_parts.items[start..end] {
             let c = *first.entry(occ_hash[occ as usize]).or_insert(occ);
@@ -259,9 +303,8 @@ pub fn build(
         }
         let (start, end) = (prev_parts.starts[p], prev_parts.starts[p + 1]);
         for &i in &prev_parts.items[start..end] {
-            let (hash, id) = previous[i as usize];
-            if let Some(c) = first.get(&hash) {
-                prev[*c as usize].store(id, Ordering::Relaxed);
+            if let Some(c) = first.get(&previous.hash(i as usize)) {
+                prev[*c as usize].store(previous.seqs()[i as usize], Ordering::Relaxed);
             }
         }
     });
@@ -277,9 +320,9 @@ pub fn build(
     }
     let by_part: Vec<std::sync::Mutex<Vec<IdentRows>>> =
         by_part.into_iter().map(std::sync::Mutex::new).collect();
-    let parts = per_partition(threads, |p| {
+    let parts = per_partition(threads, |scratch, p| {
         let rows = std::mem::take(&mut *by_part[p].lock().unwrap_or_else(|e| e.into_inner()));
-        dedup_identifiers(&rules, &types, &type_map, &occ_base, rows)
+        dedup_identifiers(scratch, &rules, &types, &type_map, &occ_base, rows)
     });
 
     // Concatenate the partitions: global identifier = partition base + local index.
@@ -297,6 +340,9 @@ pub fn build(
     graph.members.reserve(n_members);
     for part in parts {
         let member_base = graph.members.len() as u32;
+        graph
+            .values
+            .append(graph.ident_hash.len() as u32, part.values);
         graph.ident_hash.extend_from_slice(&part.hash);
         graph.ident_type.extend_from_slice(&part.ty);
         graph.ident_blocked.extend_from_slice(&part.blocked);
@@ -306,7 +352,6 @@ pub fn build(
                 .map(|s| s + member_base),
         );
         graph.members.extend_from_slice(&part.members);
-        graph.values.append(part.values);
     }
     graph.starts.push(graph.members.len() as u32);
     graph.occ_hash = occ_hash;
@@ -317,7 +362,18 @@ pub fn build(
     Ok(graph)
 }
 
+/// [`dedup_identifiers`]' buffers, reused from one radix partition to the next.
+#[derive(Default)]
+struct DedupScratch {
+    local_of: PrehashedMap<u128, u32>,
+    /// (local identifier, occurrence) per row, for the member lists.
+    pairs: Vec<(u32, u32)>,
+    counts: Vec<u32>,
+    fill: Vec<u32>,
+}
+
 fn dedup_identifiers(
+    scratch: &mut DedupScratch,
     rules: &Rules,
     types: &Names,
     type_map: &[Vec<u32>],
@@ -326,10 +382,22 @@ fn dedup_identifiers(
 ) -> IdentPart {
     let total: usize = chunks.iter().map(|c| c.rows.len()).sum();
     let mut out = IdentPart::default();
-    let mut local_of: PrehashedMap<u128, u32> = PrehashedMap::default();
+    // Room for every row being distinct (address space only, until written).
+    out.hash.reserve(total);
+    out.ty.reserve(total);
+    out.blocked.reserve(total);
+    let text: usize = chunks.iter().map(|c| c.text.len()).sum();
+    out.values.reserve(total, text);
+    let DedupScratch {
+        local_of,
+        pairs,
+        counts,
+        fill,
+    } = scratch;
+    local_of.clear();
     local_of.reserve(total);
-    // (local identifier, occurrence) per row, for the member lists.
-    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(total);
+    pairs.clear();
+    pairs.reserve(total);
     for (c, rows) in chunks.iter().enumerate() {
         let mut end = 0usize;
         for row in &rows.rows {
@@ -355,16 +423,18 @@ fn dedup_identifiers(
     // Counting sort by identifier; rows of one record are adjacent in input order, so
     // a record repeating an identifier is dropped by comparing with the last member.
     let n = out.hash.len();
-    let mut counts = vec![0u32; n + 1];
-    for (local, _) in &pairs {
+    counts.clear();
+    counts.resize(n + 1, 0);
+    for (local, _) in pairs.iter() {
         counts[*local as usize + 1] += 1;
     }
     for i in 0..n {
         counts[i + 1] += counts[i];
     }
-    let mut fill = counts.clone();
+    fill.clear();
+    fill.extend_from_slice(counts);
     let mut members = vec![u32::MAX; pairs.len()];
-    for (local, occ) in &pairs {
+    for (local, occ) in pairs.iter() {
         let f = &mut fill[*local as usize];
         let start = counts[*local as usize];
         if *f > start && members[*f as usize - 1] == *occ {
@@ -418,12 +488,12 @@ fn radix(hashes: &[u128]) -> Radix {
     radix_by(hashes.len(), |i| part_of(hashes[i]))
 }
 
-fn radix_prev(previous: &[(u128, u64)]) -> Radix {
-    radix_by(previous.len(), |i| part_of(previous[i].0))
+fn radix_prev(previous: &Records) -> Radix {
+    radix_by(previous.len(), |i| part_of(previous.hash(i)))
 }
 
 /// The graph of some edge batches read as one input partition (small inputs, tests).
-pub fn graph_of(rules: Rules, batches: &[RecordBatch], previous: &[(u128, u64)]) -> Result<Graph> {
+pub fn graph_of(rules: Rules, batches: &[RecordBatch], previous: &Records) -> Result<Graph> {
     let mut chunk = Chunk::default();
     for b in batches {
         chunk.ingest(b)?;
@@ -450,7 +520,7 @@ mod tests {
                 c
             })
             .collect();
-        let mut g = build(Rules::default(), chunks, &[], threads).expect("build");
+        let mut g = build(Rules::default(), chunks, &Records::default(), threads).expect("build");
         let linked = g.link();
         let mut by_root: std::collections::BTreeMap<u32, BTreeSet<String>> = Default::default();
         for o in 0..g.node_count() as u32 {
@@ -527,7 +597,8 @@ mod tests {
             profiles(&[&rows], 2),
             set(&[&["crm:1", "shop:o1"], &["crm:2"], &["crm:9", "shop:o9"]])
         );
-        let mut g = graph_of(Rules::default(), &[edges(&rows)], &[]).expect("graph");
+        let mut g =
+            graph_of(Rules::default(), &[edges(&rows)], &Records::default()).expect("graph");
         let linked = g.link();
         assert_eq!(linked.refusals.len(), 1);
         assert_eq!(g.values.get(linked.refusals[0].ident), "family@x.com");

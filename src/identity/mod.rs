@@ -49,6 +49,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::common::{exec_datafusion_err, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
@@ -57,7 +58,7 @@ use tracing::{debug, info, warn};
 use crate::engine::EngineError;
 use crate::system::{register_system_table, SnapshotTable};
 use rules::Rules;
-use state::{space_dir, Meta, SpaceState};
+use state::{space_dir, Meta, Records, SpaceState};
 
 /// Identity spaces on disk and in the system tables.
 #[derive(Debug)]
@@ -223,7 +224,7 @@ impl IdentityStore {
                     salt: rand::random(),
                     ..Default::default()
                 },
-                Vec::new(),
+                Records::default(),
                 Vec::new(),
             ),
         };
@@ -239,12 +240,27 @@ impl IdentityStore {
             let graph = ingest::build(rules, chunks, &records, threads)?;
             drop(records);
             debug!(elapsed = ?t.elapsed(), "resolve_identities: built");
-            let (batches, mut state) = resolve::finish(graph, meta, merges, now)?;
+            let (output, mut state) = resolve::finish(graph, meta, merges, now)?;
             debug!(elapsed = ?t.elapsed(), "resolve_identities: linked");
             state.meta.duration_ms = started.elapsed().as_millis() as u64;
-            state.save(&dir)?;
-            debug!(elapsed = ?t.elapsed(), "resolve_identities: saved");
-            Ok::<_, datafusion::error::DataFusionError>((batches, state))
+            // The state is saved while the rows are built; both must succeed.
+            let (saved, batches) = std::thread::scope(|scope| {
+                let saving = scope.spawn(|| {
+                    let saved = state.save(&dir);
+                    debug!(elapsed = ?t.elapsed(), "resolve_identities: saved");
+                    saved
+                });
+                let batches = output.batches(threads);
+                debug!(elapsed = ?t.elapsed(), "resolve_identities: rows built");
+                (
+                    saving
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                    batches,
+                )
+            });
+            saved?;
+            Ok::<_, datafusion::error::DataFusionError>((batches?, state))
         })
         .await
         .map_err(|e| exec_datafusion_err!("resolve_identities: {e}"))??;
@@ -255,7 +271,7 @@ impl IdentityStore {
             ms = started.elapsed().as_millis() as u64,
             "resolve_identities"
         );
-        state.records = Vec::new();
+        state.records = Records::default();
         self.spaces
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -293,7 +309,7 @@ impl IdentityStore {
                 if gone > 0 {
                     state.save(&dir)?;
                 }
-                state.records = Vec::new();
+                state.records = Records::default();
                 Ok(Some((state, gone as u64)))
             })
             .await
@@ -387,11 +403,18 @@ async fn read_chunks(
     } else {
         plan
     };
+    // Rows per partition, if the input knows its size (Parquet does).
+    let partitions = plan.output_partitioning().partition_count();
+    let expected = StatisticsContext::new()
+        .compute(plan.as_ref(), &StatisticsArgs::new())
+        .ok()
+        .and_then(|s| s.num_rows.get_value().copied())
+        .map_or(0, |rows| rows.div_ceil(partitions));
     let mut tasks = tokio::task::JoinSet::new();
-    for p in 0..plan.output_partitioning().partition_count() {
+    for p in 0..partitions {
         let mut stream = plan.execute(p, context.clone())?;
         tasks.spawn(async move {
-            let mut chunk = ingest::Chunk::default();
+            let mut chunk = ingest::Chunk::with_expected_rows(expected);
             while let Some(batch) = stream.next().await {
                 chunk.ingest(&batch?)?;
             }

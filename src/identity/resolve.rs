@@ -2,15 +2,17 @@
 //! mint ids for new people, and produce the output rows and the space's next state.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayBuilder, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
 use tracing::info;
 
 use super::graph::{pair_hash, Graph, PrehashedMap, NO_ID};
-use super::state::{encode_id, encode_id_bytes, MergeRow, Meta, RefusalRow, SpaceState};
+use super::state::{encode_id, encode_id_bytes, MergeRow, Meta, Records, RefusalRow, SpaceState};
 
 /// The output schema of `resolve_identities`.
 pub fn output_schema() -> SchemaRef {
@@ -25,14 +27,14 @@ pub fn output_schema() -> SchemaRef {
 const BATCH_ROWS: usize = 8192;
 
 /// Link `graph`, assign ids starting from `meta` (the previous run's, or a fresh one),
-/// and return the output batches and the next state (merges appended to
+/// and return the output rows (to be built) and the next state (merges appended to
 /// `previous_merges`).
 pub fn finish(
     mut graph: Graph,
     mut meta: Meta,
     previous_merges: Vec<MergeRow>,
     now_micros: i64,
-) -> Result<(Vec<RecordBatch>, SpaceState)> {
+) -> Result<(Output, SpaceState)> {
     let linked = graph.link();
     let n = graph.node_count();
     let seen: Vec<u32> = (0..n as u32).filter(|r| graph.is_record(*r)).collect();
@@ -99,15 +101,12 @@ pub fn finish(
         );
     }
 
+    // A component takes its id where its first record is met.
     let mut next_seq = meta.next_seq;
     let mut profiles = 0u64;
     let mut seq_of_root: Vec<u64> = vec![NO_ID; n];
-    let mut records = Vec::with_capacity(seen.len());
-    let mut batches = Vec::new();
-    let schema = output_schema();
-    let mut builders = new_builders(BATCH_ROWS.min(seen.len()));
-    for (i, &r) in seen.iter().enumerate() {
-        let root = root_of[i];
+    let mut seqs = Vec::with_capacity(seen.len());
+    for &root in &root_of {
         let mut seq = seq_of_root[root as usize];
         if seq == NO_ID {
             let claim = linked.prev[root as usize];
@@ -123,21 +122,16 @@ pub fn finish(
             seq_of_root[root as usize] = seq;
             profiles += 1;
         }
-        records.push((graph.occ_hash[r as usize], seq));
-        let (s, k, u) = &mut builders;
-        s.append_value(&graph.sources.names[graph.occ_source[r as usize] as usize]);
-        k.append_value(graph.occ_key.get(r));
-        let id = encode_id_bytes(seq, meta.salt);
-        u.append_value(std::str::from_utf8(&id).unwrap_or_default());
-        if s.len() == BATCH_ROWS {
-            batches.push(take_batch(&schema, &mut builders)?);
-        }
+        seqs.push(seq);
     }
-    if !builders.0.is_empty() || batches.is_empty() {
-        batches.push(take_batch(&schema, &mut builders)?);
-    }
+    drop(seq_of_root);
+    let hash = |r: &u32| graph.occ_hash[*r as usize];
+    let records = Records::new(
+        seen.iter().map(|r| (hash(r) >> 64) as u64).collect(),
+        seen.iter().map(|r| hash(r) as u64).collect(),
+        seqs,
+    );
 
-    tracing::debug!("resolve_identities: output built");
     let mut merges = previous_merges;
     let type_name =
         |ident: u32| graph.types.names[graph.ident_type[ident as usize] as usize].clone();
@@ -183,8 +177,14 @@ pub fn finish(
     meta.records = seen.len() as u64;
     meta.identifiers = graph.identifier_count() as u64;
     meta.profiles = profiles;
+    let output = Output {
+        seqs: records.seqs().clone(),
+        salt: meta.salt,
+        graph,
+        seen,
+    };
     Ok((
-        batches,
+        output,
         SpaceState {
             meta,
             records,
@@ -194,25 +194,98 @@ pub fn finish(
     ))
 }
 
-type Builders = (StringBuilder, StringBuilder, StringBuilder);
-
-fn new_builders(rows: usize) -> Builders {
-    (
-        StringBuilder::with_capacity(rows, rows * 8),
-        StringBuilder::with_capacity(rows, rows * 12),
-        StringBuilder::with_capacity(rows, rows * 16),
-    )
+/// The rows of a run, made from its graph once every record's id is known, so the
+/// state can be saved while they are built.
+pub struct Output {
+    graph: Graph,
+    /// The canonical occurrence of every output record, in output order.
+    seen: Vec<u32>,
+    /// The records' sequence numbers, in output order.
+    seqs: ScalarBuffer<u64>,
+    salt: u64,
 }
 
-fn take_batch(schema: &SchemaRef, b: &mut Builders) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(b.0.finish()),
-            Arc::new(b.1.finish()),
-            Arc::new(b.2.finish()),
-        ],
-    )?)
+impl Output {
+    /// The rows in batches of [`BATCH_ROWS`] (one empty batch if there are none), built
+    /// on `threads` threads.
+    pub fn batches(&self, threads: usize) -> Result<Vec<RecordBatch>> {
+        let n = self.seen.len();
+        if n == 0 {
+            return Ok(vec![RecordBatch::new_empty(output_schema())]);
+        }
+        let n_batches = n.div_ceil(BATCH_ROWS);
+        let per_thread = n_batches.div_ceil(threads.max(1));
+        let rows = |b: usize| b * BATCH_ROWS..((b + 1) * BATCH_ROWS).min(n);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n_batches)
+                .step_by(per_thread)
+                .map(|first| {
+                    let last = (first + per_thread).min(n_batches);
+                    scope.spawn(move || {
+                        (first..last)
+                            .map(|b| self.batch(rows(b)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut batches = Vec::with_capacity(n_batches);
+            for h in handles {
+                batches.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+            }
+            Ok(batches)
+        })
+    }
+
+    fn batch(&self, rows: Range<usize>) -> Result<RecordBatch> {
+        let g = &self.graph;
+        let n = rows.len();
+        let (mut source, mut key, mut id) = (
+            TextColumn::new(n, n * 8),
+            TextColumn::new(n, n * 12),
+            TextColumn::new(n, n * 16),
+        );
+        for i in rows {
+            let r = self.seen[i];
+            source.push(g.sources.names[g.occ_source[r as usize] as usize].as_bytes());
+            key.push(g.occ_key.bytes(r));
+            id.push(&encode_id_bytes(self.seqs[i], self.salt));
+        }
+        Ok(RecordBatch::try_new(
+            output_schema(),
+            vec![source.finish()?, key.finish()?, id.finish()?],
+        )?)
+    }
+}
+
+/// A text column written as its offsets and bytes (validated once, in [`Self::finish`]).
+struct TextColumn {
+    offsets: Vec<i32>,
+    bytes: Vec<u8>,
+}
+
+impl TextColumn {
+    fn new(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        TextColumn {
+            offsets,
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    fn push(&mut self, value: &[u8]) {
+        self.bytes.extend_from_slice(value);
+        // A batch holds at most BATCH_ROWS values of at most 64 KiB each.
+        self.offsets.push(self.bytes.len() as i32);
+    }
+
+    fn finish(self) -> Result<ArrayRef> {
+        Ok(Arc::new(StringArray::try_new(
+            OffsetBuffer::new(self.offsets.into()),
+            self.bytes.into(),
+            None,
+        )?))
+    }
 }
 
 #[cfg(test)]
@@ -231,10 +304,11 @@ mod tests {
             salt: 99,
             ..Default::default()
         });
-        let previous: Vec<(u128, u64)> = prev.map(|p| p.records.clone()).unwrap_or_default();
+        let previous = prev.map(|p| p.records.clone()).unwrap_or_default();
         let g = graph_of(Rules::default(), &[edges(rows)], &previous).expect("ok");
         let merges = prev.map(|p| p.merges.clone()).unwrap_or_default();
-        let (batches, state) = finish(g, meta, merges, 1).expect("ok");
+        let (output, state) = finish(g, meta, merges, 1).expect("ok");
+        let batches = output.batches(2).expect("ok");
         let mut out = HashMap::new();
         for b in batches {
             for i in 0..b.num_rows() {

@@ -193,11 +193,12 @@ impl Rules {
         if id_type == "email" && is_fake_email(value) {
             return true;
         }
-        [id_type, "*"].iter().any(|t| {
-            self.patterns
-                .get(*t)
-                .is_some_and(|res| res.iter().any(|re| re.is_match(value)))
-        })
+        !self.patterns.is_empty()
+            && [id_type, "*"].iter().any(|t| {
+                self.patterns
+                    .get(*t)
+                    .is_some_and(|res| res.iter().any(|re| re.is_match(value)))
+            })
     }
 
     /// Whether any custom pattern is configured (the fast path skips them otherwise).

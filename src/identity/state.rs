@@ -19,6 +19,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
+use datafusion::arrow::buffer::ScalarBuffer;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt64Type};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::FileReader;
@@ -65,12 +67,73 @@ pub struct RefusalRow {
     pub hash: u128,
 }
 
+/// The record hash and sequence number of every record of a run, as columns (written
+/// and read without conversion).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Records {
+    hash_hi: ScalarBuffer<u64>,
+    hash_lo: ScalarBuffer<u64>,
+    seq: ScalarBuffer<u64>,
+}
+
+impl Records {
+    /// Records from their hashes' halves and their sequence numbers (equal lengths).
+    pub fn new(hash_hi: Vec<u64>, hash_lo: Vec<u64>, seq: Vec<u64>) -> Self {
+        debug_assert!(hash_hi.len() == seq.len() && hash_lo.len() == seq.len());
+        Records {
+            hash_hi: hash_hi.into(),
+            hash_lo: hash_lo.into(),
+            seq: seq.into(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    pub fn hash(&self, i: usize) -> u128 {
+        (u128::from(self.hash_hi[i]) << 64) | u128::from(self.hash_lo[i])
+    }
+
+    /// The sequence numbers, in record order.
+    pub fn seqs(&self) -> &ScalarBuffer<u64> {
+        &self.seq
+    }
+
+    fn batch(&self) -> Result<RecordBatch, ArrowError> {
+        let column = |b: &ScalarBuffer<u64>| Arc::new(UInt64Array::new(b.clone(), None));
+        RecordBatch::try_new(
+            records_schema(),
+            vec![
+                column(&self.hash_hi),
+                column(&self.hash_lo),
+                column(&self.seq),
+            ],
+        )
+    }
+}
+
+impl FromIterator<(u128, u64)> for Records {
+    fn from_iter<I: IntoIterator<Item = (u128, u64)>>(iter: I) -> Self {
+        let (mut hi, mut lo, mut seq) = (Vec::new(), Vec::new(), Vec::new());
+        for (h, s) in iter {
+            hi.push((h >> 64) as u64);
+            lo.push(h as u64);
+            seq.push(s);
+        }
+        Records::new(hi, lo, seq)
+    }
+}
+
 /// Everything a space keeps between runs.
 #[derive(Debug, Clone, Default)]
 pub struct SpaceState {
     pub meta: Meta,
-    /// `(record hash, sequence number)` of every record of the last run.
-    pub records: Vec<(u128, u64)>,
+    pub records: Records,
     pub merges: Vec<MergeRow>,
     pub refusals: Vec<RefusalRow>,
 }
@@ -132,6 +195,9 @@ pub fn space_dir(root: &Path, space: &str) -> PathBuf {
 fn io<E: std::error::Error + Send + Sync + 'static>(path: &Path, e: E) -> EngineError {
     EngineError::io(path, std::io::Error::other(e))
 }
+
+/// Records per file of the record map, at least (up to one file per core).
+const RECORDS_PER_FILE: usize = 1 << 21;
 
 fn records_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -208,21 +274,27 @@ impl SpaceState {
             meta,
             ..Default::default()
         };
-        let records = if with_records {
-            read_ipc(&gen_dir.join("records.arrow"))?
-        } else {
-            Vec::new()
-        };
-        for b in records {
-            let hi = b.column(0).as_primitive::<UInt64Type>();
-            let lo = b.column(1).as_primitive::<UInt64Type>();
-            let seq = b.column(2).as_primitive::<UInt64Type>();
-            state.records.extend((0..b.num_rows()).map(|i| {
-                (
-                    (u128::from(hi.value(i)) << 64) | u128::from(lo.value(i)),
-                    seq.value(i),
-                )
-            }));
+        if with_records {
+            // records-0.arrow, records-1.arrow, ... (one file, records.arrow, before).
+            let mut batches = Vec::new();
+            for part in 0.. {
+                let path = gen_dir.join(format!("records-{part}.arrow"));
+                if part == 0 && !path.exists() {
+                    batches = read_ipc(&gen_dir.join("records.arrow"))?;
+                    break;
+                }
+                if !path.exists() {
+                    break;
+                }
+                batches.extend(read_ipc(&path)?);
+            }
+            let b = concat_batches(&records_schema(), &batches).map_err(|e| io(&gen_dir, e))?;
+            let column = |i: usize| b.column(i).as_primitive::<UInt64Type>().values().clone();
+            state.records = Records {
+                hash_hi: column(0),
+                hash_lo: column(1),
+                seq: column(2),
+            };
         }
         for b in read_ipc(&gen_dir.join("merges.arrow"))? {
             let s = |i: usize| b.column(i).as_string::<i32>().clone();
@@ -265,6 +337,12 @@ impl SpaceState {
 
     /// Write this state as the space's next generation and make it current.
     pub fn save(&mut self, dir: &Path) -> Result<(), EngineError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.save_in(dir, (self.records.len() / RECORDS_PER_FILE).clamp(1, cores))
+    }
+
+    /// [`Self::save`] with the record map in `files` files.
+    fn save_in(&mut self, dir: &Path, files: usize) -> Result<(), EngineError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         self.meta.generation += 1;
         let name = format!("gen-{:010}", self.meta.generation);
@@ -274,15 +352,24 @@ impl SpaceState {
         }
         std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
 
-        let hi: UInt64Array = self.records.iter().map(|(h, _)| (h >> 64) as u64).collect();
-        let lo: UInt64Array = self.records.iter().map(|(h, _)| *h as u64).collect();
-        let seq: UInt64Array = self.records.iter().map(|(_, s)| *s).collect();
-        let records = RecordBatch::try_new(
-            records_schema(),
-            vec![Arc::new(hi), Arc::new(lo), Arc::new(seq)],
-        )
-        .map_err(|e| io(&tmp, e))?;
-        write_ipc(&tmp.join("records.arrow"), &records)?;
+        // The record map is most of the state: written as several files at once (the
+        // kernel's copy into the page cache is the cost).
+        let records = self.records.batch().map_err(|e| io(&tmp, e))?;
+        let per_file = records.num_rows().div_ceil(files);
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..files)
+                .map(|f| {
+                    let (start, tmp, records) = (f * per_file, &tmp, &records);
+                    scope.spawn(move || {
+                        let part = records.slice(start, per_file.min(records.num_rows() - start));
+                        write_ipc(&tmp.join(format!("records-{f}.arrow")), &part)
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        })?;
         write_ipc(
             &tmp.join("merges.arrow"),
             &self.merges_batch().map_err(|e| io(&tmp, e))?,
@@ -398,7 +485,7 @@ mod tests {
                 next_seq: 3,
                 ..Default::default()
             },
-            records: vec![(1u128 << 100 | 7, 1), (42, 2)],
+            records: [(1u128 << 100 | 7, 1), (42, 2)].into_iter().collect(),
             merges: vec![MergeRow {
                 merged_id: "b".into(),
                 surviving_id: "a".into(),
@@ -416,10 +503,13 @@ mod tests {
             }],
         };
         s.save(&space).expect("ok");
-        s.records.push((9, 3));
-        s.save(&space).expect("ok");
+        s.records = [(1u128 << 100 | 7, 1), (42, 2), (9, 3)]
+            .into_iter()
+            .collect();
+        s.save_in(&space, 2).expect("ok");
         let back = SpaceState::load(&space, true).expect("ok").expect("ok");
         assert_eq!(back.meta.generation, 2);
+        assert!(space.join("gen-0000000002/records-1.arrow").exists());
         assert_eq!(back.records, s.records);
         assert_eq!(back.merges, s.merges);
         assert_eq!(back.refusals, s.refusals);
@@ -430,5 +520,19 @@ mod tests {
             .filter(|n| n.starts_with("gen-"))
             .collect();
         assert_eq!(gens, vec!["gen-0000000002".to_string()]);
+    }
+
+    #[test]
+    fn a_record_map_in_one_file_from_before_still_loads() {
+        let dir = tempfile::tempdir().expect("ok");
+        let mut s = SpaceState {
+            records: [(5u128, 1), (6, 1), (u128::MAX, 2)].into_iter().collect(),
+            ..Default::default()
+        };
+        s.save(dir.path()).expect("ok");
+        let gen = dir.path().join("gen-0000000001");
+        std::fs::rename(gen.join("records-0.arrow"), gen.join("records.arrow")).expect("ok");
+        let back = SpaceState::load(dir.path(), true).expect("ok").expect("ok");
+        assert_eq!(back.records, s.records);
     }
 }
