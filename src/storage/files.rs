@@ -26,7 +26,10 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetAccessPlan, ParquetFileMetrics, RowGroupAccessPlanFilter,
+};
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -34,6 +37,9 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
@@ -212,6 +218,65 @@ impl AsyncFileReader for WithPageIndex {
     }
 }
 
+/// The files of `files` that may hold rows for which `predicate` holds, each narrowed
+/// to the byte range of the row groups whose statistics (in its cached footer) do not
+/// rule that out.
+///
+/// The Parquet opener prunes row groups the same way, but only once it has opened a
+/// file, and DataFusion splits a large file into byte ranges before that (one per
+/// partition): a key lookup opened every file, some several times, to read one row
+/// group. Narrowed here, the files that cannot match are never opened and the range
+/// left is small enough not to be split. The opener still prunes within the range.
+async fn pruned(
+    files: &[PartitionedFile],
+    predicate: &Arc<dyn PhysicalExpr>,
+    schema: &SchemaRef,
+    state: &dyn Session,
+) -> DfResult<Vec<PartitionedFile>> {
+    let pruning = PruningPredicateBuilder::new()
+        .with_file_schema(schema.clone())
+        .try_build(predicate.clone());
+    let pruning = match pruning {
+        Ok(pruning) if !pruning.always_true() => pruning,
+        _ => return Ok(files.to_vec()),
+    };
+    let store = state
+        .runtime_env()
+        .object_store(ObjectStoreUrl::local_filesystem())?;
+    let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+    let metrics = ExecutionPlanMetricsSet::new();
+    let mut kept = Vec::with_capacity(files.len());
+    for file in files {
+        let metadata = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
+            .with_file_metadata_cache(Some(cache.clone()))
+            .with_page_index_policy(Some(PageIndexPolicy::Optional))
+            .fetch_metadata()
+            .await?;
+        let groups = metadata.row_groups();
+        let mut filter = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
+        let file_metrics = ParquetFileMetrics::new(0, file.object_meta.location.as_ref(), &metrics);
+        let parquet_schema = metadata.file_metadata().schema_descr();
+        filter.prune_by_statistics(schema, parquet_schema, groups, &pruning, &file_metrics);
+        let selected = filter.build().row_group_indexes();
+        let (Some(&first), Some(&last)) = (selected.first(), selected.last()) else {
+            continue;
+        };
+        if selected.len() == groups.len() {
+            kept.push(file.clone());
+            continue;
+        }
+        // The opener reads a row group when its first page starts in the range.
+        let start = |i: usize| {
+            let column = groups[i].column(0);
+            column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset())
+        };
+        kept.push(file.clone().with_range(start(first), start(last) + 1));
+    }
+    Ok(kept)
+}
+
 /// `files` in at most `n` groups of neighbouring files (one per partition).
 fn groups(files: &[PartitionedFile], n: usize) -> Vec<FileGroup> {
     let per_group = files.len().div_ceil(n.max(1)).max(1);
@@ -261,6 +326,17 @@ impl TableProvider for FileScan {
             let df_schema = DFSchema::try_from(schema.as_ref().clone()).ok()?;
             state.create_physical_expr(expr, &df_schema).ok()
         });
+        let files = match &predicate {
+            Some(predicate) => pruned(&listing.files, predicate, &schema, state).await?,
+            None => listing.files.clone(),
+        };
+        if files.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
         if let Some(predicate) = predicate {
             source = source.with_predicate(predicate).with_pushdown_filters(true);
         }
@@ -269,10 +345,16 @@ impl TableProvider for FileScan {
             statistics.num_rows = Precision::Exact(rows);
         }
         let partitions = state.config().target_partitions();
+        // Every column in table order is no projection: projecting the scan's
+        // equivalence properties onto all of a wide table's columns was a tenth of a
+        // point lookup's cost.
+        let projection = projection
+            .filter(|p| !p.iter().copied().eq(0..schema.fields().len()))
+            .cloned();
         let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
-            .with_file_groups(groups(&listing.files, partitions))
+            .with_file_groups(groups(&files, partitions))
             .with_statistics(statistics)
-            .with_projection_indices(projection.cloned())?
+            .with_projection_indices(projection)?
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))
@@ -415,7 +497,24 @@ mod tests {
                 bytes > 0 && (bytes as u64) * 20 < file_bytes,
                 "read {bytes} of {file_bytes} bytes for one row:\n{text}"
             );
+            // Only the file that can hold the key is scanned, in one piece (the range
+            // of its matching row groups is not split across partitions).
+            assert_eq!(text.matches(".parquet").count(), 1, "{text}");
         }
+        // A key no file's statistics allow (between the two files' ranges) reads
+        // nothing at all.
+        let df = ctx
+            .sql("SELECT n FROM t WHERE k = 'key-00250000'")
+            .await
+            .expect("plan");
+        let plan = df.create_physical_plan().await.expect("physical plan");
+        let text = displayable(plan.as_ref()).indent(true).to_string();
+        assert!(
+            text.contains("EmptyExec") && !text.contains(".parquet"),
+            "{text}"
+        );
+        let rows = collect(plan, ctx.task_ctx()).await.expect("run");
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
         // The footers were cached with their page index (else every lookup decodes it).
         let cached = ctx
             .runtime_env()
