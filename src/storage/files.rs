@@ -38,12 +38,13 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::ObjectMeta;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
@@ -244,37 +245,57 @@ async fn pruned(
         .runtime_env()
         .object_store(ObjectStoreUrl::local_filesystem())?;
     let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+    // Footers not cached yet (the first scan after a restart) are read 16 at a time.
+    let metas: Vec<ObjectMeta> = files.iter().map(|f| f.object_meta.clone()).collect();
+    let footers: Vec<Arc<ParquetMetaData>> = futures::stream::iter(metas)
+        .map(|meta| {
+            let (store, cache) = (store.clone(), cache.clone());
+            async move {
+                DFParquetMetadata::new(store.as_ref(), &meta)
+                    .with_file_metadata_cache(Some(cache))
+                    .with_page_index_policy(Some(PageIndexPolicy::Optional))
+                    .fetch_metadata()
+                    .await
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
     let metrics = ExecutionPlanMetricsSet::new();
-    let mut kept = Vec::with_capacity(files.len());
-    for file in files {
-        let metadata = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
-            .with_file_metadata_cache(Some(cache.clone()))
-            .with_page_index_policy(Some(PageIndexPolicy::Optional))
-            .fetch_metadata()
-            .await?;
-        let groups = metadata.row_groups();
-        let mut filter = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
-        let file_metrics = ParquetFileMetrics::new(0, file.object_meta.location.as_ref(), &metrics);
-        let parquet_schema = metadata.file_metadata().schema_descr();
-        filter.prune_by_statistics(schema, parquet_schema, groups, &pruning, &file_metrics);
-        let selected = filter.build().row_group_indexes();
-        let (Some(&first), Some(&last)) = (selected.first(), selected.last()) else {
-            continue;
-        };
-        if selected.len() == groups.len() {
-            kept.push(file.clone());
-            continue;
-        }
-        // The opener reads a row group when its first page starts in the range.
-        let start = |i: usize| {
-            let column = groups[i].column(0);
-            column
-                .dictionary_page_offset()
-                .unwrap_or_else(|| column.data_page_offset())
-        };
-        kept.push(file.clone().with_range(start(first), start(last) + 1));
+    Ok(files
+        .iter()
+        .zip(&footers)
+        .filter_map(|(file, footer)| narrowed(file, footer, schema, &pruning, &metrics))
+        .collect())
+}
+
+/// `file` narrowed to its row groups that `pruning` does not rule out by the
+/// statistics in `footer`, or `None` if it rules out all of them.
+fn narrowed(
+    file: &PartitionedFile,
+    footer: &ParquetMetaData,
+    schema: &SchemaRef,
+    pruning: &PruningPredicate,
+    metrics: &ExecutionPlanMetricsSet,
+) -> Option<PartitionedFile> {
+    let groups = footer.row_groups();
+    let mut filter = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
+    let file_metrics = ParquetFileMetrics::new(0, file.object_meta.location.as_ref(), metrics);
+    let parquet_schema = footer.file_metadata().schema_descr();
+    filter.prune_by_statistics(schema, parquet_schema, groups, pruning, &file_metrics);
+    let selected = filter.build().row_group_indexes();
+    let (&first, &last) = (selected.first()?, selected.last()?);
+    if selected.len() == groups.len() {
+        return Some(file.clone());
     }
-    Ok(kept)
+    // The opener reads a row group when its first page starts in the range.
+    let start = |i: usize| {
+        let column = groups[i].column(0);
+        column
+            .dictionary_page_offset()
+            .unwrap_or_else(|| column.data_page_offset())
+    };
+    Some(file.clone().with_range(start(first), start(last) + 1))
 }
 
 /// `files` in at most `n` groups of neighbouring files (one per partition).
