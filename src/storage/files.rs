@@ -606,6 +606,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn files_written_before_a_column_was_added_are_not_pruned_by_it() {
+        // Another engine added column `n` after writing the first file: that file has
+        // no `n` (all of its rows read as NULL) and no statistics for it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old: SchemaRef = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)]));
+        let first = RecordBatch::try_new(old, vec![Arc::new(StringArray::from(vec!["a", "b"]))])
+            .expect("batch");
+        let table = written_by_delta(dir.path(), first, &[]).await;
+        let new: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let second = RecordBatch::try_new(
+            new,
+            vec![
+                Arc::new(StringArray::from(vec!["c"])),
+                Arc::new(Int64Array::from(vec![7])),
+            ],
+        )
+        .expect("batch");
+        let table = table
+            .write(vec![second])
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .await
+            .expect("evolve");
+        assert!(list(&table).is_some(), "read as plain files");
+        let delta = table.table_provider().await.expect("provider");
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(FileScan::new(table, delta)))
+            .expect("register");
+        for (query, expected) in [
+            ("SELECT count(*) FROM t WHERE n IS NULL", 2),
+            ("SELECT count(*) FROM t WHERE n = 7", 1),
+            ("SELECT count(*) FROM t WHERE n IS NULL OR n = 7", 3),
+        ] {
+            let out = ctx
+                .sql(query)
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run");
+            let count = out[0].column(0).as_any().downcast_ref::<Int64Array>();
+            assert_eq!(count.expect("count").value(0), expected, "{query}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_partitioned_table_is_read_through_delta() {
         let dir = tempfile::tempdir().expect("tempdir");
         let schema: SchemaRef = Arc::new(Schema::new(vec![
