@@ -605,6 +605,19 @@ mod tests {
         assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
     }
 
+    /// Rows of a text column `name` and an integer column `n`.
+    fn text_and_number(name: &str, texts: Vec<&str>, numbers: Vec<i64>) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new(name, DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(texts)),
+            Arc::new(Int64Array::from(numbers)),
+        ];
+        RecordBatch::try_new(Arc::new(schema), columns).expect("batch")
+    }
+
     #[tokio::test]
     async fn files_written_before_a_column_was_added_are_not_pruned_by_it() {
         // Another engine added column `n` after writing the first file: that file has
@@ -614,18 +627,7 @@ mod tests {
         let first = RecordBatch::try_new(old, vec![Arc::new(StringArray::from(vec!["a", "b"]))])
             .expect("batch");
         let table = written_by_delta(dir.path(), first, &[]).await;
-        let new: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, true),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        let second = RecordBatch::try_new(
-            new,
-            vec![
-                Arc::new(StringArray::from(vec!["c"])),
-                Arc::new(Int64Array::from(vec![7])),
-            ],
-        )
-        .expect("batch");
+        let second = text_and_number("k", vec!["c"], vec![7]);
         let table = table
             .write(vec![second])
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
@@ -656,18 +658,7 @@ mod tests {
     #[tokio::test]
     async fn a_partitioned_table_is_read_through_delta() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("p", DataType::Utf8, true),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        let rows = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["a", "b"])),
-                Arc::new(Int64Array::from(vec![1, 2])),
-            ],
-        )
-        .expect("batch");
+        let rows = text_and_number("p", vec!["a", "b"], vec![1, 2]);
         let table = written_by_delta(dir.path(), rows, &["p"]).await;
         assert!(
             list(&table).is_none(),
