@@ -233,13 +233,13 @@ async fn pruned(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &SchemaRef,
     state: &dyn Session,
-) -> DfResult<Vec<PartitionedFile>> {
+) -> DfResult<Option<(Vec<PartitionedFile>, usize)>> {
     let pruning = PruningPredicateBuilder::new()
         .with_file_schema(schema.clone())
         .try_build(predicate.clone());
     let pruning = match pruning {
         Ok(pruning) if !pruning.always_true() => pruning,
-        _ => return Ok(files.to_vec()),
+        _ => return Ok(None),
     };
     let store = state
         .runtime_env()
@@ -262,22 +262,26 @@ async fn pruned(
         .try_collect()
         .await?;
     let metrics = ExecutionPlanMetricsSet::new();
-    Ok(files
-        .iter()
-        .zip(&footers)
-        .filter_map(|(file, footer)| narrowed(file, footer, schema, &pruning, &metrics))
-        .collect())
+    let mut rows = 0;
+    let mut kept = Vec::with_capacity(files.len());
+    for (file, footer) in files.iter().zip(&footers) {
+        if let Some((file, n)) = narrowed(file, footer, schema, &pruning, &metrics) {
+            kept.push(file);
+            rows += n;
+        }
+    }
+    Ok(Some((kept, rows)))
 }
 
 /// `file` narrowed to its row groups that `pruning` does not rule out by the
-/// statistics in `footer`, or `None` if it rules out all of them.
+/// statistics in `footer`, with their rows, or `None` if it rules out all of them.
 fn narrowed(
     file: &PartitionedFile,
     footer: &ParquetMetaData,
     schema: &SchemaRef,
     pruning: &PruningPredicate,
     metrics: &ExecutionPlanMetricsSet,
-) -> Option<PartitionedFile> {
+) -> Option<(PartitionedFile, usize)> {
     let groups = footer.row_groups();
     let mut filter = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
     let file_metrics = ParquetFileMetrics::new(0, file.object_meta.location.as_ref(), metrics);
@@ -285,8 +289,12 @@ fn narrowed(
     filter.prune_by_statistics(schema, parquet_schema, groups, pruning, &file_metrics);
     let selected = filter.build().row_group_indexes();
     let (&first, &last) = (selected.first()?, selected.last()?);
+    let rows = selected
+        .iter()
+        .map(|&i| usize::try_from(groups[i].num_rows()).unwrap_or(0))
+        .sum();
     if selected.len() == groups.len() {
-        return Some(file.clone());
+        return Some((file.clone(), rows));
     }
     // The opener reads a row group when its first page starts in the range.
     let start = |i: usize| {
@@ -295,7 +303,7 @@ fn narrowed(
             .dictionary_page_offset()
             .unwrap_or_else(|| column.data_page_offset())
     };
-    Some(file.clone().with_range(start(first), start(last) + 1))
+    Some((file.clone().with_range(start(first), start(last) + 1), rows))
 }
 
 /// `files` in at most `n` groups of neighbouring files (one per partition).
@@ -349,7 +357,18 @@ impl TableProvider for FileScan {
         });
         let files = match &predicate {
             Some(predicate) => pruned(&listing.files, predicate, &schema, state).await?,
-            None => listing.files.clone(),
+            None => None,
+        };
+        // With filters, the rows of the row groups left are an upper bound of what the
+        // scan returns: a lookup is estimated at a row group, not the whole table (so a
+        // join through it builds its hash table from it, with no repartitioning).
+        let (files, rows) = match (files, listing.rows) {
+            (Some((files, rows)), _) => (files, Precision::Inexact(rows)),
+            (None, Some(rows)) if predicate.is_some() => {
+                (listing.files.clone(), Precision::Inexact(rows))
+            }
+            (None, Some(rows)) => (listing.files.clone(), Precision::Exact(rows)),
+            (None, None) => (listing.files.clone(), Precision::Absent),
         };
         if files.is_empty() {
             let projected = match projection {
@@ -362,9 +381,7 @@ impl TableProvider for FileScan {
             source = source.with_predicate(predicate).with_pushdown_filters(true);
         }
         let mut statistics = Statistics::new_unknown(&schema);
-        if let Some(rows) = listing.rows {
-            statistics.num_rows = Precision::Exact(rows);
-        }
+        statistics.num_rows = rows;
         let partitions = state.config().target_partitions();
         // Every column in table order is no projection: projecting the scan's
         // equivalence properties onto all of a wide table's columns was a tenth of a
@@ -399,6 +416,7 @@ mod tests {
         TimestampMicrosecondArray,
     };
     use datafusion::arrow::datatypes::{Field, Fields, Schema, TimeUnit};
+    use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::SessionContext;
 
@@ -521,6 +539,23 @@ mod tests {
             // Only the file that can hold the key is scanned, in one piece (the range
             // of its matching row groups is not split across partitions).
             assert_eq!(text.matches(".parquet").count(), 1, "{text}");
+        }
+        // The scan's row estimate is the rows of the row groups left (an upper bound),
+        // exact only without filters.
+        let state = ctx.state();
+        let key = datafusion::prelude::col("k").eq(datafusion::prelude::lit("key-00123456"));
+        for (filters, rows) in [
+            (vec![key], Precision::Inexact(64 * 1024)),
+            (vec![], Precision::Exact(204_810)),
+        ] {
+            let scan = table
+                .scan(&state, None, &filters, None)
+                .await
+                .expect("scan");
+            let statistics = StatisticsContext::new()
+                .compute(scan.as_ref(), &StatisticsArgs::new())
+                .expect("statistics");
+            assert_eq!(statistics.num_rows, rows, "{filters:?}");
         }
         // A key no file's statistics allow (between the two files' ranges) reads
         // nothing at all.
