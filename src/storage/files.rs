@@ -384,8 +384,8 @@ impl TableProvider for FileScan {
         statistics.num_rows = rows;
         let partitions = state.config().target_partitions();
         // Every column in table order is no projection: projecting the scan's
-        // equivalence properties onto all of a wide table's columns was a tenth of a
-        // point lookup's cost.
+        // equivalence properties onto all of a wide table's columns took about 7% of a
+        // point lookup's CPU.
         let projection = projection
             .filter(|p| !p.iter().copied().eq(0..schema.fields().len()))
             .cloned();
