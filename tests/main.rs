@@ -11,6 +11,7 @@ mod copy;
 mod demo;
 mod erasure;
 mod identity;
+mod incremental;
 mod limits;
 mod matching;
 mod matview;

@@ -94,6 +94,50 @@ impl FileScan {
 /// The files of `table`'s snapshot, if all of them can be read as plain Parquet files
 /// with the table's schema.
 fn list(table: &DeltaTable) -> Option<Listing> {
+    // An empty list may also mean a snapshot loaded without its files: `DeltaScan`
+    // reads the log in that case (and an empty table costs it nothing).
+    list_all(table).filter(|l| !l.files.is_empty())
+}
+
+/// A scan of the files `new` holds that `old` (an earlier version of the same table)
+/// did not, if `new` only added files to `old` (appended rows): the rows appended
+/// between the two versions. `delta`: delta-rs' provider of `new`.
+pub(super) fn appended(
+    old: &DeltaTable,
+    new: &DeltaTable,
+    delta: Arc<dyn TableProvider>,
+) -> Option<FileScan> {
+    let before = list_all(old)?;
+    let after = list_all(new)?;
+    let known: std::collections::HashSet<&StorePath> = before
+        .files
+        .iter()
+        .map(|f| &f.object_meta.location)
+        .collect();
+    let (kept, added): (Vec<_>, Vec<_>) = after
+        .files
+        .iter()
+        .partition(|f| known.contains(&f.object_meta.location));
+    if kept.len() != before.files.len() {
+        return None;
+    }
+    let rows = after
+        .rows
+        .zip(before.rows)
+        .and_then(|(a, b)| a.checked_sub(b));
+    let listing = Listing {
+        files: added.into_iter().cloned().collect(),
+        rows,
+    };
+    Some(FileScan {
+        table: new.clone(),
+        delta,
+        listing: OnceLock::from(Some(Arc::new(listing))),
+    })
+}
+
+/// [`list`], empty tables included.
+fn list_all(table: &DeltaTable) -> Option<Listing> {
     let state = table.snapshot().ok()?;
     // Reader protocol 2 brings column mapping; 3 names its reader features, of which
     // only those below leave the files plain (deletion vectors, column mapping and type
@@ -141,11 +185,6 @@ fn list(table: &DeltaTable) -> Option<Listing> {
             e_tag: None,
             version: None,
         }));
-    }
-    // An empty list may also mean a snapshot loaded without its files: `DeltaScan`
-    // reads the log in that case (and an empty table costs it nothing).
-    if files.is_empty() {
-        return None;
     }
     Some(Listing { files, rows })
 }

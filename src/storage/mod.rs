@@ -243,6 +243,35 @@ impl ManagedTable {
             })?
     }
 
+    /// Replace the rows matching `predicate` by `batches` (every row of which must match
+    /// it) in one commit; returns the number of rows written.
+    pub async fn replace_where(&self, predicate: Expr, batches: Vec<RecordBatch>) -> Result<u64> {
+        let mut batches = batches;
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(self.state.schema.clone()));
+        }
+        self.state
+            .commit(WriteOp::ReplaceWhere(predicate), batches)
+            .await
+    }
+
+    /// The rows appended since `version`: a provider reading only the files added since
+    /// then. `None` when the table changed otherwise since (rows deleted or rewritten,
+    /// files compacted), when that version is no longer in the log, or when the table
+    /// cannot be read file by file.
+    pub async fn appended_since(&self, version: u64) -> Result<Option<Arc<dyn TableProvider>>> {
+        let current = self.state.table.lock().await.clone();
+        let mut old = current.clone();
+        if old.load_version(version).await.is_err() {
+            return Ok(None);
+        }
+        let delta = current
+            .table_provider()
+            .await
+            .map_err(|e| EngineError::storage(&self.state.name, e))?;
+        Ok(files::appended(&old, &current, delta).map(|s| Arc::new(s) as Arc<dyn TableProvider>))
+    }
+
     /// Delete the rows matching `predicate` in one commit; returns how many went.
     pub async fn delete_where(&self, predicate: Expr) -> Result<u64> {
         self.state
@@ -401,7 +430,7 @@ impl TableState {
     ) -> Result<Option<(DeltaTable, u64)>> {
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
         let (table, rows) = match op {
-            WriteOp::Append | WriteOp::Overwrite => {
+            WriteOp::Append | WriteOp::Overwrite | WriteOp::ReplaceWhere(_) => {
                 let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
                 if rows == 0 && matches!(op, WriteOp::Append) {
                     return Ok(None);
@@ -418,13 +447,15 @@ impl TableState {
                 } else {
                     SaveMode::Overwrite
                 };
-                let table = current
+                let mut write = current
                     .write(batches)
                     .with_save_mode(mode)
                     .with_session_state(write_session()?)
-                    .with_writer_properties(writer_properties())
-                    .await
-                    .map_err(storage)?;
+                    .with_writer_properties(writer_properties());
+                if let WriteOp::ReplaceWhere(predicate) = op {
+                    write = write.with_replace_where(predicate);
+                }
+                let table = write.await.map_err(storage)?;
                 (table, rows as u64)
             }
             WriteOp::Delete(predicate) => {
@@ -544,6 +575,9 @@ impl TableState {
 enum WriteOp {
     Append,
     Overwrite,
+    /// Delete the rows matching the predicate and add the batches (which must all match
+    /// it), in one commit.
+    ReplaceWhere(Expr),
     Delete(Option<Expr>),
     Update {
         assignments: Vec<(String, Expr)>,
@@ -567,6 +601,7 @@ impl DisplayAs for TableSink {
         let op = match &self.op {
             WriteOp::Append => "append",
             WriteOp::Overwrite => "overwrite",
+            WriteOp::ReplaceWhere(_) => "replace",
             WriteOp::Delete(_) => "delete",
             WriteOp::Update { .. } => "update",
         };

@@ -88,6 +88,19 @@ impl Inputs {
         names
     }
 
+    /// The Delta table behind input `name` (a managed table, one of the engine's own, or
+    /// a materialised view's result), if it is one.
+    pub fn delta_table(&self, name: &str) -> Option<&ManagedTable> {
+        let (_, provider) = self.scans.iter().find(|(n, _)| n == name)?;
+        if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
+            Some(m.data())
+        } else if let Some(t) = provider.downcast_ref::<ManagedTable>() {
+            Some(t)
+        } else {
+            provider.downcast_ref::<ReadOnlyTable>().map(|t| t.table())
+        }
+    }
+
     /// The current version of every input, by relation (and unstable function).
     pub async fn versions(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();

@@ -15,6 +15,8 @@
 //!   failed refresh leaves them in place. Refreshes of one view are serialised by a lock
 //!   of that view; input materialised views are refreshed first; a refresh whose inputs
 //!   all have the versions recorded by the last one does nothing;
+//! - [`incremental`] refreshes a view grouped by a key after appends to its inputs by
+//!   recomputing only the keys the new rows reach;
 //! - [`schedule`] runs the refreshes of views created `WITH (refresh_interval = ...)`;
 //! - [`segments`] records who entered and left a segment (a view created
 //!   `WITH (segment = true)`) at each refresh, in `tessera.segment_changes`.
@@ -22,6 +24,7 @@
 //! `tessera.materialized_views` shows every view's definition and refresh state;
 //! `pg_matviews` and `pg_class` (relkind `m`, for psql's `\dm`) are derived from it.
 
+mod incremental;
 pub mod inputs;
 pub mod parse;
 mod refresh;
@@ -75,6 +78,10 @@ pub struct RefreshState {
     /// The error of the last refresh, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// How many keys the last refresh that ran recomputed, when it recomputed only the
+    /// groups appended rows reached ([`incremental`]); `None` when it recomputed all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_keys: Option<u64>,
 }
 
 /// The outcome of a view's last refresh.
@@ -231,6 +238,8 @@ impl Registry {
             );
             rows.version.push(state.version.map(|v| v as i64));
             rows.inputs.push(Some(inputs::describe(&state.inputs)));
+            rows.incremental_keys
+                .push(state.incremental_keys.map(|k| k as i64));
         }
         self.system.set(rows.batch(self.system.schema_ref())?);
         Ok(())
@@ -253,6 +262,7 @@ fn system_schema() -> SchemaRef {
         Field::new("segment", DataType::Boolean, false),
         Field::new("version", DataType::Int64, true),
         Field::new("inputs", DataType::Utf8, false),
+        Field::new("incremental_keys", DataType::Int64, true),
     ]))
 }
 
@@ -272,6 +282,7 @@ struct Rows {
     segment: Vec<Option<bool>>,
     version: Vec<Option<i64>>,
     inputs: Vec<Option<String>>,
+    incremental_keys: Vec<Option<i64>>,
 }
 
 impl Rows {
@@ -293,6 +304,7 @@ impl Rows {
             Arc::new(BooleanArray::from(self.segment)),
             Arc::new(Int64Array::from(self.version)),
             Arc::new(StringArray::from(self.inputs)),
+            Arc::new(Int64Array::from(self.incremental_keys)),
         ];
         Ok(RecordBatch::try_new(schema, columns)?)
     }

@@ -41,12 +41,14 @@ const ERASURES: &str = "(erasures)";
 const MAX_DEPTH: usize = 64;
 
 /// What a refresh did.
-enum Refreshed {
-    /// The query ran and its rows replaced the stored result.
+pub(super) enum Refreshed {
+    /// The query ran and its rows replaced the stored result (or, with `keys`, those of
+    /// that many keys: see [`super::incremental`]).
     Written {
         rows: u64,
         version: Option<u64>,
         inputs: std::collections::BTreeMap<String, String>,
+        keys: Option<u64>,
     },
     /// Every input had the version recorded last time: nothing ran.
     Unchanged { rows: u64 },
@@ -259,7 +261,9 @@ impl Engine {
                         rows,
                         version,
                         inputs,
+                        keys,
                     }) => {
+                        s.incremental_keys = *keys;
                         s.populated = true;
                         s.rows = *rows;
                         s.version = *version;
@@ -359,14 +363,18 @@ impl Engine {
                 stored.join(", ")
             )));
         }
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        // Results replaced more than RETAIN_OLD_RESULTS ago go now, before the commit, so
-        // that the version the new result gets is the one recorded with it.
-        match runtime.table.data().vacuum(RETAIN_OLD_RESULTS).await {
-            Ok(0) => {}
-            Ok(files) => debug!(view = %name, files, "old results deleted"),
-            Err(e) => warn!("cannot delete the old results of materialized view \"{name}\": {e}"),
+        match self
+            .refresh_incrementally(runtime, &def, &plan, &inputs, &previous, &versions)
+            .await
+        {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            Err(e) => {
+                warn!("incremental refresh of materialized view \"{name}\" failed, recomputing it whole: {e}")
+            }
         }
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        self.vacuum_old_results(runtime).await;
         if def.segment {
             self.record_segment_changes(runtime, &batches).await?;
         }
@@ -376,7 +384,19 @@ impl Engine {
             rows,
             version: runtime.table.data().version().await,
             inputs: versions,
+            keys: None,
         })
+    }
+
+    /// Delete the results replaced more than RETAIN_OLD_RESULTS ago. Called before a
+    /// commit, so that the version the new result gets is the one recorded with it.
+    pub(super) async fn vacuum_old_results(&self, runtime: &Runtime) {
+        let name = runtime.table.name();
+        match runtime.table.data().vacuum(RETAIN_OLD_RESULTS).await {
+            Ok(0) => {}
+            Ok(files) => debug!(view = %name, files, "old results deleted"),
+            Err(e) => warn!("cannot delete the old results of materialized view \"{name}\": {e}"),
+        }
     }
 
     /// Record who entered and who left a segment: the members in `batches` against
