@@ -32,6 +32,11 @@ async fn matches_query(c: &Client, name: &str, query: &str) {
 
 const SPEND: &str = "SELECT customer, sum(amount) AS total, count(*) AS orders \
                      FROM orders GROUP BY customer HAVING sum(amount) > 3";
+/// Two aggregates joined on their key: one reading each table.
+const SUMMARY: &str = "SELECT s.customer, s.total, c.region \
+                       FROM (SELECT customer, sum(amount) AS total FROM orders GROUP BY customer) s \
+                       LEFT JOIN (SELECT id, max(region) AS region FROM customers GROUP BY id) c \
+                       ON c.id = s.customer";
 const BY_REGION: &str = "SELECT c.region, count(*) AS orders, sum(o.amount) AS total \
                          FROM orders o JOIN customers c ON o.customer = c.id GROUP BY c.region";
 
@@ -48,7 +53,8 @@ async fn appends_recompute_only_the_keys_they_reach() {
                                    (5, NULL, 4), (6, 'dee', 9), (7, 'eve', 1);
          INSERT INTO customers VALUES ('ann', 'north'), ('bob', 'south'), ('cy', 'south');
          CREATE MATERIALIZED VIEW spend AS {SPEND};
-         CREATE MATERIALIZED VIEW by_region AS {BY_REGION};"
+         CREATE MATERIALIZED VIEW by_region AS {BY_REGION};
+         CREATE MATERIALIZED VIEW summary AS {SUMMARY};"
     ))
     .await
     .expect("setup");
@@ -81,6 +87,14 @@ async fn appends_recompute_only_the_keys_they_reach() {
         "gus has no orders: only east is reached"
     );
     matches_query(&c, "by_region", BY_REGION).await;
+    // Orders and customers appended since summary's last refresh: ann, cy, NULL and fay
+    // from orders, dee and gus from customers (gus has no orders: no row).
+    assert_eq!(refreshed(&c, "summary").await, ["7", "refreshed", "6"]);
+    matches_query(&c, "summary", SUMMARY).await;
+    assert_eq!(
+        rows(&c, "SELECT region FROM summary WHERE customer = 'dee'").await,
+        [["east"]]
+    );
 
     // Two appends and nothing else between refreshes: both are found.
     c.batch_execute(

@@ -243,18 +243,6 @@ impl ManagedTable {
             })?
     }
 
-    /// Replace the rows matching `predicate` by `batches` (every row of which must match
-    /// it) in one commit; returns the number of rows written.
-    pub async fn replace_where(&self, predicate: Expr, batches: Vec<RecordBatch>) -> Result<u64> {
-        let mut batches = batches;
-        if batches.is_empty() {
-            batches.push(RecordBatch::new_empty(self.state.schema.clone()));
-        }
-        self.state
-            .commit(WriteOp::ReplaceWhere(predicate), batches)
-            .await
-    }
-
     /// The rows appended since `version`: a provider reading only the files added since
     /// then. `None` when the table changed otherwise since (rows deleted or rewritten,
     /// files compacted), when that version is no longer in the log, or when the table
@@ -430,7 +418,7 @@ impl TableState {
     ) -> Result<Option<(DeltaTable, u64)>> {
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
         let (table, rows) = match op {
-            WriteOp::Append | WriteOp::Overwrite | WriteOp::ReplaceWhere(_) => {
+            WriteOp::Append | WriteOp::Overwrite => {
                 let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
                 if rows == 0 && matches!(op, WriteOp::Append) {
                     return Ok(None);
@@ -447,15 +435,13 @@ impl TableState {
                 } else {
                     SaveMode::Overwrite
                 };
-                let mut write = current
+                let table = current
                     .write(batches)
                     .with_save_mode(mode)
                     .with_session_state(write_session()?)
-                    .with_writer_properties(writer_properties());
-                if let WriteOp::ReplaceWhere(predicate) = op {
-                    write = write.with_replace_where(predicate);
-                }
-                let table = write.await.map_err(storage)?;
+                    .with_writer_properties(writer_properties())
+                    .await
+                    .map_err(storage)?;
                 (table, rows as u64)
             }
             WriteOp::Delete(predicate) => {
@@ -575,9 +561,6 @@ impl TableState {
 enum WriteOp {
     Append,
     Overwrite,
-    /// Delete the rows matching the predicate and add the batches (which must all match
-    /// it), in one commit.
-    ReplaceWhere(Expr),
     Delete(Option<Expr>),
     Update {
         assignments: Vec<(String, Expr)>,
@@ -601,7 +584,6 @@ impl DisplayAs for TableSink {
         let op = match &self.op {
             WriteOp::Append => "append",
             WriteOp::Overwrite => "overwrite",
-            WriteOp::ReplaceWhere(_) => "replace",
             WriteOp::Delete(_) => "delete",
             WriteOp::Update { .. } => "update",
         };

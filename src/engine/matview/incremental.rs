@@ -1,23 +1,24 @@
-//! Incremental refresh: a view whose result is grouped by a key, refreshed after rows were
-//! only appended to its inputs, recomputes only the groups those rows reach.
+//! Incremental refresh: a view whose result is partitioned by a key, refreshed after rows
+//! were only appended to its inputs, recomputes only the keys those rows reach.
 //!
-//! The view's optimised plan must be, from the top, projections, filters (`HAVING`),
-//! sorts and aliases over one aggregate (`GROUP BY`, `DISTINCT`) grouped by at least one
-//! plain column that the view returns unchanged: the *key*. A group's result depends only
-//! on the aggregate's input rows with its key, so:
+//! The view's optimised plan must be [`Keyed`]: an aggregate (`GROUP BY`, `DISTINCT`)
+//! whose first plain grouping column is the *key*, under projections, filters
+//! (`HAVING`), sorts and aliases that return the key unchanged; or an inner, left or
+//! right join of two such plans on their keys. Each result row then depends only on the
+//! aggregates' input rows with its key, so:
 //! 1. every input that changed since the versions recorded at the last refresh must be a
 //!    Delta table (a managed table, another engine's table, a materialised view) to
 //!    which files were only added (`INSERT`, `COPY`, appends);
-//! 2. the keys reached are the keys of the aggregate's input computed with one changed
+//! 2. the keys reached are the keys of the aggregates' inputs computed with one changed
 //!    scan at a time reading only the added files, the other scans reading everything.
-//!    Between the aggregate and a changed scan there may be only projections, filters,
+//!    Between an aggregate and a changed scan there may be only projections, filters,
 //!    aliases, unions and joins where the scan is on a side whose new rows can only add
 //!    rows to the join (either side of an inner join, the preserved side of an outer,
-//!    semi or anti join), so every row the append added to the aggregate's input is
+//!    semi or anti join), so every row the append added to an aggregate's input is
 //!    found (and some that were there before, which costs only time);
-//! 3. the view's query runs again with its aggregate's input semi-joined to those keys
-//!    (NULL matching NULL), and the stored rows with those keys are replaced by its rows
-//!    in one Delta commit.
+//! 3. the view's query runs again with each aggregate's input semi-joined to those keys
+//!    (NULL matching NULL), and the stored rows of the other keys together with its rows
+//!    replace the stored result in one Delta commit.
 //!
 //! Anything else (another shape, an input with deleted or updated rows, a changed file
 //! source, a segment, an erasure) recomputes the whole view, as does a failure here.
@@ -25,10 +26,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, JoinType, NullEquality, ScalarValue};
+use datafusion::common::{Column, JoinType, NullEquality};
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuilder};
@@ -43,150 +43,198 @@ use crate::engine::Engine;
 /// The name of the changed keys' relation in the recomputing plan, and of its column.
 const KEYS: &str = "__changed_keys";
 const KEY: &str = "__key";
+/// The name of the view's stored result in the plan of the rows it keeps.
+const STORED: &str = "__stored";
 
-/// A view's plan seen as one aggregate under a chain of single-input nodes.
+/// A plan whose result is partitioned by a key: each result row comes from input rows
+/// with its key alone. Such a plan is an aggregate grouped by the key, or projections,
+/// filters, sorts and aliases over one, or an inner, left or right join of two such plans
+/// on their keys.
 #[derive(Debug, PartialEq)]
-pub struct Grouped {
-    /// How many nodes lie above the aggregate.
-    depth: usize,
-    /// The key, a column of the aggregate's input.
-    key: Column,
-    /// The key's column in the view's result.
+pub struct Keyed {
+    /// The key's column in the result.
     pub output: usize,
+    /// The aggregates grouping by the key: each one's path from the top of the plan (the
+    /// input taken at each node) and its key, a column of its input.
+    groups: Vec<(Vec<usize>, Column)>,
 }
 
-impl Grouped {
-    /// The grouping of an optimised plan, if it has the shape incremental refresh needs.
-    pub fn of(plan: &LogicalPlan) -> Option<Grouped> {
-        let mut chain = Vec::new();
-        let mut node = plan;
-        let aggregate = loop {
-            match node {
-                LogicalPlan::Aggregate(a) => break a,
-                LogicalPlan::Projection(_)
-                | LogicalPlan::Filter(_)
-                | LogicalPlan::SubqueryAlias(_) => {}
-                LogicalPlan::Sort(s) if s.fetch.is_none() => {}
-                _ => return None,
-            }
-            chain.push(node);
-            node = node.inputs()[0];
-        };
-        if aggregate
-            .group_expr
-            .iter()
-            .any(|e| matches!(e, Expr::GroupingSet(_)))
-        {
-            return None;
-        }
-        // The aggregate's output starts with its group expressions, in order.
-        aggregate
-            .group_expr
-            .iter()
-            .enumerate()
-            .find_map(|(i, e)| match e {
-                Expr::Column(key) => surfaces(&chain, i).map(|output| Grouped {
-                    depth: chain.len(),
-                    key: key.clone(),
-                    output,
-                }),
-                _ => None,
-            })
-    }
-
-    /// The aggregate (`depth` nodes below the top of `plan`).
-    fn aggregate<'a>(&self, plan: &'a LogicalPlan) -> &'a LogicalPlan {
-        (0..self.depth).fold(plan, |node, _| node.inputs()[0])
+impl Keyed {
+    /// The key of an optimised plan, if it has the shape incremental refresh needs.
+    pub fn of(plan: &LogicalPlan) -> Option<Keyed> {
+        keyed(plan, &mut Vec::new())
     }
 
     /// The distinct keys of the rows `deltas` (appended rows by relation name) add to
-    /// the aggregate's input, as a plan with one column; `None` if an appended relation
-    /// is read where its new rows could also remove or change rows above it.
+    /// the inputs of the grouping aggregates, as a plan with one column; `None` if an
+    /// appended relation is read where its new rows could also remove or change rows
+    /// above it, or outside those inputs.
     pub fn keys_plan(
         &self,
         plan: &LogicalPlan,
         deltas: &HashMap<String, Arc<dyn TableProvider>>,
     ) -> DfResult<Option<LogicalPlan>> {
-        let input = self.aggregate(plan).inputs()[0];
-        let Some(variants) = swapped(input, deltas)? else {
-            return Ok(None);
-        };
-        // A changed relation read anywhere else (a subquery in an expression, above
-        // the aggregate) would escape the variants.
-        if variants.is_empty() || variants.len() != scans_of(plan, deltas)? {
-            return Ok(None);
-        }
         let mut keys: Option<LogicalPlanBuilder> = None;
-        for variant in variants {
-            let distinct = LogicalPlanBuilder::from(variant)
-                .aggregate(vec![Expr::Column(self.key.clone())], Vec::<Expr>::new())?
-                .project(vec![Expr::Column(self.key.clone()).alias(KEY)])?
-                .build()?;
-            keys = Some(match keys {
-                None => LogicalPlanBuilder::from(distinct),
-                Some(k) => k.union(distinct)?,
-            });
+        let mut found = 0;
+        for (path, key) in &self.groups {
+            let input = at(plan, path).inputs()[0];
+            let Some(variants) = swapped(input, deltas)? else {
+                return Ok(None);
+            };
+            found += variants.len();
+            for variant in variants {
+                let distinct = LogicalPlanBuilder::from(variant)
+                    .aggregate(vec![Expr::Column(key.clone())], Vec::<Expr>::new())?
+                    .project(vec![Expr::Column(key.clone()).alias(KEY)])?
+                    .build()?;
+                keys = Some(match keys {
+                    None => LogicalPlanBuilder::from(distinct),
+                    Some(k) => k.union(distinct)?,
+                });
+            }
+        }
+        // A changed relation read anywhere else (a subquery in an expression, above an
+        // aggregate) would escape the variants.
+        if found == 0 || found != scans_of(plan, deltas)? {
+            return Ok(None);
         }
         keys.map(|k| k.distinct()?.build()).transpose()
     }
 
-    /// `plan` with its aggregate reading only the rows whose key is among `keys`.
-    pub fn restricted(&self, plan: &LogicalPlan, keys: Vec<RecordBatch>) -> DfResult<LogicalPlan> {
-        let schema = keys
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| datafusion::error::DataFusionError::Internal("no keys".into()))?;
-        let table = MemTable::try_new(schema, vec![keys])?;
-        let keys =
-            LogicalPlanBuilder::scan(KEYS, provider_as_source(Arc::new(table)), None)?.build()?;
-        let aggregate = self.aggregate(plan);
-        let input = LogicalPlanBuilder::from(aggregate.inputs()[0].clone())
-            .join_detailed(
-                keys,
-                JoinType::LeftSemi,
-                (vec![self.key.clone()], vec![Column::new(Some(KEYS), KEY)]),
-                None,
-                NullEquality::NullEqualsNull,
-            )?
-            .build()?;
-        let mut replacement = Some(input);
-        let aggregate = aggregate
-            .clone()
-            .map_children(|child| Ok(Transformed::yes(replacement.take().unwrap_or(child))))?
-            .data;
-        rebuilt(plan, self.depth, aggregate)
+    /// `plan` with each grouping aggregate reading only the rows whose key is among
+    /// `keys`.
+    pub fn restricted(
+        &self,
+        plan: &LogicalPlan,
+        keys: &Arc<dyn TableProvider>,
+    ) -> DfResult<LogicalPlan> {
+        let mut plan = plan.clone();
+        for (path, key) in &self.groups {
+            plan = replaced_at(&plan, path, &mut |aggregate| {
+                let input = with_keys(
+                    aggregate.inputs()[0].clone(),
+                    key.clone(),
+                    keys,
+                    JoinType::LeftSemi,
+                )?;
+                replaced_at(aggregate, &[0], &mut |_| Ok(input.clone()))
+            })?;
+        }
+        Ok(plan)
     }
 }
 
-/// `plan` with the node `depth` levels down its chain of single inputs replaced.
-fn rebuilt(plan: &LogicalPlan, depth: usize, replacement: LogicalPlan) -> DfResult<LogicalPlan> {
-    if depth == 0 {
-        return Ok(replacement);
-    }
-    let child = rebuilt(plan.inputs()[0], depth - 1, replacement)?;
-    let mut child = Some(child);
-    Ok(plan
-        .clone()
-        .map_children(|c| Ok(Transformed::yes(child.take().unwrap_or(c))))?
-        .data)
+/// The rows of `plan` whose `key` is (`LeftSemi`) or is not (`LeftAnti`) among `keys`,
+/// NULL matching NULL.
+pub fn with_keys(
+    plan: LogicalPlan,
+    key: Column,
+    keys: &Arc<dyn TableProvider>,
+    join: JoinType,
+) -> DfResult<LogicalPlan> {
+    let keys = LogicalPlanBuilder::scan(KEYS, provider_as_source(keys.clone()), None)?.build()?;
+    LogicalPlanBuilder::from(plan)
+        .join_detailed(
+            keys,
+            join,
+            (vec![key], vec![Column::new(Some(KEYS), KEY)]),
+            None,
+            NullEquality::NullEqualsNull,
+        )?
+        .build()
 }
 
-/// Where column `index` of the input of the chain's lowest node comes out of its top, if
-/// every node passes it on unchanged (a projection may rename it).
-fn surfaces(chain: &[&LogicalPlan], mut index: usize) -> Option<usize> {
-    for node in chain.iter().rev() {
-        if let LogicalPlan::Projection(p) = node {
+fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Option<Keyed> {
+    let under = |child: usize, path: &mut Vec<usize>| {
+        path.push(child);
+        let k = keyed(plan.inputs()[child], path);
+        path.pop();
+        k
+    };
+    match plan {
+        LogicalPlan::Aggregate(a) => {
+            if a.group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::GroupingSet(_)))
+            {
+                return None;
+            }
+            // The aggregate's result starts with its group expressions, in order.
+            let (output, key) = a.group_expr.iter().enumerate().find_map(|(i, e)| match e {
+                Expr::Column(c) => Some((i, c.clone())),
+                _ => None,
+            })?;
+            Some(Keyed {
+                output,
+                groups: vec![(path.clone(), key)],
+            })
+        }
+        LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => under(0, path),
+        LogicalPlan::Sort(s) if s.fetch.is_none() => under(0, path),
+        LogicalPlan::Projection(p) => {
+            let inner = under(0, path)?;
             let input = p.input.schema();
-            index = p.expr.iter().position(|e| {
+            let output = p.expr.iter().position(|e| {
                 let e = match e {
                     Expr::Alias(a) => a.expr.as_ref(),
                     e => e,
                 };
-                matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(index))
+                matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(inner.output))
             })?;
+            Some(Keyed { output, ..inner })
         }
+        LogicalPlan::Join(j) => {
+            let left = under(0, path)?;
+            let right = under(1, path)?;
+            let column = |p: &LogicalPlan, i: usize| Column::from(p.schema().qualified_field(i));
+            let (l, r) = (column(&j.left, left.output), column(&j.right, right.output));
+            let on_keys = j.on.iter().any(|pair| match pair {
+                (Expr::Column(a), Expr::Column(b)) => (*a == l && *b == r) || (*a == r && *b == l),
+                _ => false,
+            });
+            let output = match j.join_type {
+                JoinType::Inner | JoinType::Left => left.output,
+                JoinType::Right => j.left.schema().fields().len() + right.output,
+                _ => return None,
+            };
+            on_keys.then(|| Keyed {
+                output,
+                groups: left.groups.into_iter().chain(right.groups).collect(),
+            })
+        }
+        _ => None,
     }
-    Some(index)
+}
+
+/// The node of `plan` at `path` (the input taken at each node).
+fn at<'a>(plan: &'a LogicalPlan, path: &[usize]) -> &'a LogicalPlan {
+    path.iter().fold(plan, |node, i| node.inputs()[*i])
+}
+
+/// `plan` with the node at `path` replaced by what `replace` makes of it.
+fn replaced_at(
+    plan: &LogicalPlan,
+    path: &[usize],
+    replace: &mut dyn FnMut(&LogicalPlan) -> DfResult<LogicalPlan>,
+) -> DfResult<LogicalPlan> {
+    let Some((first, rest)) = path.split_first() else {
+        return replace(plan);
+    };
+    let mut child = Some(replaced_at(plan.inputs()[*first], rest, replace)?);
+    let mut i = 0;
+    Ok(plan
+        .clone()
+        .map_children(|c| {
+            i += 1;
+            Ok(match (i - 1 == *first, child.take()) {
+                (true, Some(new)) => Transformed::yes(new),
+                (_, new) => {
+                    child = new;
+                    Transformed::no(c)
+                }
+            })
+        })?
+        .data)
 }
 
 /// Whether rows added to input `child` of `node` can only add rows to its output.
@@ -284,33 +332,6 @@ fn scans_of(
     Ok(n)
 }
 
-/// `column IN (keys)`, or `column IS NULL` for a NULL key; keys cast to `data_type`.
-fn key_predicate(
-    column: &str,
-    keys: &[RecordBatch],
-    data_type: &datafusion::arrow::datatypes::DataType,
-) -> DfResult<Expr> {
-    let column = Expr::Column(Column::new_unqualified(column));
-    let (mut values, mut null) = (Vec::new(), false);
-    for batch in keys {
-        let array = datafusion::arrow::compute::cast(batch.column(0), data_type)?;
-        for row in 0..array.len() {
-            let value = ScalarValue::try_from_array(&array, row)?;
-            if value.is_null() {
-                null = true;
-            } else {
-                values.push(Expr::Literal(value, None));
-            }
-        }
-    }
-    let listed = column.clone().in_list(values, false);
-    Ok(if null {
-        listed.or(column.is_null())
-    } else {
-        listed
-    })
-}
-
 impl Engine {
     /// Refresh the view by recomputing only the keys the appended rows reach, if the view
     /// and the change allow it (see the module's documentation); `None` otherwise.
@@ -349,10 +370,10 @@ impl Engine {
             deltas.insert(name.clone(), appended);
         }
         let optimized = self.ctx.state().optimize(plan)?;
-        let Some(grouped) = Grouped::of(&optimized) else {
+        let Some(keyed) = Keyed::of(&optimized) else {
             return Ok(None);
         };
-        let Some(keys_plan) = grouped.keys_plan(&optimized, &deltas)? else {
+        let Some(keys_plan) = keyed.keys_plan(&optimized, &deltas)? else {
             return Ok(None);
         };
         let keys = self
@@ -364,19 +385,23 @@ impl Engine {
         let changed: usize = keys.iter().map(|b| b.num_rows()).sum();
         let name = runtime.table.name();
         debug!(view = %name, keys = changed, "materialized view: incremental refresh");
-        if changed > 0 {
+        if let Some(schema) = keys.first().map(|b| b.schema()) {
+            let keys: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![keys])?);
+            // The stored rows of other keys, then the changed keys' rows computed again.
+            // (A Delta replace-where with a predicate listing the keys overflowed the
+            // stack at 20,000 keys; and the keys are spread over every file anyway.)
             let stored = data.schema();
-            let field = stored.field(grouped.output);
-            let predicate = key_predicate(field.name(), &keys, field.data_type())?;
-            let recompute = grouped.restricted(&optimized, keys)?;
-            let batches = self
-                .ctx
-                .execute_logical_plan(recompute)
-                .await?
-                .collect()
-                .await?;
+            let key = Column::new(Some(STORED), stored.field(keyed.output).name());
+            let source = provider_as_source(Arc::new(data.clone()));
+            let stored = LogicalPlanBuilder::scan(STORED, source, None)?.build()?;
+            let kept = with_keys(stored, key, &keys, JoinType::LeftAnti)?;
+            let recompute = keyed.restricted(&optimized, &keys)?;
+            let mut batches = Vec::new();
+            for plan in [kept, recompute] {
+                batches.extend(self.ctx.execute_logical_plan(plan).await?.collect().await?);
+            }
             self.vacuum_old_results(runtime).await;
-            data.replace_where(predicate, batches).await?;
+            data.overwrite(batches).await?;
         }
         let rows = self.ctx.read_table(Arc::new(data.clone()))?.count().await? as u64;
         Ok(Some(Refreshed::Written {
@@ -391,8 +416,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::ScalarValue;
     use datafusion::prelude::SessionContext;
 
     fn table(rows: &[(&str, i64)]) -> Arc<MemTable> {
@@ -434,15 +460,15 @@ mod tests {
     /// The key's column in the result, if the query can be refreshed incrementally.
     async fn key_of(sql: &str) -> Option<usize> {
         let (ctx, _) = context();
-        Grouped::of(&optimized(&ctx, sql).await).map(|g| g.output)
+        Keyed::of(&optimized(&ctx, sql).await).map(|g| g.output)
     }
 
     /// The keys the appended rows of `t` reach, sorted; `None` if not found that way.
     async fn keys_reached(sql: &str) -> Option<Vec<String>> {
         let (ctx, deltas) = context();
         let plan = optimized(&ctx, sql).await;
-        let grouped = Grouped::of(&plan)?;
-        let keys = grouped.keys_plan(&plan, &deltas).expect("keys plan")?;
+        let keyed = Keyed::of(&plan)?;
+        let keys = keyed.keys_plan(&plan, &deltas).expect("keys plan")?;
         let batches = ctx
             .execute_logical_plan(keys)
             .await
@@ -477,6 +503,35 @@ mod tests {
             Some(1)
         );
         assert_eq!(key_of("SELECT DISTINCT v, k FROM t").await, Some(0));
+        // Aggregates joined on their keys.
+        const SIDES: &str = "(SELECT k, count(*) AS n FROM t GROUP BY k) a \
+                             {JOIN} (SELECT k, sum(v) AS s FROM u GROUP BY k) b";
+        let joined = |select: &str, join: &str, on: &str| {
+            format!(
+                "SELECT {select} FROM {} ON {on}",
+                SIDES.replace("{JOIN}", join)
+            )
+        };
+        assert_eq!(
+            key_of(&joined("a.n, a.k, b.s", "LEFT JOIN", "a.k = b.k")).await,
+            Some(1)
+        );
+        assert_eq!(
+            key_of(&joined("b.s, b.k, a.n", "RIGHT JOIN", "b.k = a.k")).await,
+            Some(1)
+        );
+        assert_eq!(
+            key_of(&joined("a.k, b.s", "JOIN", "a.k = b.k AND a.n < b.s")).await,
+            Some(0)
+        );
+        for (select, join, on) in [
+            ("a.k, b.s", "FULL JOIN", "a.k = b.k"),
+            ("a.k, b.s", "JOIN", "a.n = b.s"),
+            ("a.n, b.s", "JOIN", "a.k = b.k"),
+        ] {
+            let sql = joined(select, join, on);
+            assert_eq!(key_of(&sql).await, None, "{sql}");
+        }
         for sql in [
             "SELECT sum(v) FROM t GROUP BY k",
             "SELECT upper(k), sum(v) FROM t GROUP BY upper(k)",
@@ -511,6 +566,15 @@ mod tests {
         assert_eq!(
             keys_reached(
                 "SELECT k, count(*) FROM (SELECT k FROM t UNION ALL SELECT k FROM t WHERE v = 1) s GROUP BY k"
+            )
+            .await,
+            reached(&["b", "c"])
+        );
+        // Aggregates joined on their keys: those of the aggregate reading `t`.
+        assert_eq!(
+            keys_reached(
+                "SELECT b.k, a.n FROM (SELECT k, count(*) AS n FROM t GROUP BY k) a \
+                 RIGHT JOIN (SELECT k FROM u GROUP BY k) b ON a.k = b.k"
             )
             .await,
             reached(&["b", "c"])
