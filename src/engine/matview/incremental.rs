@@ -384,6 +384,7 @@ impl Engine {
             .await?;
         let changed: usize = keys.iter().map(|b| b.num_rows()).sum();
         let name = runtime.table.name();
+        let started = std::time::Instant::now();
         debug!(view = %name, keys = changed, "materialized view: incremental refresh");
         if let Some(schema) = keys.first().map(|b| b.schema()) {
             let keys: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![keys])?);
@@ -400,8 +401,10 @@ impl Engine {
             for plan in [kept, recompute] {
                 batches.extend(self.ctx.execute_logical_plan(plan).await?.collect().await?);
             }
+            debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows computed");
             self.vacuum_old_results(runtime).await;
             data.overwrite(batches).await?;
+            debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows written");
         }
         let rows = self.ctx.read_table(Arc::new(data.clone()))?.count().await? as u64;
         Ok(Some(Refreshed::Written {
