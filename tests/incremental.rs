@@ -179,3 +179,48 @@ async fn views_of_other_shapes_are_recomputed_whole_and_right() {
         matches_query(&c, name, query).await;
     }
 }
+
+#[tokio::test]
+async fn a_redefined_plain_view_or_a_coarser_stored_key_recomputes_whole() {
+    let s = Server::start();
+    let c = s.client().await;
+    const MV: &str =
+        "SELECT customer, count(*) AS n, sum(amount) AS total FROM big GROUP BY customer";
+    c.batch_execute(&format!(
+        "CREATE TABLE orders (customer TEXT, amount BIGINT);
+         INSERT INTO orders VALUES ('ann', 50), ('bob', 500);
+         CREATE VIEW big AS SELECT * FROM orders WHERE amount > 100;
+         CREATE MATERIALIZED VIEW mv AS {MV};"
+    ))
+    .await
+    .expect("setup");
+    // No input changed, but what the view reads did.
+    c.batch_execute("CREATE OR REPLACE VIEW big AS SELECT * FROM orders WHERE amount > 10")
+        .await
+        .expect("redefine");
+    assert_eq!(refreshed(&c, "mv").await, ["2", "refreshed", "whole"]);
+    matches_query(&c, "mv", MV).await;
+    // An append as well: still everything, not only the appended keys.
+    c.batch_execute(
+        "CREATE OR REPLACE VIEW big AS SELECT * FROM orders WHERE amount > 60;
+         INSERT INTO orders VALUES ('cy', 70)",
+    )
+    .await
+    .expect("redefine and append");
+    assert_eq!(refreshed(&c, "mv").await, ["2", "refreshed", "whole"]);
+    matches_query(&c, "mv", MV).await;
+
+    // A nanosecond key is stored in microseconds: its stored rows cannot be matched
+    // with the recomputed ones, so the view is recomputed whole (one row, not two).
+    c.batch_execute(
+        "CREATE TABLE t (raw TEXT);
+         INSERT INTO t VALUES ('2024-01-01T00:00:00.123456789');
+         CREATE MATERIALIZED VIEW by_ts AS
+           SELECT k, count(*) AS n FROM (SELECT CAST(raw AS TIMESTAMP) AS k FROM t) s GROUP BY k;
+         INSERT INTO t VALUES ('2024-01-01T00:00:00.123456789');",
+    )
+    .await
+    .expect("timestamps");
+    assert_eq!(refreshed(&c, "by_ts").await, ["1", "refreshed", "whole"]);
+    assert_eq!(rows(&c, "SELECT n FROM by_ts").await, [["2"]]);
+}

@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, JoinType, NullEquality};
@@ -335,17 +336,20 @@ fn scans_of(
 impl Engine {
     /// Refresh the view by recomputing only the keys the appended rows reach, if the view
     /// and the change allow it (see the module's documentation); `None` otherwise.
+    /// `optimized`: the view's optimised plan.
     pub(super) async fn refresh_incrementally(
         &self,
         runtime: &Runtime,
         def: &Definition,
-        plan: &LogicalPlan,
+        optimized: &LogicalPlan,
         inputs: &Inputs,
         previous: &RefreshState,
         versions: &BTreeMap<String, String>,
     ) -> Result<Option<Refreshed>> {
         let data = runtime.table.data();
+        let fingerprint = inputs::plan_fingerprint(optimized);
         if def.segment
+            || previous.plan.as_ref() != Some(&fingerprint)
             || !previous.populated
             || !runtime.table.is_populated()
             || previous.version != data.version().await
@@ -369,11 +373,22 @@ impl Engine {
             };
             deltas.insert(name.clone(), appended);
         }
-        let optimized = self.ctx.state().optimize(plan)?;
-        let Some(keyed) = Keyed::of(&optimized) else {
+        let Some(keyed) = Keyed::of(optimized) else {
             return Ok(None);
         };
-        let Some(keys_plan) = keyed.keys_plan(&optimized, &deltas)? else {
+        // The key's stored values must be its computed ones: a type stored coarser
+        // (nanoseconds as microseconds) would keep a changed key's old rows.
+        let stored = data.schema();
+        let (stored_type, computed_type) = (
+            stored.field(keyed.output).data_type(),
+            optimized.schema().field(keyed.output).data_type(),
+        );
+        let text =
+            |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        if stored_type != computed_type && !(text(stored_type) && text(computed_type)) {
+            return Ok(None);
+        }
+        let Some(keys_plan) = keyed.keys_plan(optimized, &deltas)? else {
             return Ok(None);
         };
         let keys = self
@@ -386,17 +401,16 @@ impl Engine {
         let name = runtime.table.name();
         let started = std::time::Instant::now();
         debug!(view = %name, keys = changed, "materialized view: incremental refresh");
-        if let Some(schema) = keys.first().map(|b| b.schema()) {
+        if let Some(schema) = keys.first().filter(|_| changed > 0).map(|b| b.schema()) {
             let keys: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![keys])?);
             // The stored rows of other keys, then the changed keys' rows computed again.
             // (A Delta replace-where with a predicate listing the keys overflowed the
             // stack at 20,000 keys; and the keys are spread over every file anyway.)
-            let stored = data.schema();
             let key = Column::new(Some(STORED), stored.field(keyed.output).name());
             let source = provider_as_source(Arc::new(data.clone()));
             let stored = LogicalPlanBuilder::scan(STORED, source, None)?.build()?;
             let kept = with_keys(stored, key, &keys, JoinType::LeftAnti)?;
-            let recompute = keyed.restricted(&optimized, &keys)?;
+            let recompute = keyed.restricted(optimized, &keys)?;
             let mut batches = Vec::new();
             for plan in [kept, recompute] {
                 batches.extend(self.ctx.execute_logical_plan(plan).await?.collect().await?);
@@ -412,6 +426,7 @@ impl Engine {
             version: data.version().await,
             inputs: versions.clone(),
             keys: Some(changed as u64),
+            plan: fingerprint,
         }))
     }
 }

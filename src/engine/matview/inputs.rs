@@ -126,6 +126,12 @@ impl Inputs {
     }
 }
 
+/// A fingerprint of an optimised plan (its text: relations, columns, expressions).
+pub fn plan_fingerprint(plan: &LogicalPlan) -> String {
+    let text = plan.display_indent().to_string();
+    format!("{:032x}", XxHash3_128::oneshot(text.as_bytes()))
+}
+
 /// Whether every input has a version (so equal versions mean equal inputs).
 pub fn all_versioned(versions: &BTreeMap<String, String>) -> bool {
     versions.values().all(|v| v != UNVERSIONED)

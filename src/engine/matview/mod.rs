@@ -82,6 +82,11 @@ pub struct RefreshState {
     /// groups appended rows reached ([`incremental`]); `None` when it recomputed all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental_keys: Option<u64>,
+    /// A fingerprint of the view's optimised plan (the plain views it reads expanded)
+    /// when the stored result was computed: a plain view redefined since makes the
+    /// next refresh recompute everything, whatever the inputs' versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// The outcome of a view's last refresh.

@@ -49,6 +49,7 @@ pub(super) enum Refreshed {
         version: Option<u64>,
         inputs: std::collections::BTreeMap<String, String>,
         keys: Option<u64>,
+        plan: String,
     },
     /// Every input had the version recorded last time: nothing ran.
     Unchanged { rows: u64 },
@@ -262,8 +263,10 @@ impl Engine {
                         version,
                         inputs,
                         keys,
+                        plan,
                     }) => {
                         s.incremental_keys = *keys;
+                        s.plan = Some(plan.clone());
                         s.populated = true;
                         s.rows = *rows;
                         s.version = *version;
@@ -334,10 +337,13 @@ impl Engine {
         if !self.suppression.is_empty() {
             versions.insert(ERASURES.to_string(), self.suppression.len().to_string());
         }
+        let optimized = self.ctx.state().optimize(&plan)?;
+        let fingerprint = inputs::plan_fingerprint(&optimized);
         if previous.populated
             && runtime.table.is_populated()
             && previous.inputs == versions
             && inputs::all_versioned(&versions)
+            && previous.plan.as_ref() == Some(&fingerprint)
         {
             return Ok(Refreshed::Unchanged {
                 rows: previous.rows,
@@ -364,7 +370,7 @@ impl Engine {
             )));
         }
         match self
-            .refresh_incrementally(runtime, &def, &plan, &inputs, &previous, &versions)
+            .refresh_incrementally(runtime, &def, &optimized, &inputs, &previous, &versions)
             .await
         {
             Ok(Some(done)) => return Ok(done),
@@ -385,6 +391,7 @@ impl Engine {
             version: runtime.table.data().version().await,
             inputs: versions,
             keys: None,
+            plan: fingerprint,
         })
     }
 
