@@ -2,9 +2,9 @@
 //! were only appended to its inputs, recomputes only the keys those rows reach.
 //!
 //! The view's optimised plan must be [`Keyed`]: an aggregate (`GROUP BY`, `DISTINCT`)
-//! whose first plain grouping column is the *key*, under projections, filters
-//! (`HAVING`), sorts and aliases that return the key unchanged; or an inner, left or
-//! right join of two such plans on their keys. Each result row then depends only on the
+//! grouped by a plain column, the *key*, under projections, filters (`HAVING`), sorts
+//! and aliases that return the key unchanged; or an inner, left or right join of two
+//! such plans on their keys (the first grouping column that fits is taken). Each result row then depends only on the
 //! aggregates' input rows with its key, so:
 //! 1. every input that changed since the versions recorded at the last refresh must be a
 //!    Delta table (a managed table, another engine's table, a materialised view) to
@@ -48,7 +48,8 @@ const KEY: &str = "__key";
 const STORED: &str = "__stored";
 
 /// A plan whose result is partitioned by a key: each result row comes from input rows
-/// with its key alone. Such a plan is an aggregate grouped by the key, or projections,
+/// with its key alone. Such a plan is an aggregate grouped by the key (a plain column;
+/// the first that works), or projections,
 /// filters, sorts and aliases over one, or an inner, left or right join of two such plans
 /// on their keys.
 #[derive(Debug, PartialEq)]
@@ -63,7 +64,7 @@ pub struct Keyed {
 impl Keyed {
     /// The key of an optimised plan, if it has the shape incremental refresh needs.
     pub fn of(plan: &LogicalPlan) -> Option<Keyed> {
-        keyed(plan, &mut Vec::new())
+        keyed(plan, &mut Vec::new()).into_iter().next()
     }
 
     /// The distinct keys of the rows `deltas` (appended rows by relation name) add to
@@ -145,7 +146,9 @@ pub fn with_keys(
         .build()
 }
 
-fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Option<Keyed> {
+/// Every way `plan` is keyed: one per grouping column that can serve as the key (the
+/// first is preferred).
+fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
     let under = |child: usize, path: &mut Vec<usize>| {
         path.push(child);
         let k = keyed(plan.inputs()[child], path);
@@ -158,52 +161,66 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Option<Keyed> {
                 .iter()
                 .any(|e| matches!(e, Expr::GroupingSet(_)))
             {
-                return None;
+                return vec![];
             }
             // The aggregate's result starts with its group expressions, in order.
-            let (output, key) = a.group_expr.iter().enumerate().find_map(|(i, e)| match e {
-                Expr::Column(c) => Some((i, c.clone())),
-                _ => None,
-            })?;
-            Some(Keyed {
-                output,
-                groups: vec![(path.clone(), key)],
-            })
+            let groups = a.group_expr.iter().enumerate();
+            groups
+                .filter_map(|(output, e)| match e {
+                    Expr::Column(key) => Some(Keyed {
+                        output,
+                        groups: vec![(path.clone(), key.clone())],
+                    }),
+                    _ => None,
+                })
+                .collect()
         }
         LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => under(0, path),
         LogicalPlan::Sort(s) if s.fetch.is_none() => under(0, path),
         LogicalPlan::Projection(p) => {
-            let inner = under(0, path)?;
             let input = p.input.schema();
-            let output = p.expr.iter().position(|e| {
+            let passes = |e: &Expr, index: usize| {
                 let e = match e {
                     Expr::Alias(a) => a.expr.as_ref(),
                     e => e,
                 };
-                matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(inner.output))
-            })?;
-            Some(Keyed { output, ..inner })
+                matches!(e, Expr::Column(c) if input.index_of_column(c).ok() == Some(index))
+            };
+            under(0, path)
+                .into_iter()
+                .filter_map(|inner| {
+                    let output = p.expr.iter().position(|e| passes(e, inner.output))?;
+                    Some(Keyed { output, ..inner })
+                })
+                .collect()
         }
         LogicalPlan::Join(j) => {
-            let left = under(0, path)?;
-            let right = under(1, path)?;
+            let (lefts, rights) = (under(0, path), under(1, path));
             let column = |p: &LogicalPlan, i: usize| Column::from(p.schema().qualified_field(i));
-            let (l, r) = (column(&j.left, left.output), column(&j.right, right.output));
-            let on_keys = j.on.iter().any(|pair| match pair {
-                (Expr::Column(a), Expr::Column(b)) => (*a == l && *b == r) || (*a == r && *b == l),
-                _ => false,
-            });
-            let output = match j.join_type {
-                JoinType::Inner | JoinType::Left => left.output,
-                JoinType::Right => j.left.schema().fields().len() + right.output,
-                _ => return None,
-            };
-            on_keys.then(|| Keyed {
-                output,
-                groups: left.groups.into_iter().chain(right.groups).collect(),
-            })
+            let mut out = Vec::new();
+            for left in &lefts {
+                for right in &rights {
+                    let (l, r) = (column(&j.left, left.output), column(&j.right, right.output));
+                    let on_keys = j.on.iter().any(|pair| match pair {
+                        (Expr::Column(a), Expr::Column(b)) => {
+                            (*a == l && *b == r) || (*a == r && *b == l)
+                        }
+                        _ => false,
+                    });
+                    let output = match j.join_type {
+                        JoinType::Inner | JoinType::Left => left.output,
+                        JoinType::Right => j.left.schema().fields().len() + right.output,
+                        _ => return vec![],
+                    };
+                    if on_keys {
+                        let groups = left.groups.iter().chain(&right.groups).cloned().collect();
+                        out.push(Keyed { output, groups });
+                    }
+                }
+            }
+            out
         }
-        _ => None,
+        _ => vec![],
     }
 }
 
@@ -540,6 +557,15 @@ mod tests {
         );
         assert_eq!(
             key_of(&joined("a.k, b.s", "JOIN", "a.k = b.k AND a.n < b.s")).await,
+            Some(0)
+        );
+        // Not the first grouping column: the one the join is on.
+        assert_eq!(
+            key_of(
+                "SELECT a.k, a.v, b.s FROM (SELECT v, k, count(*) AS n FROM t GROUP BY v, k) a \
+                 JOIN (SELECT k, sum(v) AS s FROM u GROUP BY k) b ON a.k = b.k"
+            )
+            .await,
             Some(0)
         );
         for (select, join, on) in [
