@@ -140,9 +140,13 @@ async fn views_of_other_shapes_are_recomputed_whole_and_right() {
     let s = Server::start();
     let c = s.client().await;
     // A top-n (no key), a window, an outer join whose appended side may only add
-    // matches, and an aggregate over an aggregate.
+    // matches, an aggregate over an aggregate, and a keyed view laid out by ORDER BY.
     let views = [
         ("top", "SELECT customer, amount, id FROM orders ORDER BY amount DESC LIMIT 2"),
+        (
+            "sorted",
+            "SELECT customer, count(*) AS n, sum(amount) AS total FROM orders GROUP BY customer ORDER BY customer",
+        ),
         (
             "ranked",
             "SELECT customer, amount, rank() OVER (PARTITION BY customer ORDER BY amount) AS r FROM orders",
