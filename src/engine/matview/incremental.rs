@@ -3,9 +3,10 @@
 //!
 //! The view's optimised plan must be [`Keyed`]: an aggregate (`GROUP BY`, `DISTINCT`)
 //! grouped by a plain column, the *key*, under projections, filters (`HAVING`) and
-//! aliases that return the key unchanged (no `ORDER BY`: see [`keyed`]); or an inner, left or right join of two
-//! such plans on their keys (the first grouping column that fits is taken). Each result row then depends only on the
-//! aggregates' input rows with its key, so:
+//! aliases that return the key unchanged (no `ORDER BY`: see [`keyed`]); or an inner,
+//! left or right join of two such plans on their keys (the first grouping column that
+//! fits is taken). Each result row then depends only on the aggregates' input rows with
+//! its key, so:
 //! 1. every input that changed since the versions recorded at the last refresh must be a
 //!    Delta table (a managed table, another engine's table, a materialised view) to
 //!    which files were only added (`INSERT`, `COPY`, appends);
@@ -37,7 +38,7 @@ use tracing::debug;
 
 use super::inputs::{self, Inputs};
 use super::refresh::Refreshed;
-use super::{Definition, RefreshState, Runtime};
+use super::{RefreshState, Runtime};
 use crate::engine::error::Result;
 use crate::engine::Engine;
 
@@ -49,10 +50,9 @@ const STORED: &str = "__stored";
 
 /// A plan whose result is partitioned by a key: each result row comes from input rows
 /// with its key alone. Such a plan is an aggregate grouped by the key (a plain column;
-/// the first that works), or projections,
-/// filters and aliases over one, or an inner, left or right join of two such plans
-/// on their keys.
-#[derive(Debug, PartialEq)]
+/// the first that works), or projections, filters and aliases over one, or an inner,
+/// left or right join of two such plans on their keys.
+#[derive(Debug)]
 pub struct Keyed {
     /// The key's column in the result.
     pub output: usize,
@@ -119,7 +119,7 @@ impl Keyed {
                     keys,
                     JoinType::LeftSemi,
                 )?;
-                replaced_at(aggregate, &[0], &mut |_| Ok(input.clone()))
+                with_input(aggregate, 0, input, false)
             })?;
         }
         Ok(plan)
@@ -240,17 +240,35 @@ fn replaced_at(
     let Some((first, rest)) = path.split_first() else {
         return replace(plan);
     };
-    let mut child = Some(replaced_at(plan.inputs()[*first], rest, replace)?);
-    let mut i = 0;
+    let child = replaced_at(plan.inputs()[*first], rest, replace)?;
+    with_input(plan, *first, child, false)
+}
+
+/// `plan` with input `index` replaced by `new`; with `others_empty`, its other inputs
+/// by relations of no rows.
+fn with_input(
+    plan: &LogicalPlan,
+    index: usize,
+    new: LogicalPlan,
+    others_empty: bool,
+) -> DfResult<LogicalPlan> {
+    let (mut at, mut new) = (0, Some(new));
     Ok(plan
         .clone()
         .map_children(|c| {
-            i += 1;
-            Ok(match (i - 1 == *first, child.take()) {
-                (true, Some(new)) => Transformed::yes(new),
-                (_, new) => {
-                    child = new;
-                    Transformed::no(c)
+            at += 1;
+            Ok(match new.take() {
+                Some(n) if at - 1 == index => Transformed::yes(n),
+                taken => {
+                    new = taken;
+                    if others_empty {
+                        Transformed::yes(LogicalPlan::EmptyRelation(EmptyRelation {
+                            produce_one_row: false,
+                            schema: c.schema().clone(),
+                        }))
+                    } else {
+                        Transformed::no(c)
+                    }
                 }
             })
         })?
@@ -312,24 +330,7 @@ fn swapped(
         // The other inputs of a union add nothing new: they read nothing.
         let union = matches!(plan, LogicalPlan::Union(_));
         for variant in variants {
-            let (mut at, mut variant) = (0, Some(variant));
-            let replaced = plan.clone().map_children(|c| {
-                at += 1;
-                if at - 1 == i {
-                    if let Some(v) = variant.take() {
-                        return Ok(Transformed::yes(v));
-                    }
-                }
-                Ok(if union {
-                    Transformed::yes(LogicalPlan::EmptyRelation(EmptyRelation {
-                        produce_one_row: false,
-                        schema: c.schema().clone(),
-                    }))
-                } else {
-                    Transformed::no(c)
-                })
-            })?;
-            out.push(replaced.data);
+            out.push(with_input(plan, i, variant, union)?);
         }
     }
     Ok(Some(out))
@@ -355,20 +356,19 @@ fn scans_of(
 impl Engine {
     /// Refresh the view by recomputing only the keys the appended rows reach, if the view
     /// and the change allow it (see the module's documentation); `None` otherwise.
-    /// `optimized`: the view's optimised plan.
+    /// `optimized`: the view's optimised plan, `fingerprint` its fingerprint. Not for
+    /// segments: their change log compares the whole membership.
     pub(super) async fn refresh_incrementally(
         &self,
         runtime: &Runtime,
-        def: &Definition,
         optimized: &LogicalPlan,
+        fingerprint: &str,
         inputs: &Inputs,
         previous: &RefreshState,
         versions: &BTreeMap<String, String>,
     ) -> Result<Option<Refreshed>> {
         let data = runtime.table.data();
-        let fingerprint = inputs::plan_fingerprint(optimized);
-        if def.segment
-            || previous.plan.as_ref() != Some(&fingerprint)
+        if previous.plan.as_deref() != Some(fingerprint)
             || !previous.populated
             || !runtime.table.is_populated()
             || previous.version != data.version().await
@@ -420,6 +420,7 @@ impl Engine {
         let name = runtime.table.name();
         let started = std::time::Instant::now();
         debug!(view = %name, keys = changed, "materialized view: incremental refresh");
+        let mut rows = previous.rows;
         if let Some(schema) = keys.first().filter(|_| changed > 0).map(|b| b.schema()) {
             let keys: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![keys])?);
             // The stored rows of other keys, then the changed keys' rows computed again.
@@ -436,16 +437,15 @@ impl Engine {
             }
             debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows computed");
             self.vacuum_old_results(runtime).await;
-            data.overwrite(batches).await?;
+            rows = data.overwrite(batches).await?;
             debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows written");
         }
-        let rows = self.ctx.read_table(Arc::new(data.clone()))?.count().await? as u64;
         Ok(Some(Refreshed::Written {
             rows,
             version: data.version().await,
             inputs: versions.clone(),
             keys: Some(changed as u64),
-            plan: fingerprint,
+            plan: fingerprint.to_string(),
         }))
     }
 }

@@ -88,30 +88,18 @@ impl Inputs {
         names
     }
 
-    /// The Delta table behind input `name` (a managed table, one of the engine's own, or
-    /// a materialised view's result), if it is one.
+    /// The Delta table behind input `name`, if it is one (see [`delta_table_of`]).
     pub fn delta_table(&self, name: &str) -> Option<&ManagedTable> {
         let (_, provider) = self.scans.iter().find(|(n, _)| n == name)?;
-        if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
-            Some(m.data())
-        } else if let Some(t) = provider.downcast_ref::<ManagedTable>() {
-            Some(t)
-        } else {
-            provider.downcast_ref::<ReadOnlyTable>().map(|t| t.table())
-        }
+        delta_table_of(provider.as_ref())
     }
 
     /// The current version of every input, by relation (and unstable function).
     pub async fn versions(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (name, provider) in &self.scans {
-            let version = if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
-                delta_version(m.data()).await
-            } else if let Some(t) = provider.downcast_ref::<ManagedTable>() {
+            let version = if let Some(t) = delta_table_of(provider.as_ref()) {
                 delta_version(t).await
-            } else if let Some(t) = provider.downcast_ref::<ReadOnlyTable>() {
-                // The engine's own Delta tables (`tessera.events`, ...).
-                delta_version(t.table()).await
             } else if let Some(s) = provider.downcast_ref::<SourceTable>() {
                 files_version(s.listing_urls()).await
             } else {
@@ -123,6 +111,18 @@ impl Inputs {
             out.insert(f.clone(), UNVERSIONED.to_string());
         }
         out
+    }
+}
+
+/// The Delta table behind a provider: a managed table, a materialised view's result, or
+/// one of the engine's own tables (`tessera.events`, ...).
+fn delta_table_of(provider: &dyn TableProvider) -> Option<&ManagedTable> {
+    if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
+        Some(m.data())
+    } else if let Some(t) = provider.downcast_ref::<ManagedTable>() {
+        Some(t)
+    } else {
+        provider.downcast_ref::<ReadOnlyTable>().map(|t| t.table())
     }
 }
 

@@ -369,10 +369,20 @@ impl Engine {
                 stored.join(", ")
             )));
         }
-        match self
-            .refresh_incrementally(runtime, &def, &optimized, &inputs, &previous, &versions)
+        let incremental = if def.segment {
+            Ok(None)
+        } else {
+            self.refresh_incrementally(
+                runtime,
+                &optimized,
+                &fingerprint,
+                &inputs,
+                &previous,
+                &versions,
+            )
             .await
-        {
+        };
+        match incremental {
             Ok(Some(done)) => return Ok(done),
             Ok(None) => {}
             Err(e) => {
