@@ -20,5 +20,6 @@ mod persistence;
 mod privacy;
 mod psql;
 mod reflection;
+mod resident;
 mod sql;
 mod transactions;

@@ -272,6 +272,11 @@ impl ManagedTable {
         &self.state.limits
     }
 
+    /// The provider of the snapshot reads see now: a new one after every commit.
+    pub fn snapshot(&self) -> Arc<dyn TableProvider> {
+        self.for_read().state.reader()
+    }
+
     /// The Delta version of the latest commit (waits for a commit in progress).
     pub async fn version(&self) -> Option<u64> {
         self.state.table.lock().await.version()

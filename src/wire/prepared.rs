@@ -20,7 +20,7 @@ use super::fields::pg_fields;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, LogicalPlan, Operator, Volatility};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::execute_stream;
@@ -177,11 +177,56 @@ fn bind(
         .clone()
         .replace_params_with_values(&params)
         .map_err(api)?;
+    if !folds(optimised) {
+        return Ok(bound);
+    }
     let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
         vec![Arc::new(SimplifyExpressions::new())];
     Optimizer::with_rules(rules)
         .optimize(bound, state, |_, _| {})
         .map_err(api)
+}
+
+/// Whether values bound into `plan` make constant expressions to fold: a placeholder
+/// that is an argument of anything but a comparison or an `IN` list (`CAST($1 AS ...)`,
+/// `$1 IS NULL`, `$1 + 1`). Folding runs an optimiser pass over the whole plan, a large
+/// share of a lookup's planning, so it is skipped where values land as plain literals.
+fn folds(plan: &LogicalPlan) -> bool {
+    let mut folds = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let takes_literals = match e {
+                    Expr::BinaryExpr(b) => matches!(
+                        b.op,
+                        Operator::Eq
+                            | Operator::NotEq
+                            | Operator::Lt
+                            | Operator::LtEq
+                            | Operator::Gt
+                            | Operator::GtEq
+                    ),
+                    Expr::InList(_) | Expr::Placeholder(_) => true,
+                    _ => false,
+                };
+                if !takes_literals {
+                    let _ = e.apply_children(|child| {
+                        if matches!(child, Expr::Placeholder(_)) {
+                            folds = true;
+                            return Ok(TreeNodeRecursion::Stop);
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    });
+                }
+                Ok(if folds {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    });
+    folds
 }
 
 /// `params` cast to the types their placeholders have in `optimised`. Type coercion ran
@@ -288,6 +333,28 @@ mod tests {
             "SELECT relname FROM pg_catalog.pg_class",
             &plan(&ctx, "SELECT 1").await
         ));
+    }
+
+    #[tokio::test]
+    async fn only_placeholders_inside_expressions_need_folding() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (id TEXT, n INT)")
+            .await
+            .expect("create")
+            .collect()
+            .await
+            .expect("create");
+        for (sql, folds_values) in [
+            ("SELECT n FROM t WHERE id = $1", false),
+            ("SELECT n FROM t WHERE id = $1 AND n < $2", false),
+            ("SELECT n FROM t WHERE id IN ($1, $2)", false),
+            ("SELECT n FROM t WHERE id = $1 AND $2 IS NOT NULL", true),
+            ("SELECT n FROM t WHERE n = $1 + 1", true),
+            ("SELECT n FROM t WHERE id = upper($1)", true),
+        ] {
+            let optimised = ctx.state().optimize(&plan(&ctx, sql).await).expect(sql);
+            assert_eq!(folds(&optimised), folds_values, "{sql}");
+        }
     }
 
     #[tokio::test]

@@ -18,6 +18,8 @@
 //! - [`incremental`] refreshes a view grouped by a key after appends to its inputs by
 //!   recomputing only the keys the new rows reach;
 //! - [`schedule`] runs the refreshes of views created `WITH (refresh_interval = ...)`;
+//! - [`resident`] keeps views with lookup keys (`ORDER BY` columns) in memory, sorted,
+//!   and answers their key lookups by binary search;
 //! - [`segments`] records who entered and left a segment (a view created
 //!   `WITH (segment = true)`) at each refresh, in `tessera.segment_changes`.
 //!
@@ -28,6 +30,7 @@ mod incremental;
 pub mod inputs;
 pub mod parse;
 mod refresh;
+pub mod resident;
 pub mod schedule;
 pub mod segments;
 pub mod table;

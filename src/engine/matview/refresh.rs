@@ -155,6 +155,7 @@ impl Engine {
             &def.query.to_string(),
             data,
             populated,
+            super::resident::lookup_keys(&def.query),
         ));
         self.ctx.register_table(bare(&def.name), table.clone())?;
         let interval = def.refresh_interval.as_ref().map(|(d, _)| *d);
@@ -192,6 +193,7 @@ impl Engine {
     pub(in crate::engine) async fn forget_materialized_view(&self, name: &str) {
         if let Some(runtime) = self.matviews.remove(name) {
             let _running = runtime.lock.lock().await;
+            runtime.table.release_memory();
         }
         if let Err(e) = self.matviews.segments.forget(&self.ctx, name).await {
             warn!("dropped materialized view \"{name}\" but could not delete its segment changes: {e}");

@@ -17,6 +17,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::resident::Residency;
 use crate::engine::EngineError;
 use crate::storage::ManagedTable;
 
@@ -26,15 +27,32 @@ pub struct MaterializedViewTable {
     definition: String,
     data: ManagedTable,
     populated: AtomicBool,
+    /// Its rows in memory, for a view with lookup keys (see [`super::resident`]).
+    residency: Option<Arc<Residency>>,
 }
 
 impl MaterializedViewTable {
-    pub fn new(name: &str, definition: &str, data: ManagedTable, populated: bool) -> Self {
+    /// `keys`: the view's lookup keys (see [`super::resident::lookup_keys`]).
+    pub fn new(
+        name: &str,
+        definition: &str,
+        data: ManagedTable,
+        populated: bool,
+        keys: Vec<String>,
+    ) -> Self {
         MaterializedViewTable {
             name: name.to_string(),
             definition: definition.to_string(),
             data,
             populated: AtomicBool::new(populated),
+            residency: Residency::new(name, keys),
+        }
+    }
+
+    /// Let go of the rows held in memory (the view is dropped).
+    pub fn release_memory(&self) {
+        if let Some(r) = &self.residency {
+            r.release();
         }
     }
 
@@ -85,6 +103,15 @@ impl TableProvider for MaterializedViewTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         if !self.is_populated() {
             return Err(EngineError::NotPopulated(self.name.clone()).into());
+        }
+        if let Some(residency) = &self.residency {
+            let snapshot = self.data.snapshot();
+            let resident = residency
+                .scan(&snapshot, state, projection, filters, limit)
+                .await?;
+            if let Some(plan) = resident {
+                return Ok(plan);
+            }
         }
         self.data.scan(state, projection, filters, limit).await
     }

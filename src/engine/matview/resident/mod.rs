@@ -1,0 +1,492 @@
+//! Materialised views kept in memory for key lookups.
+//!
+//! A view whose query ends in `ORDER BY` plain columns declares those columns its lookup
+//! keys (`profiles` by `unified_id`, `identity_lookup` by `id_type, id_value`). The first
+//! scan of such a view loads its stored rows, in the background, into one Arrow batch
+//! sorted by the keys; from then on its scans read that batch ([`ResidentExec`]) and
+//! find the rows of a key by binary search instead of decoding Parquet pages: a filter
+//! `key = value` (or `<`, `<=`, `>`, `>=`) narrows the rows at planning time, and a
+//! join's dynamic filter (the bounds of its build side) narrows them when the scan runs.
+//! Scans keep reading the Delta table while the batch loads.
+//!
+//! The batch belongs to one snapshot of the view's Delta table: after a refresh, scans
+//! read the table again until the new snapshot is loaded. Resident batches are counted
+//! in the server's memory pool, and together may take at most a quarter of it
+//! ([`SHARE`]); a view that does not fit stays on disk (its scans are unchanged).
+//! Masking, consent and erasure filtering apply above the scan as for any table.
+
+mod exec;
+
+use std::cmp::Ordering;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{make_comparator, Array, RecordBatch};
+use datafusion::arrow::compute::{
+    concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::error::Result;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, Operator};
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use datafusion::physical_expr::split_conjunction;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::sql::sqlparser::ast::{self, OrderByKind, Query};
+use tracing::{debug, info};
+
+pub use exec::ResidentExec;
+
+/// The share of the memory pool (in quarters) that resident views may take together.
+const SHARE: usize = 4;
+
+/// The order of resident rows: by the keys, ascending, NULLs last (as `ORDER BY`).
+const ORDER: SortOptions = SortOptions {
+    descending: false,
+    nulls_first: false,
+};
+
+/// Bytes held by resident batches, all views together.
+static RESIDENT_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The lookup keys of a view defined by `query`: the leading plain columns of its
+/// `ORDER BY` (ascending), if any.
+pub fn lookup_keys(query: &Query) -> Vec<String> {
+    let Some(order_by) = &query.order_by else {
+        return vec![];
+    };
+    let OrderByKind::Expressions(items) = &order_by.kind else {
+        return vec![];
+    };
+    items
+        .iter()
+        .map_while(|item| match &item.expr {
+            ast::Expr::Identifier(id) if item.options.asc != Some(false) => Some(id.value.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One snapshot of a view's rows, sorted by its keys.
+#[derive(Debug)]
+pub struct Resident {
+    /// The snapshot these rows are of (the Delta table's reader when they were loaded).
+    snapshot: Arc<dyn TableProvider>,
+    batch: RecordBatch,
+    /// Column indexes of the keys, in sort order.
+    keys: Vec<usize>,
+    bytes: usize,
+    _reservation: MemoryReservation,
+}
+
+impl Drop for Resident {
+    fn drop(&mut self) {
+        RESIDENT_BYTES.fetch_sub(self.bytes, AtomicOrdering::Relaxed);
+    }
+}
+
+impl Resident {
+    fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// The rows of `range` that `filters` (conjuncts over the view's columns, by name)
+    /// can hold, by binary search on the keys: each key narrowed by equality lets the
+    /// next key narrow further; the first key without one may still be bounded.
+    fn narrow(&self, filters: &[Arc<dyn PhysicalExpr>], mut range: Range<usize>) -> Range<usize> {
+        let conjuncts: Vec<Arc<dyn PhysicalExpr>> = filters
+            .iter()
+            .filter_map(|f| snapshot_physical_expr(f.clone()).ok())
+            .flat_map(|f| {
+                split_conjunction(&f)
+                    .into_iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let schema = self.batch.schema();
+        for &key in &self.keys {
+            let name = schema.field(key).name();
+            let column = self.batch.column(key);
+            let mut equal = false;
+            for (op, value) in conjuncts.iter().filter_map(|c| comparison(c, name)) {
+                let Ok(value) = value.cast_to(column.data_type()) else {
+                    continue;
+                };
+                let Ok(value) = value.to_array() else {
+                    continue;
+                };
+                let Ok(cmp) = make_comparator(column.as_ref(), value.as_ref(), ORDER) else {
+                    continue;
+                };
+                let before = first_where(&range, |i| cmp(i, 0) != Ordering::Less);
+                let after = first_where(&range, |i| cmp(i, 0) == Ordering::Greater);
+                match op {
+                    Operator::Eq => {
+                        range = before..after;
+                        equal = true;
+                    }
+                    Operator::GtEq => range.start = range.start.max(before),
+                    Operator::Gt => range.start = range.start.max(after),
+                    Operator::LtEq => range.end = range.end.min(after),
+                    Operator::Lt => range.end = range.end.min(before),
+                    _ => {}
+                }
+                range.end = range.end.max(range.start);
+            }
+            if !equal {
+                break;
+            }
+        }
+        range
+    }
+}
+
+/// The first index of `range` for which `past` holds (`past` is false, then true).
+fn first_where(range: &Range<usize>, past: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (range.start, range.end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if past(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// `column op value` (or `value op column`) with a non-null literal value.
+fn comparison(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<(Operator, ScalarValue)> {
+    let binary = expr.downcast_ref::<BinaryExpr>()?;
+    let named = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<Column>()
+            .is_some_and(|c| c.name() == column)
+    };
+    let value = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<Literal>()
+            .map(|l| l.value().clone())
+            .filter(|v| !v.is_null())
+    };
+    let op = *binary.op();
+    if named(binary.left()) {
+        Some((op, value(binary.right())?))
+    } else if named(binary.right()) {
+        Some((op.swap()?, value(binary.left())?))
+    } else {
+        None
+    }
+}
+
+/// What a view has in memory.
+#[derive(Debug, Default)]
+enum Slot {
+    #[default]
+    Empty,
+    /// Loading the snapshot held (or refused: it did not fit or failed to load).
+    Pending(Arc<dyn TableProvider>),
+    Ready(Arc<Resident>),
+}
+
+/// The resident rows of one view (see the module documentation).
+#[derive(Debug)]
+pub struct Residency {
+    name: String,
+    keys: Vec<String>,
+    slot: Mutex<Slot>,
+}
+
+impl Residency {
+    /// `None` for a view without lookup keys.
+    pub fn new(name: &str, keys: Vec<String>) -> Option<Arc<Self>> {
+        (!keys.is_empty()).then(|| {
+            Arc::new(Residency {
+                name: name.to_string(),
+                keys,
+                slot: Mutex::new(Slot::Empty),
+            })
+        })
+    }
+
+    /// Let go of what is in memory (and of any load under way).
+    pub fn release(&self) {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Empty;
+    }
+
+    /// A scan of `snapshot` from memory if it is loaded; otherwise `None`, and its
+    /// loading is started unless it already was.
+    pub async fn scan(
+        self: &Arc<Self>,
+        snapshot: &Arc<dyn TableProvider>,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let ready = {
+            let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Slot::Ready(r) if Arc::ptr_eq(&r.snapshot, snapshot) => Some(r.clone()),
+                Slot::Pending(s) if Arc::ptr_eq(s, snapshot) => return Ok(None),
+                _ => None,
+            }
+        };
+        let Some(resident) = ready else {
+            // The scan goes on from disk whatever becomes of the loading.
+            if let Err(e) = self.start_loading(snapshot, state).await {
+                info!("materialized view \"{}\" stays on disk: {e}", self.name);
+            }
+            return Ok(None);
+        };
+        let schema = resident.batch.schema();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let physical: Vec<Arc<dyn PhysicalExpr>> = filters
+            .iter()
+            .filter_map(|f| state.create_physical_expr(f.clone(), &df_schema).ok())
+            .collect();
+        let range = resident.narrow(&physical, 0..resident.rows());
+        // A lookup narrowed at planning time reads one partition; other scans share
+        // their rows among the session's partitions.
+        let partitions = if range.len() < state.config().batch_size() {
+            1
+        } else {
+            state.config().target_partitions()
+        };
+        Ok(Some(Arc::new(ResidentExec::new(
+            resident, projection, range, partitions, limit,
+        )?)))
+    }
+
+    /// Load `snapshot` in the background, replacing what is in memory once it is loaded.
+    async fn start_loading(
+        self: &Arc<Self>,
+        snapshot: &Arc<dyn TableProvider>,
+        state: &dyn Session,
+    ) -> Result<()> {
+        {
+            let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(&*slot, Slot::Pending(s) if Arc::ptr_eq(s, snapshot)) {
+                return Ok(());
+            }
+            // What is in memory now is of an older snapshot: let it go.
+            *slot = Slot::Pending(snapshot.clone());
+        }
+        let plan = snapshot.scan(state, None, &[], None).await?;
+        let context = state.task_ctx();
+        let (this, snapshot) = (self.clone(), snapshot.clone());
+        tokio::spawn(async move {
+            let loaded = this.load(&snapshot, plan, context).await;
+            let mut slot = this.slot.lock().unwrap_or_else(|e| e.into_inner());
+            // A newer snapshot may have started loading meanwhile: it wins.
+            if !matches!(&*slot, Slot::Pending(s) if Arc::ptr_eq(s, &snapshot)) {
+                return;
+            }
+            match loaded {
+                Ok(Some(resident)) => *slot = Slot::Ready(Arc::new(resident)),
+                Ok(None) => {}
+                Err(e) => info!("materialized view \"{}\" stays on disk: {e}", this.name),
+            }
+        });
+        Ok(())
+    }
+
+    /// The snapshot's rows sorted by the keys, if they fit the resident share of the pool.
+    async fn load(
+        &self,
+        snapshot: &Arc<dyn TableProvider>,
+        plan: Arc<dyn ExecutionPlan>,
+        context: Arc<TaskContext>,
+    ) -> Result<Option<Resident>> {
+        let started = std::time::Instant::now();
+        let schema: SchemaRef = plan.schema();
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let batches = collect(plan, context.clone()).await?;
+        let batch = concat_batches(&schema, &batches)?;
+        drop(batches);
+        let columns: Vec<SortColumn> = keys
+            .iter()
+            .map(|&k| SortColumn {
+                values: batch.column(k).clone(),
+                options: Some(ORDER),
+            })
+            .collect();
+        let order = lexsort_to_indices(&columns, None)?;
+        let batch = take_record_batch(&batch, &order)?;
+        let bytes = batch.get_array_memory_size();
+        let pool = &context.runtime_env().memory_pool;
+        let cap = match pool.memory_limit() {
+            MemoryLimit::Finite(n) => n / SHARE,
+            _ => usize::MAX,
+        };
+        let held = RESIDENT_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
+        let reservation = MemoryConsumer::new(format!("resident {}", self.name)).register(pool);
+        if held + bytes > cap || reservation.try_grow(bytes).is_err() {
+            RESIDENT_BYTES.fetch_sub(bytes, AtomicOrdering::Relaxed);
+            info!(
+                "materialized view \"{}\" stays on disk: its {} rows take {bytes} bytes, over the resident share of the memory pool",
+                self.name,
+                batch.num_rows()
+            );
+            return Ok(None);
+        }
+        debug!(
+            "materialized view \"{}\": {} rows ({bytes} bytes) resident in {:?}",
+            self.name,
+            batch.num_rows(),
+            started.elapsed()
+        );
+        Ok(Some(Resident {
+            snapshot: snapshot.clone(),
+            batch,
+            keys,
+            bytes,
+            _reservation: reservation,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringViewArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::empty::EmptyTable;
+    use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
+    use datafusion::physical_expr::expressions::{col, lit};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn keys_of(sql: &str) -> Vec<String> {
+        let query = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_query())
+            .expect(sql);
+        lookup_keys(&query)
+    }
+
+    #[test]
+    fn the_leading_plain_ascending_order_by_columns_are_the_keys() {
+        assert_eq!(keys_of("SELECT * FROM t ORDER BY a, b"), ["a", "b"]);
+        assert_eq!(
+            keys_of("SELECT * FROM t ORDER BY a ASC, lower(b), c"),
+            ["a"]
+        );
+        assert_eq!(keys_of("SELECT * FROM t ORDER BY a, b DESC"), ["a"]);
+        assert!(keys_of("SELECT * FROM t ORDER BY a DESC").is_empty());
+        assert!(keys_of("SELECT * FROM t ORDER BY 1").is_empty());
+        assert!(keys_of("SELECT * FROM t").is_empty());
+    }
+
+    /// Rows sorted by (k1, k2), NULL last.
+    fn resident() -> Resident {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k1", DataType::Utf8View, true),
+            Field::new("k2", DataType::Int64, true),
+        ]));
+        let k1 = StringViewArray::from(vec![
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("b"),
+            Some("c"),
+            None,
+        ]);
+        let k2 = Int64Array::from(vec![1, 2, 1, 2, 3, 1, 1]);
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(k1), Arc::new(k2)]).expect("batch");
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        Resident {
+            snapshot: Arc::new(EmptyTable::new(schema)),
+            batch,
+            keys: vec![0, 1],
+            bytes: 0,
+            _reservation: MemoryConsumer::new("test").register(&pool),
+        }
+    }
+
+    fn compare(column: &str, op: Operator, value: ScalarValue) -> Arc<dyn PhysicalExpr> {
+        let schema = resident().batch.schema();
+        Arc::new(BinaryExpr::new(
+            col(column, &schema).expect("column"),
+            op,
+            lit(value),
+        ))
+    }
+
+    #[test]
+    fn filters_on_the_keys_narrow_the_rows_by_binary_search() {
+        let r = resident();
+        let text = |s: &str| ScalarValue::Utf8View(Some(s.into()));
+        let narrow = |filters: Vec<Arc<dyn PhysicalExpr>>| r.narrow(&filters, 0..7);
+        assert_eq!(narrow(vec![compare("k1", Operator::Eq, text("b"))]), 2..5);
+        assert_eq!(
+            narrow(vec![
+                compare("k1", Operator::Eq, text("b")),
+                compare("k2", Operator::GtEq, ScalarValue::Int64(Some(2))),
+            ]),
+            3..5
+        );
+        // A plain Utf8 value is cast to the key's type.
+        assert_eq!(
+            narrow(vec![compare(
+                "k1",
+                Operator::Lt,
+                ScalarValue::Utf8(Some("b".into()))
+            )]),
+            0..2
+        );
+        assert_eq!(
+            narrow(vec![compare("k1", Operator::Gt, text("b"))]),
+            5..7,
+            "NULL last"
+        );
+        assert_eq!(narrow(vec![compare("k1", Operator::Eq, text("zz"))]), 6..6);
+        // The second key narrows only under equality on the first.
+        assert_eq!(
+            narrow(vec![compare(
+                "k2",
+                Operator::Eq,
+                ScalarValue::Int64(Some(1))
+            )]),
+            0..7
+        );
+        // Value on the left; NULL values and other operators do not narrow.
+        let flipped = Arc::new(BinaryExpr::new(
+            lit(text("c")),
+            Operator::Gt,
+            col("k1", &r.batch.schema()).expect("column"),
+        ));
+        assert_eq!(narrow(vec![flipped]), 0..5);
+        assert_eq!(
+            narrow(vec![compare(
+                "k1",
+                Operator::Eq,
+                ScalarValue::Utf8View(None)
+            )]),
+            0..7
+        );
+        assert_eq!(
+            narrow(vec![compare("k1", Operator::NotEq, text("a"))]),
+            0..7
+        );
+    }
+
+    #[test]
+    fn first_where_finds_the_boundary() {
+        assert_eq!(first_where(&(0..10), |i| i >= 4), 4);
+        assert_eq!(first_where(&(3..10), |_| true), 3);
+        assert_eq!(first_where(&(3..10), |_| false), 10);
+        assert_eq!(first_where(&(5..5), |_| true), 5);
+    }
+}
