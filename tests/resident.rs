@@ -40,6 +40,9 @@ const QUERIES: &[&str] = &[
      WHERE k.kind = 'email' AND k.id = 'p00300'",
     "SELECT l.id FROM by_kind k JOIN lookup l ON l.id = k.id \
      WHERE k.kind = 'email' AND k.id BETWEEN 'p00290' AND 'p00310' ORDER BY l.id",
+    "SELECT id, score FROM lookup ORDER BY id LIMIT 10",
+    "SELECT id FROM lookup ORDER BY id DESC LIMIT 3",
+    "SELECT kind, id FROM by_kind ORDER BY kind, id LIMIT 5 OFFSET 9000",
 ];
 
 fn on_base_table(sql: &str) -> String {
@@ -102,21 +105,18 @@ async fn lookups_of_resident_views_answer_as_the_table_does() {
     wait_resident(&c, "lookup").await;
     wait_resident(&c, "by_kind").await;
 
-    // A key lookup is narrowed to its row by binary search at planning time.
+    // A key lookup is narrowed by binary search at planning time (the rows it finds are
+    // not shown: see the unit tests of `narrow`); other scans read all rows.
+    let plan = explain(&c, "SELECT id FROM by_kind WHERE score = 7").await;
+    assert!(plan.contains("ResidentExec: all rows"), "{plan}");
     let plan = explain(&c, "SELECT * FROM lookup WHERE id = 'p00042'").await;
-    assert!(
-        plan.contains("ResidentExec: rows 41..42 of 20001"),
-        "{plan}"
-    );
+    assert!(plan.contains("ResidentExec: narrowed by keys"), "{plan}");
     let plan = explain(
         &c,
         "SELECT id FROM by_kind WHERE kind = 'phone' AND id < 'p00003'",
     )
     .await;
-    assert!(
-        plan.contains("ResidentExec: rows 6667..6669 of 20001"),
-        "{plan}"
-    );
+    assert!(plan.contains("ResidentExec: narrowed by keys"), "{plan}");
     assert_same_as_base(&c).await;
 
     // A refresh is read at once (from disk until the new rows are loaded).
@@ -135,10 +135,7 @@ async fn lookups_of_resident_views_answer_as_the_table_does() {
     wait_resident(&c, "by_kind").await;
     assert_eq!(rows(&c, after).await, expected);
     let plan = explain(&c, "SELECT * FROM lookup WHERE id = 'p99999'").await;
-    assert!(
-        plan.contains("ResidentExec: rows 20000..20001 of 20002"),
-        "{plan}"
-    );
+    assert!(plan.contains("ResidentExec: narrowed by keys"), "{plan}");
     assert_same_as_base(&c).await;
 
     // Masked for a role without the PII privilege, as from disk.

@@ -4,8 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{and, filter_record_batch};
+use datafusion::arrow::array::{BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{and, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
@@ -34,6 +34,8 @@ pub struct ResidentExec {
     data: Arc<Resident>,
     projection: Option<Vec<usize>>,
     range: Range<usize>,
+    /// Whether filters on the keys narrowed `range` at planning time.
+    keyed: bool,
     /// Filters over the output columns, static or dynamic (a join's), applied exactly.
     filters: Vec<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
@@ -45,6 +47,7 @@ impl ResidentExec {
         data: Arc<Resident>,
         projection: Option<&Vec<usize>>,
         range: Range<usize>,
+        keyed: bool,
         partitions: usize,
         limit: Option<usize>,
     ) -> Result<Self> {
@@ -62,6 +65,7 @@ impl ResidentExec {
             data,
             projection: projection.cloned(),
             range,
+            keyed,
             filters: vec![],
             limit,
             properties: Arc::new(properties),
@@ -113,10 +117,11 @@ impl ResidentExec {
                 batch = batch.slice(0, left);
             }
             left -= batch.num_rows();
-            // A slice keeps every buffer of the resident column: copy what it uses (a
+            // A slice keeps every buffer of the resident columns: copy what it uses (a
             // lookup's row), or each consumer counts and holds them all.
             if batch.num_rows() > 0 {
-                out.push(compact(batch)?);
+                let rows = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+                out.push(compact(take_record_batch(&batch, &rows)?)?);
             }
         }
         Ok(out)
@@ -125,13 +130,14 @@ impl ResidentExec {
 
 impl DisplayAs for ResidentExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "ResidentExec: rows {}..{} of {}",
-            self.range.start,
-            self.range.end,
-            self.data.rows()
-        )?;
+        // No row counts: they would tell whether a key is stored, before the consent
+        // and erasure filters above the scan.
+        let how = if self.keyed {
+            "narrowed by keys"
+        } else {
+            "all rows"
+        };
+        write!(f, "ResidentExec: {how}")?;
         if !self.filters.is_empty() {
             let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
             write!(f, ", filters [{}]", filters.join(", "))?;
@@ -215,8 +221,11 @@ impl ExecutionPlan for ResidentExec {
         let batch_size = context.session_config().batch_size();
         // Narrowed when first polled: a join's dynamic filter is complete by then.
         let batches = futures::stream::once(async move {
-            let range = this.data.narrow(&this.filters, this.range.clone());
-            let rows = this.share(&range, partition);
+            // Each partition narrows its own fixed share: a filter that changes while
+            // the query runs (a TopK's threshold) cannot make two shares overlap.
+            let rows = this
+                .data
+                .narrow(&this.filters, this.share(&this.range, partition));
             let batches: Vec<Result<RecordBatch>> = match this.batches(rows, batch_size) {
                 Ok(b) => b.into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(e)],
@@ -242,5 +251,61 @@ impl ExecutionPlan for ResidentExec {
             Precision::Inexact(rows)
         };
         Ok(Arc::new(statistics))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{col, lit, BinaryExpr, DynamicFilterPhysicalExpr};
+    use datafusion::physical_plan::collect_partitioned;
+    use futures::TryStreamExt;
+
+    async fn k2_of(exec: &ResidentExec, partition: usize) -> Vec<i64> {
+        let stream = exec
+            .execute(partition, Arc::new(TaskContext::default()))
+            .expect("execute");
+        let batches: Vec<RecordBatch> = stream.try_collect().await.expect("batches");
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(1)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn partitions_narrow_disjoint_shares_while_a_dynamic_filter_changes() {
+        let data = Arc::new(super::super::tests::resident());
+        let schema = data.batch.schema();
+        let k1 = col("k1", &schema).expect("k1");
+        let dynamic = Arc::new(DynamicFilterPhysicalExpr::new(vec![k1.clone()], lit(true)));
+        let mut exec = ResidentExec::new(data, None, 0..7, false, 2, None).expect("exec");
+        exec.filters.push(dynamic.clone());
+        // Partition 0 runs before the filter tightens (as a TopK's threshold does),
+        // partition 1 after: no row may come out twice.
+        let first = k2_of(&exec, 0).await;
+        dynamic
+            .update(Arc::new(BinaryExpr::new(
+                k1,
+                Operator::Lt,
+                lit(ScalarValue::Utf8View(Some("b".into()))),
+            )))
+            .expect("update");
+        let second = k2_of(&exec, 1).await;
+        assert_eq!(first, [1, 2, 1, 2], "rows 0..4, read before the update");
+        assert!(second.is_empty(), "rows 4..7 hold no k1 < 'b': {second:?}");
+        // With a fixed filter, all partitions together give exactly the matching rows.
+        let all = collect_partitioned(Arc::new(exec), Arc::new(TaskContext::default()))
+            .await
+            .expect("collect");
+        let rows: usize = all.iter().flatten().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2);
     }
 }

@@ -26,7 +26,7 @@ use datafusion::arrow::array::{make_comparator, Array, RecordBatch};
 use datafusion::arrow::compute::{
     concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
 };
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
@@ -37,8 +37,9 @@ use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_expr::split_conjunction;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
-use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::sql::sqlparser::ast::{self, OrderByKind, Query};
+use futures::StreamExt;
 use tracing::{debug, info};
 
 pub use exec::ResidentExec;
@@ -96,6 +97,23 @@ impl Resident {
         self.batch.num_rows()
     }
 
+    /// Whether `filters` compare the first key with a value (so they narrow the rows).
+    fn keyed(&self, filters: &[Arc<dyn PhysicalExpr>]) -> bool {
+        let Some(&first) = self.keys.first() else {
+            return false;
+        };
+        let name = self.batch.schema().field(first).name().clone();
+        filters
+            .iter()
+            .flat_map(|f| {
+                split_conjunction(f)
+                    .into_iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .any(|c| comparison(&c, &name).is_some())
+    }
+
     /// The rows of `range` that `filters` (conjuncts over the view's columns, by name)
     /// can hold, by binary search on the keys: each key narrowed by equality lets the
     /// next key narrow further; the first key without one may still be bounded.
@@ -116,9 +134,16 @@ impl Resident {
             let column = self.batch.column(key);
             let mut equal = false;
             for (op, value) in conjuncts.iter().filter_map(|c| comparison(c, name)) {
+                // Only a value of the key's own type (text in any encoding) narrows: a
+                // cast could round it (a float to an integer, nanoseconds to micro).
+                let same = value.data_type() == *column.data_type()
+                    || (is_text(&value.data_type()) && is_text(column.data_type()));
                 let Ok(value) = value.cast_to(column.data_type()) else {
                     continue;
                 };
+                if !same {
+                    continue;
+                }
                 let Ok(value) = value.to_array() else {
                     continue;
                 };
@@ -146,6 +171,10 @@ impl Resident {
         }
         range
     }
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 /// The first index of `range` for which `past` holds (`past` is false, then true).
@@ -251,6 +280,7 @@ impl Residency {
             .filter_map(|f| state.create_physical_expr(f.clone(), &df_schema).ok())
             .collect();
         let range = resident.narrow(&physical, 0..resident.rows());
+        let keyed = resident.keyed(&physical);
         // A lookup narrowed at planning time reads one partition; other scans share
         // their rows among the session's partitions.
         let partitions = if range.len() < state.config().batch_size() {
@@ -259,7 +289,7 @@ impl Residency {
             state.config().target_partitions()
         };
         Ok(Some(Arc::new(ResidentExec::new(
-            resident, projection, range, partitions, limit,
+            resident, projection, range, keyed, partitions, limit,
         )?)))
     }
 
@@ -269,15 +299,18 @@ impl Residency {
         snapshot: &Arc<dyn TableProvider>,
         state: &dyn Session,
     ) -> Result<()> {
+        // Planned before the slot changes: a statement cancelled here leaves no load
+        // pending that never runs.
+        let plan = snapshot.scan(state, None, &[], None).await?;
         {
             let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-            if matches!(&*slot, Slot::Pending(s) if Arc::ptr_eq(s, snapshot)) {
-                return Ok(());
+            match &*slot {
+                Slot::Pending(s) if Arc::ptr_eq(s, snapshot) => return Ok(()),
+                Slot::Ready(r) if Arc::ptr_eq(&r.snapshot, snapshot) => return Ok(()),
+                // What is in memory now is of an older snapshot: let it go.
+                _ => *slot = Slot::Pending(snapshot.clone()),
             }
-            // What is in memory now is of an older snapshot: let it go.
-            *slot = Slot::Pending(snapshot.clone());
         }
-        let plan = snapshot.scan(state, None, &[], None).await?;
         let context = state.task_ctx();
         let (this, snapshot) = (self.clone(), snapshot.clone());
         tokio::spawn(async move {
@@ -310,7 +343,28 @@ impl Residency {
             .iter()
             .map(|k| schema.index_of(k))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let batches = collect(plan, context.clone()).await?;
+        let pool = &context.runtime_env().memory_pool;
+        let cap = match pool.memory_limit() {
+            MemoryLimit::Finite(n) => n / SHARE,
+            _ => usize::MAX,
+        };
+        // Read while the rows fit what is left of the resident share (checked again
+        // below for the sorted copy), so a view too large is never held whole.
+        let mut stream = execute_stream(plan, context.clone())?;
+        let mut batches = vec![];
+        let mut read = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            read += batch.get_array_memory_size();
+            if RESIDENT_BYTES.load(AtomicOrdering::Relaxed) + read > cap {
+                info!(
+                    "materialized view \"{}\" stays on disk: over {read} bytes, past the resident share of the memory pool",
+                    self.name
+                );
+                return Ok(None);
+            }
+            batches.push(batch);
+        }
         let batch = concat_batches(&schema, &batches)?;
         drop(batches);
         let columns: Vec<SortColumn> = keys
@@ -323,11 +377,6 @@ impl Residency {
         let order = lexsort_to_indices(&columns, None)?;
         let batch = take_record_batch(&batch, &order)?;
         let bytes = batch.get_array_memory_size();
-        let pool = &context.runtime_env().memory_pool;
-        let cap = match pool.memory_limit() {
-            MemoryLimit::Finite(n) => n / SHARE,
-            _ => usize::MAX,
-        };
         let held = RESIDENT_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
         let reservation = MemoryConsumer::new(format!("resident {}", self.name)).register(pool);
         if held + bytes > cap || reservation.try_grow(bytes).is_err() {
@@ -388,7 +437,7 @@ mod tests {
     }
 
     /// Rows sorted by (k1, k2), NULL last.
-    fn resident() -> Resident {
+    pub(super) fn resident() -> Resident {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k1", DataType::Utf8View, true),
             Field::new("k2", DataType::Int64, true),
