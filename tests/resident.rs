@@ -150,3 +150,34 @@ async fn lookups_of_resident_views_answer_as_the_table_does() {
     let by_email = "SELECT count(*) FROM lookup WHERE email = 'user42@mail.test'";
     assert_eq!(rows(&analyst, by_email).await, [["0"]]);
 }
+
+#[tokio::test]
+async fn a_view_larger_than_its_share_of_the_memory_pool_stays_on_disk() {
+    // 64 MiB of pool: resident views may take 16 MiB, and this one holds about 24 MiB.
+    let s = Server::start_with(&["--memory-limit", "64MiB"]);
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE notes (id TEXT, body TEXT);
+         INSERT INTO notes SELECT 'n' || lpad(CAST(value AS TEXT), 5, '0'),
+             repeat('x', 3000) || CAST(value AS TEXT) FROM generate_series(1, 8000);
+         CREATE MATERIALIZED VIEW notes_by_id AS SELECT * FROM notes ORDER BY id;",
+    )
+    .await
+    .expect("setup");
+    let lookup = "SELECT right(body, 4) FROM notes_by_id WHERE id = 'n04321'";
+    for _ in 0..20 {
+        assert_eq!(rows(&c, lookup).await, [["4321"]]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let plan = explain(&c, lookup).await;
+    assert!(!plan.contains("ResidentExec"), "{plan}");
+    // A small view beside it fits.
+    c.batch_execute("CREATE MATERIALIZED VIEW ids AS SELECT id FROM notes ORDER BY id")
+        .await
+        .expect("small view");
+    wait_resident(&c, "ids").await;
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM ids WHERE id >= 'n07999'").await,
+        [["2"]]
+    );
+}

@@ -291,6 +291,9 @@ impl Engine {
             runtime.refreshing.store(false, Ordering::Release);
             runtime.reschedule();
             if matches!(outcome, Ok(Refreshed::Written { .. })) {
+                // The rows held in memory are of the replaced result (an erased person's
+                // too): let them go now rather than at the view's next scan.
+                runtime.table.release_memory();
                 // A segment's new changes are final: its destinations deliver them.
                 self.activation.changed();
             }

@@ -133,6 +133,8 @@ impl Resident {
             let name = schema.field(key).name();
             let column = self.batch.column(key);
             let mut equal = false;
+            // `key >= v AND key <= v` (the bounds of a one-row join build) is equality.
+            let (mut at_least, mut at_most) = (None, None);
             for (op, value) in conjuncts.iter().filter_map(|c| comparison(c, name)) {
                 // Only a value of the key's own type (text in any encoding) narrows: a
                 // cast could round it (a float to an integer, nanoseconds to micro).
@@ -144,10 +146,10 @@ impl Resident {
                 if !same {
                     continue;
                 }
-                let Ok(value) = value.to_array() else {
+                let Ok(array) = value.to_array() else {
                     continue;
                 };
-                let Ok(cmp) = make_comparator(column.as_ref(), value.as_ref(), ORDER) else {
+                let Ok(cmp) = make_comparator(column.as_ref(), array.as_ref(), ORDER) else {
                     continue;
                 };
                 let before = first_where(&range, |i| cmp(i, 0) != Ordering::Less);
@@ -157,14 +159,21 @@ impl Resident {
                         range = before..after;
                         equal = true;
                     }
-                    Operator::GtEq => range.start = range.start.max(before),
+                    Operator::GtEq => {
+                        range.start = range.start.max(before);
+                        at_least = Some(value);
+                    }
                     Operator::Gt => range.start = range.start.max(after),
-                    Operator::LtEq => range.end = range.end.min(after),
+                    Operator::LtEq => {
+                        range.end = range.end.min(after);
+                        at_most = Some(value);
+                    }
                     Operator::Lt => range.end = range.end.min(before),
                     _ => {}
                 }
                 range.end = range.end.max(range.start);
             }
+            equal |= at_least.is_some() && at_least == at_most;
             if !equal {
                 break;
             }
@@ -485,6 +494,23 @@ mod tests {
                 compare("k2", Operator::GtEq, ScalarValue::Int64(Some(2))),
             ]),
             3..5
+        );
+        // Both bounds at one value are equality: the second key narrows under them.
+        assert_eq!(
+            narrow(vec![
+                compare("k1", Operator::GtEq, text("b")),
+                compare("k1", Operator::LtEq, text("b")),
+                compare("k2", Operator::GtEq, ScalarValue::Int64(Some(2))),
+            ]),
+            3..5
+        );
+        assert_eq!(
+            narrow(vec![
+                compare("k1", Operator::GtEq, text("a")),
+                compare("k1", Operator::LtEq, text("b")),
+                compare("k2", Operator::GtEq, ScalarValue::Int64(Some(2))),
+            ]),
+            0..5
         );
         // A plain Utf8 value is cast to the key's type.
         assert_eq!(
