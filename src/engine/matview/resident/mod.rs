@@ -103,31 +103,16 @@ impl Resident {
             return false;
         };
         let name = self.batch.schema().field(first).name().clone();
-        filters
+        conjuncts(filters)
             .iter()
-            .flat_map(|f| {
-                split_conjunction(f)
-                    .into_iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .any(|c| comparison(&c, &name).is_some())
+            .any(|c| comparison(c, &name).is_some())
     }
 
     /// The rows of `range` that `filters` (conjuncts over the view's columns, by name)
     /// can hold, by binary search on the keys: each key narrowed by equality lets the
     /// next key narrow further; the first key without one may still be bounded.
     fn narrow(&self, filters: &[Arc<dyn PhysicalExpr>], mut range: Range<usize>) -> Range<usize> {
-        let conjuncts: Vec<Arc<dyn PhysicalExpr>> = filters
-            .iter()
-            .filter_map(|f| snapshot_physical_expr(f.clone()).ok())
-            .flat_map(|f| {
-                split_conjunction(&f)
-                    .into_iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let conjuncts = conjuncts(filters);
         let schema = self.batch.schema();
         for &key in &self.keys {
             let name = schema.field(key).name();
@@ -180,6 +165,20 @@ impl Resident {
         }
         range
     }
+}
+
+/// The conjuncts of `filters`, dynamic ones as they stand now.
+fn conjuncts(filters: &[Arc<dyn PhysicalExpr>]) -> Vec<Arc<dyn PhysicalExpr>> {
+    filters
+        .iter()
+        .filter_map(|f| snapshot_physical_expr(f.clone()).ok())
+        .flat_map(|f| {
+            split_conjunction(&f)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn is_text(t: &DataType) -> bool {
