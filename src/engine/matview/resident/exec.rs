@@ -4,8 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{and, filter_record_batch, take_record_batch};
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
@@ -13,8 +13,9 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::Statistics;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::{conjunction_opt, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::batch_filter;
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
 };
@@ -85,6 +86,7 @@ impl ResidentExec {
         let mut out = vec![];
         let mut left = self.limit.unwrap_or(usize::MAX);
         let mut start = rows.start;
+        let filter = conjunction_opt(self.filters.iter().cloned());
         while start < rows.end && left > 0 {
             let len = batch_size.min(rows.end - start);
             let slice = self.data.batch.slice(start, len);
@@ -93,25 +95,8 @@ impl ResidentExec {
                 Some(p) => slice.project(p)?,
                 None => slice,
             };
-            if !self.filters.is_empty() {
-                let mut keep: Option<BooleanArray> = None;
-                for f in &self.filters {
-                    let mask = f.evaluate(&batch)?.into_array(batch.num_rows())?;
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| {
-                            DataFusionError::Internal("a filter that is not boolean".into())
-                        })?
-                        .clone();
-                    keep = Some(match keep {
-                        Some(k) => and(&k, &mask)?,
-                        None => mask,
-                    });
-                }
-                if let Some(keep) = keep {
-                    batch = filter_record_batch(&batch, &keep)?;
-                }
+            if let Some(filter) = &filter {
+                batch = batch_filter(&batch, filter)?;
             }
             if batch.num_rows() > left {
                 batch = batch.slice(0, left);
