@@ -249,6 +249,15 @@ pub async fn collecting<F: std::future::Future>(reads: Reads, work: F) -> F::Out
     READS.scope(reads, work).await
 }
 
+/// Note that the running statement reads `reads` (each `relation.column`).
+pub fn note_reads(reads: &BTreeSet<String>) {
+    let _ = READS.try_with(|r| {
+        r.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(reads.iter().cloned());
+    });
+}
+
 /// Note that the running statement reads `relation.column`.
 pub fn note_read(relation: &str, column: &str) {
     let _ = READS.try_with(|r| {

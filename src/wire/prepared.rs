@@ -8,22 +8,30 @@
 //! execution then binds the values into the kept plan and builds only the physical plan
 //! (where scans prune with the bound values and the masking of personal data is applied).
 //!
+//! A kept plan whose scans are all resident materialised views (see
+//! [`crate::engine::matview::resident`]) also gets a generic physical plan, planned once
+//! with its parameters left unbound (as PostgreSQL's generic plans): each execution binds
+//! the values into the scans, resets the plan's state and pushes its joins' dynamic
+//! filters again, instead of planning anew. It is planned again when a view it reads
+//! was refreshed. A plan with any other scan keeps being planned per execution, so its
+//! scans prune with the values.
+//!
 //! A kept plan is valid while [`Engine::plan_epoch`] stays the same: the engine changes
 //! it after any DDL, grant, classification, erasure or setting. Plans that read the
 //! clock or the session (STABLE functions such as `now()` or `current_user`, which the
 //! optimiser folds into constants) and catalog queries are never kept.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::fields::pg_fields;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::ParamValues;
-use datafusion::execution::SessionState;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, Operator, Volatility};
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use pgwire::api::portal::Portal;
 use pgwire::api::results::Response;
 use pgwire::api::ClientInfo;
@@ -32,6 +40,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::Statement;
 use crate::access::Principal;
+use crate::engine::matview::resident::generic;
 use crate::engine::Engine;
 
 /// How many statement texts are kept; past that the cache starts again empty.
@@ -44,12 +53,79 @@ struct Kept {
     principal: Principal,
     epoch: u64,
     optimised: Arc<LogicalPlan>,
+    generic: Mutex<Generic>,
 }
 
+/// The generic physical plan of a kept plan (see [`generic`]).
+#[derive(Clone, Default)]
+enum Generic {
+    #[default]
+    Untried,
+    Plan(Arc<GenericPlan>),
+    /// None could be made: tried again after this many executions.
+    Not(u32),
+}
+
+/// How many executions a statement without a generic plan runs before trying again (a
+/// view it reads may have become resident since).
+const RETRY_GENERIC: u32 = 64;
+
+/// The physical plan of one execution and its task context.
+type Execution = (Arc<dyn ExecutionPlan>, Arc<TaskContext>);
+
+struct GenericPlan {
+    plan: Arc<dyn ExecutionPlan>,
+    /// The personal-data columns it reads, noted in the audit log at each execution.
+    reads: BTreeSet<String>,
+    /// The task context of its executions (made once: it copies the session's
+    /// function registries, whose changes change the plan epoch).
+    task: Arc<TaskContext>,
+}
+
+impl GenericPlan {
+    /// The plan of one execution with `values` and its task context; `None` when a
+    /// view it reads was refreshed since it was made.
+    fn bind(
+        &self,
+        values: &[ScalarValue],
+    ) -> PgWireResult<Option<Execution>> {
+        let options = self.task.session_config().options();
+        let Some(plan) = generic::bind_plan(&self.plan, values, options).map_err(api)? else {
+            return Ok(None);
+        };
+        crate::access::audit::note_reads(&self.reads);
+        Ok(Some((plan, self.task.clone())))
+    }
+}
+
+type Entries = Mutex<HashMap<String, Vec<Arc<Kept>>>>;
+
 /// Optimised plans of read statements, shared by all sessions.
-#[derive(Default)]
 pub struct Plans {
-    kept: Mutex<HashMap<String, Vec<Kept>>>,
+    kept: Arc<Entries>,
+    /// Drops the generic plans when resident rows are let go (they hold them).
+    _holder: generic::Holder,
+}
+
+impl Default for Plans {
+    fn default() -> Self {
+        let kept: Arc<Entries> = Arc::default();
+        let entries = Arc::downgrade(&kept);
+        let holder: generic::Holder = Arc::new(move || {
+            let Some(entries) = entries.upgrade() else {
+                return;
+            };
+            let entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+            for kept in entries.values().flatten() {
+                *kept.generic.lock().unwrap_or_else(|e| e.into_inner()) = Generic::Untried;
+            }
+        });
+        generic::on_release(&holder);
+        Plans {
+            kept,
+            _holder: holder,
+        }
+    }
 }
 
 fn api(e: datafusion::error::DataFusionError) -> PgWireError {
@@ -64,12 +140,12 @@ impl Plans {
         plan: &LogicalPlan,
         principal: &Principal,
         epoch: u64,
-    ) -> Option<Arc<LogicalPlan>> {
+    ) -> Option<Arc<Kept>> {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         kept.get(sql)?
             .iter()
             .find(|k| k.epoch == epoch && &k.principal == principal && &k.unplanned == plan)
-            .map(|k| k.optimised.clone())
+            .cloned()
     }
 
     fn put(
@@ -88,12 +164,13 @@ impl Plans {
         // Entries of an older epoch are stale for good.
         entries
             .retain(|k| k.epoch == epoch && !(&k.principal == principal && &k.unplanned == plan));
-        entries.push(Kept {
+        entries.push(Arc::new(Kept {
             unplanned: plan.clone(),
             principal: principal.clone(),
             epoch,
             optimised,
-        });
+            generic: Mutex::default(),
+        }));
     }
 
     /// Execute the read `plan` (Parse's plan of `sql`) of a bound portal.
@@ -109,36 +186,151 @@ impl Plans {
         // Read before planning: a change after this point makes the entry stale.
         let epoch = engine.plan_epoch();
         let principal = crate::access::current();
-        let state = engine.session_context().state();
-        let bound = match self.get(sql, plan, &principal, epoch) {
-            Some(optimised) => bind(&state, &optimised, params)?,
-            None if keepable(sql, plan) => match state.optimize(plan) {
-                Ok(optimised) => {
-                    let optimised = Arc::new(optimised);
-                    self.put(sql, plan, &principal, epoch, optimised.clone());
-                    bind(&state, &optimised, params)?
-                }
-                // Some plans only optimise with their values (a LIMIT $1, say).
-                Err(_) => optimise_bound(&state, plan, params)?,
-            },
-            None => optimise_bound(&state, plan, params)?,
+        let kept = self.get(sql, plan, &principal, epoch);
+        let generic = match &kept {
+            Some(kept) => run_generic(engine, kept, &params).await?,
+            None => None,
         };
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&bound, &state)
-            .await
-            .map_err(api)?;
+        let (physical, schema, task) = match (&kept, generic) {
+            (Some(kept), Some((physical, task))) => {
+                (physical, kept.optimised.schema().clone(), task)
+            }
+            _ => {
+                let state = engine.session_context().state();
+                let bound = match &kept {
+                    Some(kept) => bind(&state, &kept.optimised, params)?,
+                    None if keepable(sql, plan) => match state.optimize(plan) {
+                        Ok(optimised) => {
+                            let optimised = Arc::new(optimised);
+                            self.put(sql, plan, &principal, epoch, optimised.clone());
+                            bind(&state, &optimised, params)?
+                        }
+                        // Some plans only optimise with their values (a LIMIT $1, say).
+                        Err(_) => optimise_bound(&state, plan, params)?,
+                    },
+                    None => optimise_bound(&state, plan, params)?,
+                };
+                let physical = state
+                    .query_planner()
+                    .create_physical_plan(&bound, &state)
+                    .await
+                    .map_err(api)?;
+                (physical, bound.schema().clone(), state.task_ctx())
+            }
+        };
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let fields = Arc::new(pg_fields(
-            bound.schema().as_arrow(),
+            schema.as_arrow(),
             &portal.result_column_format,
             Some(options.clone()),
         )?);
-        let batches = execute_stream(physical, state.task_ctx()).map_err(api)?;
+        let batches = execute_stream(physical, task).map_err(api)?;
         Ok(Response::Query(super::rows::response(
             fields, options, batches,
         )))
     }
+}
+
+/// The physical plan (and task context) of one execution of `kept` with `params` from
+/// its generic plan, made on first use; `None` when it has none (see [`generic`]).
+async fn run_generic(
+    engine: &Engine,
+    kept: &Kept,
+    params: &ParamValues,
+) -> PgWireResult<Option<Execution>> {
+    let ParamValues::List(values) = typed_as_placed(&kept.optimised, params.clone())? else {
+        return Ok(None);
+    };
+    let values: Vec<ScalarValue> = values.iter().map(|v| v.value.clone()).collect();
+    let current = kept
+        .generic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match current {
+        Generic::Plan(g) => {
+            if let Some(plan) = g.bind(&values)? {
+                return Ok(Some(plan));
+            }
+            // A view it reads was refreshed: plan it again.
+        }
+        Generic::Not(n) if n > 0 => {
+            *kept.generic.lock().unwrap_or_else(|e| e.into_inner()) = Generic::Not(n - 1);
+            return Ok(None);
+        }
+        Generic::Not(_) | Generic::Untried => {}
+    }
+    let state = engine.session_context().state();
+    let made = plan_generic(&state, &kept.optimised, &values).await;
+    let mut slot = kept.generic.lock().unwrap_or_else(|e| e.into_inner());
+    match made {
+        Some(g) => {
+            let plan = g.bind(&values)?;
+            *slot = Generic::Plan(Arc::new(g));
+            Ok(plan)
+        }
+        None => {
+            *slot = Generic::Not(RETRY_GENERIC);
+            Ok(None)
+        }
+    }
+}
+
+/// The generic physical plan of `optimised`, planned with `values` as the hints of its
+/// parameters, if it can serve every execution: its placeholders all typed and compared
+/// as they are (nothing to fold), and every scan resident ([`generic::is_generic`]).
+async fn plan_generic(
+    state: &SessionState,
+    optimised: &LogicalPlan,
+    values: &[ScalarValue],
+) -> Option<GenericPlan> {
+    if folds(optimised) {
+        return None;
+    }
+    let mut typed = true;
+    let with_params = optimised
+        .clone()
+        .transform_up_with_subqueries(|node| {
+            node.map_expressions(|e| {
+                e.transform(|e| {
+                    let Expr::Placeholder(p) = &e else {
+                        return Ok(Transformed::no(e));
+                    };
+                    let index = p.id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+                    let hint = index.and_then(|i| values.get(i.checked_sub(1)?));
+                    match (hint, &p.field) {
+                        (Some(hint), Some(field)) if hint.data_type() == *field.data_type() => {
+                            let index = index.unwrap_or_default() - 1;
+                            Ok(Transformed::yes(generic::param(index, hint.clone())))
+                        }
+                        _ => {
+                            typed = false;
+                            Ok(Transformed::no(e))
+                        }
+                    }
+                })
+            })
+        })
+        .ok()?
+        .data;
+    if !typed {
+        return None;
+    }
+    let reads = crate::access::audit::Reads::default();
+    let planned = crate::access::audit::collecting(
+        reads.clone(),
+        state
+            .query_planner()
+            .create_physical_plan(&with_params, state),
+    )
+    .await;
+    let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|e| e.into_inner()));
+    let plan = planned.ok().filter(generic::is_generic)?;
+    Some(GenericPlan {
+        plan,
+        reads,
+        task: state.task_ctx(),
+    })
 }
 
 /// Whether an optimised `plan` may be reused for other values and later executions: not
@@ -301,7 +493,7 @@ mod tests {
         let optimised = Arc::new(ctx.state().optimize(&p).expect("optimise"));
         plans.put(sql, &p, &alice, 1, optimised.clone());
         let hit = plans.get(sql, &p, &alice, 1).expect("kept");
-        assert!(Arc::ptr_eq(&hit, &optimised));
+        assert!(Arc::ptr_eq(&hit.optimised, &optimised));
         assert!(plans.get(sql, &p, &bob, 1).is_none(), "another role");
         assert!(plans.get(sql, &p, &alice, 2).is_none(), "a later epoch");
         assert!(plans.get(sql, &other, &alice, 1).is_none(), "another plan");

@@ -105,9 +105,8 @@ impl TableProvider for MaterializedViewTable {
             return Err(EngineError::NotPopulated(self.name.clone()).into());
         }
         if let Some(residency) = &self.residency {
-            let snapshot = self.data.snapshot();
             let resident = residency
-                .scan(&snapshot, state, projection, filters, limit)
+                .scan(&self.data, state, projection, filters, limit)
                 .await?;
             if let Some(plan) = resident {
                 return Ok(plan);

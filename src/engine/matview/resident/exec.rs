@@ -10,9 +10,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::Statistics;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::{conjunction_opt, EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter::batch_filter;
@@ -25,8 +26,9 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::Resident;
+use super::{generic, Resident};
 use crate::engine::compact_views::compact;
+use crate::storage::ManagedTable;
 
 /// Reads the rows `range` of a resident view (narrowed further, when it runs, by the
 /// filters pushed into it), split among `partitions`, applying those filters exactly.
@@ -41,6 +43,12 @@ pub struct ResidentExec {
     filters: Vec<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
+    /// The view's table, to tell whether `data` is still its current snapshot (`None`:
+    /// always is, for rows that belong to no table).
+    source: Option<ManagedTable>,
+    /// In a generic plan, the scan's filters that hold parameters: `range` was narrowed
+    /// with their hints, and [`ResidentExec::bind`] narrows it again with the values.
+    unbound: Option<Vec<Arc<dyn PhysicalExpr>>>,
 }
 
 impl ResidentExec {
@@ -70,7 +78,50 @@ impl ResidentExec {
             filters: vec![],
             limit,
             properties: Arc::new(properties),
+            source: None,
+            unbound: None,
         })
+    }
+
+    /// The scan of `source`'s rows, with the scan filters that hold parameters.
+    pub(super) fn of(
+        mut self,
+        source: Option<ManagedTable>,
+        unbound: Option<Vec<Arc<dyn PhysicalExpr>>>,
+    ) -> Self {
+        self.source = source;
+        self.unbound = unbound;
+        self
+    }
+
+    /// Whether its rows are still those of the view's current snapshot.
+    pub fn is_current(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_none_or(|t| Arc::ptr_eq(&t.snapshot(), &self.data.snapshot))
+    }
+
+    /// This scan of a generic plan for one execution: its parameters replaced by
+    /// `values`, its rows narrowed with them, and without the dynamic filters of the
+    /// plan's last execution (its join or TopK pushes a new one). Its properties are
+    /// the same, so the nodes above it are not planned again.
+    pub fn bind(&self, values: &[ScalarValue]) -> Result<ResidentExec> {
+        let mut node = self.clone();
+        node.filters = self
+            .filters
+            .iter()
+            .filter(|f| f.downcast_ref::<DynamicFilterPhysicalExpr>().is_none())
+            .map(|f| generic::bound(f, Some(values)))
+            .collect::<Result<_>>()?;
+        if let Some(unbound) = &self.unbound {
+            let scan = unbound
+                .iter()
+                .map(|f| generic::bound(f, Some(values)))
+                .collect::<Result<Vec<_>>>()?;
+            node.range = self.data.narrow(&scan, 0..self.data.rows());
+            node.unbound = None;
+        }
+        Ok(node)
     }
 
     /// The rows of one partition's share of `range`.

@@ -16,6 +16,7 @@
 //! Masking, consent and erasure filtering apply above the scan as for any table.
 
 mod exec;
+pub mod generic;
 
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -43,6 +44,10 @@ use futures::StreamExt;
 use tracing::{debug, info};
 
 pub use exec::ResidentExec;
+
+use crate::engine::compact_views::compact;
+
+use crate::storage::ManagedTable;
 
 /// The share of the memory pool (in quarters) that resident views may take together.
 const SHARE: usize = 4;
@@ -253,19 +258,23 @@ impl Residency {
 
     /// Let go of what is in memory (and of any load under way).
     pub fn release(&self) {
-        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Slot::Empty;
+        let old = std::mem::take(&mut *self.slot.lock().unwrap_or_else(|e| e.into_inner()));
+        if matches!(old, Slot::Ready(_)) {
+            generic::released();
+        }
     }
 
     /// A scan of `snapshot` from memory if it is loaded; otherwise `None`, and its
     /// loading is started unless it already was.
     pub async fn scan(
         self: &Arc<Self>,
-        snapshot: &Arc<dyn TableProvider>,
+        source: &ManagedTable,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let snapshot = &source.snapshot();
         let ready = {
             let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             match &*slot {
@@ -287,8 +296,14 @@ impl Residency {
             .iter()
             .filter_map(|f| state.create_physical_expr(f.clone(), &df_schema).ok())
             .collect();
-        let range = resident.narrow(&physical, 0..resident.rows());
-        let keyed = resident.keyed(&physical);
+        // Parameters (of a generic plan) narrow with their hints here: the estimates
+        // that shape the plan come from them.
+        let hinted = physical
+            .iter()
+            .map(|f| generic::bound(f, None))
+            .collect::<Result<Vec<_>>>()?;
+        let range = resident.narrow(&hinted, 0..resident.rows());
+        let keyed = resident.keyed(&hinted);
         // A lookup narrowed at planning time reads one partition; other scans share
         // their rows among the session's partitions.
         let partitions = if range.len() < state.config().batch_size() {
@@ -296,9 +311,10 @@ impl Residency {
         } else {
             state.config().target_partitions()
         };
-        Ok(Some(Arc::new(ResidentExec::new(
-            resident, projection, range, keyed, partitions, limit,
-        )?)))
+        let unbound = physical.iter().any(generic::has_params).then_some(physical);
+        let exec = ResidentExec::new(resident, projection, range, keyed, partitions, limit)?
+            .of(Some(source.clone()), unbound);
+        Ok(Some(Arc::new(exec)))
     }
 
     /// Load `snapshot` in the background, replacing what is in memory once it is loaded.
@@ -310,14 +326,18 @@ impl Residency {
         // Planned before the slot changes: a statement cancelled here leaves no load
         // pending that never runs.
         let plan = snapshot.scan(state, None, &[], None).await?;
-        {
+        let old = {
             let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             match &*slot {
                 Slot::Pending(s) if Arc::ptr_eq(s, snapshot) => return Ok(()),
                 Slot::Ready(r) if Arc::ptr_eq(&r.snapshot, snapshot) => return Ok(()),
                 // What is in memory now is of an older snapshot: let it go.
-                _ => *slot = Slot::Pending(snapshot.clone()),
+                _ => std::mem::replace(&mut *slot, Slot::Pending(snapshot.clone())),
             }
+        };
+        if matches!(old, Slot::Ready(_)) {
+            drop(old);
+            generic::released();
         }
         let context = state.task_ctx();
         let (this, snapshot) = (self.clone(), snapshot.clone());
@@ -383,7 +403,9 @@ impl Residency {
             })
             .collect();
         let order = lexsort_to_indices(&columns, None)?;
-        let batch = take_record_batch(&batch, &order)?;
+        // The sorted copy keeps every data buffer of every batch read: its text is
+        // copied into few buffers, or each lookup's slice would carry the whole list.
+        let batch = compact(take_record_batch(&batch, &order)?)?;
         let bytes = batch.get_array_memory_size();
         let held = RESIDENT_BYTES.fetch_add(bytes, AtomicOrdering::Relaxed);
         let reservation = MemoryConsumer::new(format!("resident {}", self.name)).register(pool);
