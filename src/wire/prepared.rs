@@ -85,10 +85,7 @@ struct GenericPlan {
 impl GenericPlan {
     /// The plan of one execution with `values` and its task context; `None` when a
     /// view it reads was refreshed since it was made.
-    fn bind(
-        &self,
-        values: &[ScalarValue],
-    ) -> PgWireResult<Option<Execution>> {
+    fn bind(&self, values: &[ScalarValue]) -> PgWireResult<Option<Execution>> {
         let options = self.task.session_config().options();
         let Some(plan) = generic::bind_plan(&self.plan, values, options).map_err(api)? else {
             return Ok(None);
@@ -261,19 +258,18 @@ async fn run_generic(
         Generic::Not(_) | Generic::Untried => {}
     }
     let state = engine.session_context().state();
-    let made = plan_generic(&state, &kept.optimised, &values).await;
+    let Some(made) = plan_generic(&state, &kept.optimised, &values).await else {
+        *kept.generic.lock().unwrap_or_else(|e| e.into_inner()) = Generic::Not(RETRY_GENERIC);
+        return Ok(None);
+    };
+    let execution = made.bind(&values)?;
     let mut slot = kept.generic.lock().unwrap_or_else(|e| e.into_inner());
-    match made {
-        Some(g) => {
-            let plan = g.bind(&values)?;
-            *slot = Generic::Plan(Arc::new(g));
-            Ok(plan)
-        }
-        None => {
-            *slot = Generic::Not(RETRY_GENERIC);
-            Ok(None)
-        }
+    // Kept only while current, checked under the lock the release takes: a plan made
+    // from rows let go meanwhile would hold them in memory.
+    if execution.is_some() && generic::is_current(&made.plan) {
+        *slot = Generic::Plan(Arc::new(made));
     }
+    Ok(execution)
 }
 
 /// The generic physical plan of `optimised`, planned with `values` as the hints of its

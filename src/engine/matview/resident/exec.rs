@@ -26,7 +26,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use super::{generic, Resident};
+use super::{generic, Residency, Resident};
 use crate::engine::compact_views::compact;
 use crate::storage::ManagedTable;
 
@@ -43,9 +43,9 @@ pub struct ResidentExec {
     filters: Vec<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
-    /// The view's table, to tell whether `data` is still its current snapshot (`None`:
-    /// always is, for rows that belong to no table).
-    source: Option<ManagedTable>,
+    /// The view's table and resident rows, to tell whether `data` is still its current
+    /// snapshot and in memory (`None`: always is, for rows that belong to no table).
+    source: Option<(ManagedTable, Arc<Residency>)>,
     /// In a generic plan, the scan's filters that hold parameters: `range` was narrowed
     /// with their hints, and [`ResidentExec::bind`] narrows it again with the values.
     unbound: Option<Vec<Arc<dyn PhysicalExpr>>>,
@@ -86,7 +86,7 @@ impl ResidentExec {
     /// The scan of `source`'s rows, with the scan filters that hold parameters.
     pub(super) fn of(
         mut self,
-        source: Option<ManagedTable>,
+        source: Option<(ManagedTable, Arc<Residency>)>,
         unbound: Option<Vec<Arc<dyn PhysicalExpr>>>,
     ) -> Self {
         self.source = source;
@@ -94,11 +94,11 @@ impl ResidentExec {
         self
     }
 
-    /// Whether its rows are still those of the view's current snapshot.
+    /// Whether its rows are still those of the view's current snapshot, in memory.
     pub fn is_current(&self) -> bool {
-        self.source
-            .as_ref()
-            .is_none_or(|t| Arc::ptr_eq(&t.snapshot(), &self.data.snapshot))
+        self.source.as_ref().is_none_or(|(table, residency)| {
+            Arc::ptr_eq(&table.snapshot(), &self.data.snapshot) && residency.holds(&self.data)
+        })
     }
 
     /// This scan of a generic plan for one execution: its parameters replaced by

@@ -22,10 +22,20 @@ use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::joins::HashJoinExec;
+use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::ResidentExec;
+use crate::engine::compact_views::CompactViewsExec;
 
 /// A callback of what keeps generic plans, which hold resident rows.
 pub type Holder = Arc<dyn Fn() + Send + Sync>;
@@ -133,14 +143,15 @@ pub fn bound(
 }
 
 /// Whether `plan` (planned with parameters) can serve every execution: each of its
-/// leaves is a resident scan, and parameters appear only in those scans' filters, where
-/// [`bind_plan`] replaces them. Any other scan prunes with the values at planning time.
+/// leaves is a resident scan, parameters appear only in those scans' filters, where
+/// [`bind_plan`] replaces them, and every other node is one whose state a reset renews
+/// ([`renewable`]). Any other scan prunes with the values at planning time.
 pub fn is_generic(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let unbound = |node: &Arc<dyn ExecutionPlan>| {
         if node.downcast_ref::<ResidentExec>().is_some() {
             return false;
         }
-        if node.children().is_empty() {
+        if !renewable(node) {
             return true;
         }
         let found = node.apply_expressions(&mut |e| {
@@ -155,6 +166,34 @@ pub fn is_generic(plan: &Arc<dyn ExecutionPlan>) -> bool {
     !plan.exists(|node| Ok(unbound(node))).unwrap_or(true)
 }
 
+/// Whether `node` keeps nothing from one execution to the next once reset: the nodes of
+/// lookups, joins, sorts and limits. Not so an aggregate (its `min`/`max` dynamic filter
+/// survives a reset) or a scalar subquery (its result slot is shared by every copy).
+fn renewable(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.is::<HashJoinExec>()
+        || node.is::<ProjectionExec>()
+        || node.is::<FilterExec>()
+        || node.is::<CooperativeExec>()
+        || node.is::<CompactViewsExec>()
+        || node.is::<CoalescePartitionsExec>()
+        || node.is::<RepartitionExec>()
+        || node.is::<SortExec>()
+        || node.is::<SortPreservingMergeExec>()
+        || node.is::<GlobalLimitExec>()
+        || node.is::<LocalLimitExec>()
+}
+
+/// Whether every resident scan of `plan` still reads its view's current rows.
+pub fn is_current(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    !plan
+        .exists(|node| {
+            Ok(node
+                .downcast_ref::<ResidentExec>()
+                .is_some_and(|scan| !scan.is_current()))
+        })
+        .unwrap_or(true)
+}
+
 /// The generic `plan` made ready for one execution with `values`: its resident scans
 /// bound (see [`ResidentExec::bind`]), every node's state fresh, and the dynamic filters
 /// of its joins and TopKs pushed again. `None` when a scan's rows are no longer the
@@ -164,20 +203,16 @@ pub fn bind_plan(
     values: &[ScalarValue],
     config: &ConfigOptions,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let mut current = true;
+    if !is_current(plan) {
+        return Ok(None);
+    }
     let bound = plan
         .clone()
         .transform_up(|node| match node.downcast_ref::<ResidentExec>() {
-            Some(scan) => {
-                current &= scan.is_current();
-                Ok(Transformed::yes(Arc::new(scan.bind(values)?) as _))
-            }
+            Some(scan) => Ok(Transformed::yes(Arc::new(scan.bind(values)?) as _)),
             None => Ok(Transformed::no(node)),
         })?
         .data;
-    if !current {
-        return Ok(None);
-    }
     let fresh = reset_plan_states(bound)?;
     FilterPushdown::new_post_optimization()
         .optimize(fresh, config)
@@ -321,5 +356,10 @@ mod tests {
         let empty: Arc<dyn ExecutionPlan> =
             Arc::new(datafusion::physical_plan::empty::EmptyExec::new(schema));
         assert!(!is_generic(&empty));
+        // A node whose state a reset may not renew (here a union: only known ones pass).
+        let union =
+            datafusion::physical_plan::union::UnionExec::try_new(vec![lookup("a"), lookup("b")])
+                .expect("union");
+        assert!(!is_generic(&union));
     }
 }

@@ -264,6 +264,12 @@ impl Residency {
         }
     }
 
+    /// Whether `data` is what is in memory.
+    fn holds(&self, data: &Arc<Resident>) -> bool {
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(&*slot, Slot::Ready(r) if Arc::ptr_eq(r, data))
+    }
+
     /// A scan of `snapshot` from memory if it is loaded; otherwise `None`, and its
     /// loading is started unless it already was.
     pub async fn scan(
@@ -313,7 +319,7 @@ impl Residency {
         };
         let unbound = physical.iter().any(generic::has_params).then_some(physical);
         let exec = ResidentExec::new(resident, projection, range, keyed, partitions, limit)?
-            .of(Some(source.clone()), unbound);
+            .of(Some((source.clone(), self.clone())), unbound);
         Ok(Some(Arc::new(exec)))
     }
 
