@@ -460,6 +460,31 @@ mod tests {
     }
 
     #[test]
+    fn letting_resident_rows_go_drops_the_generic_plans_that_hold_them() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let holder: generic::Holder = Arc::new(move || {
+            counted.fetch_add(1, AtomicOrdering::SeqCst);
+        });
+        generic::on_release(&holder);
+        let residency = Residency::new("v", vec!["k1".into()]).expect("keyed");
+        residency.release();
+        assert_eq!(
+            calls.load(AtomicOrdering::SeqCst),
+            0,
+            "nothing was in memory"
+        );
+        *residency.slot.lock().expect("slot") = Slot::Ready(Arc::new(resident()));
+        residency.release();
+        assert_eq!(calls.load(AtomicOrdering::SeqCst), 1);
+        // A dropped holder is no longer called.
+        drop(holder);
+        *residency.slot.lock().expect("slot") = Slot::Ready(Arc::new(resident()));
+        residency.release();
+        assert_eq!(calls.load(AtomicOrdering::SeqCst), 1);
+    }
+
+    #[test]
     fn the_leading_plain_ascending_order_by_columns_are_the_keys() {
         assert_eq!(keys_of("SELECT * FROM t ORDER BY a, b"), ["a", "b"]);
         assert_eq!(
