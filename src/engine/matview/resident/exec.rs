@@ -102,9 +102,9 @@ impl ResidentExec {
     }
 
     /// This scan of a generic plan for one execution: its parameters replaced by
-    /// `values`, its rows narrowed with them, and without the dynamic filters of the
-    /// plan's last execution (its join or TopK pushes a new one). Its properties are
-    /// the same, so the nodes above it are not planned again.
+    /// `values`, its rows narrowed with them, and without the dynamic filters pushed
+    /// into it when the plan was made (its join or TopK pushes a fresh one). Its
+    /// properties are the same, so the nodes above it are not planned again.
     pub fn bind(&self, values: &[ScalarValue]) -> Result<ResidentExec> {
         let mut node = self.clone();
         node.filters = self

@@ -46,7 +46,6 @@ use tracing::{debug, info};
 pub use exec::ResidentExec;
 
 use crate::engine::compact_views::compact;
-
 use crate::storage::ManagedTable;
 
 /// The share of the memory pool (in quarters) that resident views may take together.
