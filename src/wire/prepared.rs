@@ -292,12 +292,16 @@ async fn plan_generic(
                     let Expr::Placeholder(p) = &e else {
                         return Ok(Transformed::no(e));
                     };
-                    let index = p.id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
-                    let hint = index.and_then(|i| values.get(i.checked_sub(1)?));
+                    // `$1` is the first value.
+                    let index =
+                        p.id.strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok()?.checked_sub(1));
+                    let hint = index.and_then(|i| Some((i, values.get(i)?)));
                     match (hint, &p.field) {
-                        (Some(hint), Some(field)) if hint.data_type() == *field.data_type() => {
-                            let index = index.unwrap_or_default() - 1;
-                            Ok(Transformed::yes(generic::param(index, hint.clone())))
+                        (Some((i, hint)), Some(field))
+                            if hint.data_type() == *field.data_type() =>
+                        {
+                            Ok(Transformed::yes(generic::param(i, hint.clone())))
                         }
                         _ => {
                             typed = false;
