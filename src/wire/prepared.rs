@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::fields::pg_fields;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::{SessionState, TaskContext};
@@ -53,7 +54,52 @@ struct Kept {
     principal: Principal,
     epoch: u64,
     optimised: Arc<LogicalPlan>,
+    /// The types its placeholders were given, by id (`None`: placed with two types).
+    placed: HashMap<String, Option<DataType>>,
+    /// Whether bound values make constant expressions to fold (see [`folds`]).
+    folds: bool,
     generic: Mutex<Generic>,
+}
+
+impl Kept {
+    /// Bind `params` into the optimised plan. Constant expressions the values make
+    /// (`CAST($1 AS ...)`, `$1 IS NULL`) are folded again, so scans prune with plain
+    /// values.
+    fn bind(&self, state: &SessionState, params: ParamValues) -> PgWireResult<LogicalPlan> {
+        let params = self.typed(params)?;
+        let bound = self
+            .optimised
+            .as_ref()
+            .clone()
+            .replace_params_with_values(&params)
+            .map_err(api)?;
+        if !self.folds {
+            return Ok(bound);
+        }
+        let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
+            vec![Arc::new(SimplifyExpressions::new())];
+        Optimizer::with_rules(rules)
+            .optimize(bound, state, |_, _| {})
+            .map_err(api)
+    }
+
+    /// `params` cast to the types their placeholders have in the optimised plan. Type
+    /// coercion ran while they were placeholders (a text parameter compared with a
+    /// `Utf8View` column became a `Utf8View` placeholder), so their values must arrive
+    /// in those types.
+    fn typed(&self, params: ParamValues) -> PgWireResult<ParamValues> {
+        let ParamValues::List(mut values) = params else {
+            return Ok(params);
+        };
+        for (i, v) in values.iter_mut().enumerate() {
+            if let Some(Some(t)) = self.placed.get(&format!("${}", i + 1)) {
+                if v.value.data_type() != *t {
+                    v.value = v.value.cast_to(t).map_err(api)?;
+                }
+            }
+        }
+        Ok(ParamValues::List(values))
+    }
 }
 
 /// The generic physical plan of a kept plan (see [`generic`]).
@@ -152,7 +198,16 @@ impl Plans {
         principal: &Principal,
         epoch: u64,
         optimised: Arc<LogicalPlan>,
-    ) {
+    ) -> Arc<Kept> {
+        let made = Arc::new(Kept {
+            unplanned: plan.clone(),
+            principal: principal.clone(),
+            epoch,
+            placed: placed_types(&optimised),
+            folds: folds(&optimised),
+            optimised,
+            generic: Mutex::default(),
+        });
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() >= MAX_TEXTS && !kept.contains_key(sql) {
             kept.clear();
@@ -161,13 +216,8 @@ impl Plans {
         // Entries of an older epoch are stale for good.
         entries
             .retain(|k| k.epoch == epoch && !(&k.principal == principal && &k.unplanned == plan));
-        entries.push(Arc::new(Kept {
-            unplanned: plan.clone(),
-            principal: principal.clone(),
-            epoch,
-            optimised,
-            generic: Mutex::default(),
-        }));
+        entries.push(made.clone());
+        made
     }
 
     /// Execute the read `plan` (Parse's plan of `sql`) of a bound portal.
@@ -195,13 +245,11 @@ impl Plans {
             _ => {
                 let state = engine.session_context().state();
                 let bound = match &kept {
-                    Some(kept) => bind(&state, &kept.optimised, params)?,
+                    Some(kept) => kept.bind(&state, params)?,
                     None if keepable(sql, plan) => match state.optimize(plan) {
-                        Ok(optimised) => {
-                            let optimised = Arc::new(optimised);
-                            self.put(sql, plan, &principal, epoch, optimised.clone());
-                            bind(&state, &optimised, params)?
-                        }
+                        Ok(optimised) => self
+                            .put(sql, plan, &principal, epoch, Arc::new(optimised))
+                            .bind(&state, params)?,
                         // Some plans only optimise with their values (a LIMIT $1, say).
                         Err(_) => optimise_bound(&state, plan, params)?,
                     },
@@ -235,7 +283,7 @@ async fn run_generic(
     kept: &Kept,
     params: &ParamValues,
 ) -> PgWireResult<Option<Execution>> {
-    let ParamValues::List(values) = typed_as_placed(&kept.optimised, params.clone())? else {
+    let ParamValues::List(values) = kept.typed(params.clone())? else {
         return Ok(None);
     };
     let values: Vec<ScalarValue> = values.iter().map(|v| v.value.clone()).collect();
@@ -258,7 +306,7 @@ async fn run_generic(
         Generic::Not(_) | Generic::Untried => {}
     }
     let state = engine.session_context().state();
-    let Some(made) = plan_generic(&state, &kept.optimised, &values).await else {
+    let Some(made) = plan_generic(&state, kept, &values).await else {
         *kept.generic.lock().unwrap_or_else(|e| e.into_inner()) = Generic::Not(RETRY_GENERIC);
         return Ok(None);
     };
@@ -272,19 +320,21 @@ async fn run_generic(
     Ok(execution)
 }
 
-/// The generic physical plan of `optimised`, planned with `values` as the hints of its
+/// The generic physical plan of `kept`, planned with `values` as the hints of its
 /// parameters, if it can serve every execution: its placeholders all typed and compared
 /// as they are (nothing to fold), and every scan resident ([`generic::is_generic`]).
 async fn plan_generic(
     state: &SessionState,
-    optimised: &LogicalPlan,
+    kept: &Kept,
     values: &[ScalarValue],
 ) -> Option<GenericPlan> {
-    if folds(optimised) {
+    if kept.folds {
         return None;
     }
     let mut typed = true;
-    let with_params = optimised
+    let with_params = kept
+        .optimised
+        .as_ref()
         .clone()
         .transform_up_with_subqueries(|node| {
             node.map_expressions(|e| {
@@ -357,28 +407,6 @@ fn keepable(sql: &str, plan: &LogicalPlan) -> bool {
     !stable
 }
 
-/// Bind `params` into a kept optimised plan. Constant expressions the values make
-/// (`CAST($1 AS ...)`, `$1 IS NULL`) are folded again, so scans prune with plain values.
-fn bind(
-    state: &SessionState,
-    optimised: &LogicalPlan,
-    params: ParamValues,
-) -> PgWireResult<LogicalPlan> {
-    let params = typed_as_placed(optimised, params)?;
-    let bound = optimised
-        .clone()
-        .replace_params_with_values(&params)
-        .map_err(api)?;
-    if !folds(optimised) {
-        return Ok(bound);
-    }
-    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
-        vec![Arc::new(SimplifyExpressions::new())];
-    Optimizer::with_rules(rules)
-        .optimize(bound, state, |_, _| {})
-        .map_err(api)
-}
-
 /// Whether values bound into `plan` make constant expressions to fold: a placeholder
 /// that is an argument of anything but a comparison or an `IN` list (`CAST($1 AS ...)`,
 /// `$1 IS NULL`, `$1 + 1`). Folding runs an optimiser pass over the whole plan, a large
@@ -421,21 +449,15 @@ fn folds(plan: &LogicalPlan) -> bool {
     folds
 }
 
-/// `params` cast to the types their placeholders have in `optimised`. Type coercion ran
-/// while they were placeholders (a text parameter compared with a `Utf8View` column
-/// became a `Utf8View` placeholder), so their values must arrive in those types.
-fn typed_as_placed(optimised: &LogicalPlan, params: ParamValues) -> PgWireResult<ParamValues> {
-    let ParamValues::List(mut values) = params else {
-        return Ok(params);
-    };
-    let mut placed: HashMap<String, Option<datafusion::arrow::datatypes::DataType>> =
-        HashMap::new();
+/// The type each placeholder of `optimised` was given, by id; `None` for one placed
+/// with two types (its value is left as it is).
+fn placed_types(optimised: &LogicalPlan) -> HashMap<String, Option<DataType>> {
+    let mut placed: HashMap<String, Option<DataType>> = HashMap::new();
     let _ = optimised.apply_with_subqueries(|node| {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 if let Expr::Placeholder(p) = e {
                     let t = p.field.as_ref().map(|f| f.data_type().clone());
-                    // Placed with two types: leave its value as it is.
                     placed
                         .entry(p.id.clone())
                         .and_modify(|seen| {
@@ -449,14 +471,7 @@ fn typed_as_placed(optimised: &LogicalPlan, params: ParamValues) -> PgWireResult
             })
         })
     });
-    for (i, v) in values.iter_mut().enumerate() {
-        if let Some(Some(t)) = placed.get(&format!("${}", i + 1)) {
-            if v.value.data_type() != *t {
-                v.value = v.value.cast_to(t).map_err(api)?;
-            }
-        }
-    }
-    Ok(ParamValues::List(values))
+    placed
 }
 
 /// Bind `params` into an unoptimised plan and optimise it (a plan that is not kept).
@@ -560,12 +575,14 @@ mod tests {
             .expect("create");
         let p = plan(&ctx, "SELECT n FROM t WHERE id = $1 AND $2 IS NOT NULL").await;
         let state = ctx.state();
-        let optimised = state.optimize(&p).expect("optimise");
+        let optimised = Arc::new(state.optimize(&p).expect("optimise"));
+        let kept = Plans::default().put("q", &p, &Principal::system(), 1, optimised);
+        assert!(kept.folds);
         let params = ParamValues::List(vec![
             datafusion::scalar::ScalarValue::Utf8(Some("b".into())).into(),
             datafusion::scalar::ScalarValue::Int64(Some(1)).into(),
         ]);
-        let bound = bind(&state, &optimised, params).expect("bind");
+        let bound = kept.bind(&state, params).expect("bind");
         let text = bound.display_indent().to_string();
         assert!(!text.contains('$'), "{text}");
         assert!(!text.contains("IS NOT NULL"), "folded: {text}");
