@@ -45,6 +45,37 @@ async fn demo_model_resolves_identities_against_the_ground_truth() {
         recall("deterministic + probabilistic") > recall("deterministic"),
         "{quality:?}"
     );
+    // Blocking: both rules pair records, junk typed into phone fields blocks nothing,
+    // and only pairs deterministic matching left apart are scored.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT DISTINCT rule FROM person_pair_keys ORDER BY rule"
+        )
+        .await,
+        vec![vec!["email"], vec!["phone"], vec!["random"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) > 0, count(r.phone9) FROM shop_orders o
+               JOIN match_records r ON r.source = 'shop_orders' AND r.record_key = o.order_id
+              WHERE o.phone IN ('000000', '0', '123456', '0000000000')"
+        )
+        .await,
+        vec![vec!["t", "0"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) > 0, count(*) FILTER (WHERE l.unified_id = r.unified_id)
+               FROM match_scores s
+               JOIN identity_map_deterministic l ON l.source = s.left_source AND l.record_key = s.left_key
+               JOIN identity_map_deterministic r ON r.source = s.right_source AND r.record_key = s.right_key"
+        )
+        .await,
+        vec![vec!["t", "0"]]
+    );
     // The model was trained: a prior and m/u for every comparison level.
     assert_eq!(
         rows(
