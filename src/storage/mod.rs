@@ -16,6 +16,7 @@
 
 mod compact;
 mod files;
+mod input;
 mod limits;
 mod synced;
 pub mod txn;
@@ -23,6 +24,7 @@ mod types;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -41,12 +43,12 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use futures::TryStreamExt;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::engine::error::{EngineError, Result};
 
+use input::{Fitted, Rows};
 pub use limits::TextLimit;
 pub use types::cast_batch;
 use types::delta_compatible_schema;
@@ -180,17 +182,25 @@ impl ManagedTable {
 
     /// Append `batches` as one commit; returns the number of rows written.
     pub async fn append(&self, batches: Vec<RecordBatch>) -> Result<u64> {
-        self.state.commit(WriteOp::Append, batches).await
+        self.state
+            .commit(WriteOp::Append, Rows::Batches(batches))
+            .await
     }
 
     /// Replace the whole contents by `batches` in one commit (readers see the old rows
     /// until it lands); returns the number of rows written.
-    pub async fn overwrite(&self, mut batches: Vec<RecordBatch>) -> Result<u64> {
-        if batches.is_empty() {
-            // An overwrite needs a batch to carry the schema, even with no rows.
-            batches.push(RecordBatch::new_empty(self.state.schema.clone()));
-        }
-        self.state.commit(WriteOp::Overwrite, batches).await
+    pub async fn overwrite(&self, batches: Vec<RecordBatch>) -> Result<u64> {
+        self.state
+            .commit(WriteOp::Overwrite, Rows::Batches(batches))
+            .await
+    }
+
+    /// Replace the whole contents by the rows of `stream` in one commit, writing them as
+    /// they come rather than holding them all; returns the number of rows written. If the
+    /// caller is dropped before every row is read, nothing is committed.
+    pub async fn overwrite_stream(&self, stream: SendableRecordBatchStream) -> Result<u64> {
+        let (rows, _abandon) = Rows::query(stream);
+        self.state.commit(WriteOp::Overwrite, rows).await
     }
 
     /// Delete the data files that older versions still reference once they have been
@@ -219,12 +229,9 @@ impl ManagedTable {
         let compute = Box::pin(compute);
         let _rewrite = self.state.rewrite.lock().await;
         let mut guard = self.state.table.lock().await;
-        let mut batches = compute.await?;
-        if batches.is_empty() {
-            batches.push(RecordBatch::new_empty(self.state.schema.clone()));
-        }
+        let batches = compute.await?;
         self.state
-            .commit_locked(&mut guard, WriteOp::Overwrite, batches)
+            .commit_locked(&mut guard, WriteOp::Overwrite, Rows::Batches(batches))
             .await
     }
 
@@ -263,7 +270,7 @@ impl ManagedTable {
     /// Delete the rows matching `predicate` in one commit; returns how many went.
     pub async fn delete_where(&self, predicate: Expr) -> Result<u64> {
         self.state
-            .commit(WriteOp::Delete(Some(predicate)), vec![])
+            .commit(WriteOp::Delete(Some(predicate)), Rows::Batches(Vec::new()))
             .await
     }
 
@@ -364,30 +371,25 @@ impl TableState {
     /// Commit `op` on a task of its own: if the statement is cancelled or its client goes
     /// away while the commit runs, the commit still finishes and the table's state still
     /// follows it (a half-observed commit would leave reads on the old version).
-    async fn commit(self: &Arc<Self>, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
+    async fn commit(self: &Arc<Self>, op: WriteOp, rows: Rows) -> Result<u64> {
         let state = self.clone();
-        tokio::spawn(async move { state.commit_now(op, batches).await })
+        tokio::spawn(async move { state.commit_now(op, rows).await })
             .await
             .map_err(|e| EngineError::storage(&self.name, format!("commit task failed: {e}")))?
     }
 
-    async fn commit_now(&self, op: WriteOp, batches: Vec<RecordBatch>) -> Result<u64> {
+    async fn commit_now(&self, op: WriteOp, rows: Rows) -> Result<u64> {
         let _rewrite = match op {
             WriteOp::Append => None,
             _ => Some(self.rewrite.lock().await),
         };
         let mut guard = self.table.lock().await;
-        self.commit_locked(&mut guard, op, batches).await
+        self.commit_locked(&mut guard, op, rows).await
     }
 
     /// Commit `op` on the table `guard` holds (the latest version).
-    async fn commit_locked(
-        &self,
-        guard: &mut DeltaTable,
-        op: WriteOp,
-        batches: Vec<RecordBatch>,
-    ) -> Result<u64> {
-        let outcome = match self.apply(guard.clone(), op, batches).await {
+    async fn commit_locked(&self, guard: &mut DeltaTable, op: WriteOp, rows: Rows) -> Result<u64> {
+        let outcome = match self.apply(guard.clone(), op, rows).await {
             Ok(Some((table, rows))) => self.install(guard, table).await.map(|()| rows),
             Ok(None) => Ok(0),
             Err(e) => Err(e),
@@ -419,35 +421,30 @@ impl TableState {
         &self,
         current: DeltaTable,
         op: WriteOp,
-        batches: Vec<RecordBatch>,
+        rows: Rows,
     ) -> Result<Option<(DeltaTable, u64)>> {
         let storage = |e: deltalake::DeltaTableError| EngineError::storage(&self.name, e);
         let (table, rows) = match op {
             WriteOp::Append | WriteOp::Overwrite => {
-                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                if rows == 0 && matches!(op, WriteOp::Append) {
+                let append = matches!(op, WriteOp::Append);
+                let Some(fitted) = Fitted::new(rows, &self.schema, &self.limits, append).await?
+                else {
                     return Ok(None);
-                }
-                let batches = batches
-                    .into_iter()
-                    .map(|b| {
-                        let b = types::cast_batch(&b, &self.schema)?;
-                        limits::fit_batch(b, &self.limits)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let mode = if matches!(op, WriteOp::Append) {
+                };
+                let mode = if append {
                     SaveMode::Append
                 } else {
                     SaveMode::Overwrite
                 };
                 let table = current
-                    .write(batches)
+                    .write(Vec::new())
+                    .with_input_plan(fitted.plan.clone())
                     .with_save_mode(mode)
                     .with_session_state(write_session()?)
                     .with_writer_properties(writer_properties())
                     .await
-                    .map_err(storage)?;
-                (table, rows as u64)
+                    .map_err(|e| fitted.error_or(storage(e)))?;
+                (table, fitted.rows.load(Ordering::Relaxed))
             }
             WriteOp::Delete(predicate) => {
                 let mut builder = current
@@ -607,8 +604,8 @@ impl DataSink for TableSink {
         data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> DfResult<u64> {
-        let batches: Vec<RecordBatch> = data.try_collect().await?;
-        Ok(self.state.commit(self.op.clone(), batches).await?)
+        let (rows, _abandon) = Rows::query(data);
+        Ok(self.state.commit(self.op.clone(), rows).await?)
     }
 }
 

@@ -394,12 +394,19 @@ impl Engine {
                 warn!("incremental refresh of materialized view \"{name}\" failed, recomputing it whole: {e}")
             }
         }
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        self.vacuum_old_results(runtime).await;
-        if def.segment {
+        let result = self.ctx.execute_logical_plan(plan).await?;
+        let rows = if def.segment {
+            // A segment's members are compared with the stored ones before the commit.
+            let batches = result.collect().await?;
+            self.vacuum_old_results(runtime).await;
             self.record_segment_changes(runtime, &batches).await?;
-        }
-        let rows = runtime.table.data().overwrite(batches).await?;
+            runtime.table.data().overwrite(batches).await?
+        } else {
+            // Written as computed: a view's result can be far larger than memory.
+            let stream = result.execute_stream().await?;
+            self.vacuum_old_results(runtime).await;
+            runtime.table.data().overwrite_stream(stream).await?
+        };
         runtime.table.set_populated(true);
         Ok(Refreshed::Written {
             rows,
