@@ -211,9 +211,9 @@ mod tests {
 
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::prelude::SessionContext;
 
     use super::*;
+    use crate::storage::tests::i64_values;
     use crate::storage::ManagedTable;
 
     fn schema() -> SchemaRef {
@@ -229,28 +229,6 @@ mod tests {
         items: impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static,
     ) -> SendableRecordBatchStream {
         Box::pin(RecordBatchStreamAdapter::new(schema(), items))
-    }
-
-    async fn values(table: &ManagedTable) -> Vec<i64> {
-        let batches = SessionContext::new()
-            .read_table(Arc::new(table.clone()))
-            .expect("read")
-            .collect()
-            .await
-            .expect("scan");
-        let mut out: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                let col = b
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("i64");
-                col.values().to_vec()
-            })
-            .collect();
-        out.sort_unstable();
-        out
     }
 
     async fn table_with(dir: &std::path::Path, rows: std::ops::Range<i64>) -> ManagedTable {
@@ -271,14 +249,14 @@ mod tests {
             .await
             .expect("overwrite");
         assert_eq!(written, 10_000);
-        assert_eq!(values(&table).await, (0..10_000).collect::<Vec<_>>());
+        assert_eq!(i64_values(&table).await, (0..10_000).collect::<Vec<_>>());
         // No rows: the table is emptied.
         let written = table
             .overwrite_stream(stream(futures::stream::empty()))
             .await
             .expect("overwrite with nothing");
         assert_eq!(written, 0);
-        assert!(values(&table).await.is_empty());
+        assert!(i64_values(&table).await.is_empty());
     }
 
     #[tokio::test]
@@ -308,7 +286,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(table.version().await, version);
-        assert_eq!(values(&table).await, vec![0, 1, 2]);
+        assert_eq!(i64_values(&table).await, vec![0, 1, 2]);
     }
 
     #[tokio::test]
@@ -333,6 +311,6 @@ mod tests {
             .expect("append");
         assert_eq!(next, 1);
         assert_eq!(table.version().await, version.map(|v| v + 1));
-        assert_eq!(values(&table).await, vec![0, 1, 2, 5]);
+        assert_eq!(i64_values(&table).await, vec![0, 1, 2, 5]);
     }
 }
