@@ -1,6 +1,7 @@
 -- Unified profiles: one row per person (unified_id), built from the harmonised views.
--- Materialised views: refreshing `profiles` refreshes `consent_state` and
--- `web_sessions` first when their inputs changed, and does nothing when no input did.
+-- Materialised views: refreshing `profiles` refreshes `consent_state`, `web_sessions`,
+-- `web_activity` and `email_activity` first when their inputs changed, and does nothing
+-- when no input did.
 
 -- Current consent per person and purpose: the latest change wins; when a grant and a
 -- withdrawal carry the same time, the withdrawal wins.
@@ -33,15 +34,51 @@ SELECT unified_id,
  GROUP BY unified_id, anonymous_id, session_no;
 REFRESH MATERIALIZED VIEW web_sessions;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS profiles AS
+-- Per-person web and email activity, materialised: the two largest sources (31M web
+-- events and 14M email events at 1M customers) are each read and joined to the identity
+-- map in a query of their own, rather than all at once inside `profiles`. Their emails
+-- (priorities 3 and 4 of the `emails` ranking below) are picked here too.
+CREATE MATERIALIZED VIEW IF NOT EXISTS web_activity AS
+SELECT unified_id,
+       count(*) FILTER (WHERE event_type IN ('page_view', 'product_view')) AS page_views,
+       count(*) FILTER (WHERE event_type = 'add_to_cart') AS cart_adds,
+       max(occurred_at) FILTER (WHERE event_type = 'add_to_cart') AS last_cart_at,
+       collect_distinct(anonymous_id) AS anonymous_ids,
+       collect_distinct(device) AS devices,
+       first_by_priority(email, 3, occurred_at) AS email,
+       collect_distinct(email) AS emails,
+       min(occurred_at) AS first_seen,
+       max(occurred_at) AS last_seen
+  FROM stg_web_events GROUP BY unified_id;
+REFRESH MATERIALIZED VIEW web_activity;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS email_activity AS
+SELECT unified_id,
+       count(*) FILTER (WHERE event = 'sent') AS emails_sent,
+       count(*) FILTER (WHERE event = 'open') AS email_opens,
+       count(*) FILTER (WHERE event = 'click') AS email_clicks,
+       count(*) FILTER (WHERE event = 'bounce') AS email_bounces,
+       max(occurred_at) FILTER (WHERE event = 'open') AS last_email_open_at,
+       max(occurred_at) FILTER (WHERE event = 'click') AS last_email_click_at,
+       max(occurred_at) FILTER (WHERE event = 'unsubscribe') AS unsubscribed_at,
+       first_by_priority(email, 4, occurred_at) AS email,
+       collect_distinct(email) AS emails,
+       min(occurred_at) AS first_seen,
+       max(occurred_at) AS last_seen
+  FROM stg_email_events GROUP BY unified_id;
+REFRESH MATERIALIZED VIEW email_activity;
+
+-- Everything known of each person, one row per unified_id: survivorship, orders,
+-- engagement, consent. `profiles` adds what depends on everyone (RFM quintiles, the
+-- model's clock), so these per-person facts can be computed apart from it.
+CREATE MATERIALIZED VIEW IF NOT EXISTS profile_facts AS
 WITH
 -- Every identifier value seen for a person, with how much its source is trusted
--- (1 = most) and when it was seen.
+-- (1 = most) and when it was seen. Web events (priority 3) and email events (4) give
+-- theirs in web_activity and email_activity.
 emails AS (
   SELECT unified_id, email, 1 AS priority, updated_at AS seen_at FROM stg_contacts
   UNION ALL SELECT unified_id, email, 2, ordered_at FROM stg_orders
-  UNION ALL SELECT unified_id, email, 3, occurred_at FROM stg_web_events
-  UNION ALL SELECT unified_id, email, 4, occurred_at FROM stg_email_events
 ),
 phones AS (
   SELECT unified_id, phone, 1 AS priority, updated_at AS seen_at FROM stg_contacts
@@ -95,33 +132,9 @@ orders AS (
          max(ordered_at) AS last_seen
     FROM stg_orders GROUP BY unified_id
 ),
-web AS (
-  SELECT unified_id,
-         count(*) FILTER (WHERE event_type IN ('page_view', 'product_view')) AS page_views,
-         count(*) FILTER (WHERE event_type = 'add_to_cart') AS cart_adds,
-         max(occurred_at) FILTER (WHERE event_type = 'add_to_cart') AS last_cart_at,
-         collect_distinct(anonymous_id) AS anonymous_ids,
-         collect_distinct(device) AS devices,
-         min(occurred_at) AS first_seen,
-         max(occurred_at) AS last_seen
-    FROM stg_web_events GROUP BY unified_id
-),
 sessions AS (
   SELECT unified_id, count(*) AS web_sessions, max(started_at) AS last_session_at
     FROM web_sessions GROUP BY unified_id
-),
-mail AS (
-  SELECT unified_id,
-         count(*) FILTER (WHERE event = 'sent') AS emails_sent,
-         count(*) FILTER (WHERE event = 'open') AS email_opens,
-         count(*) FILTER (WHERE event = 'click') AS email_clicks,
-         count(*) FILTER (WHERE event = 'bounce') AS email_bounces,
-         max(occurred_at) FILTER (WHERE event = 'open') AS last_email_open_at,
-         max(occurred_at) FILTER (WHERE event = 'click') AS last_email_click_at,
-         max(occurred_at) FILTER (WHERE event = 'unsubscribe') AS unsubscribed_at,
-         min(occurred_at) AS first_seen,
-         max(occurred_at) AS last_seen
-    FROM stg_email_events GROUP BY unified_id
 ),
 support AS (
   SELECT unified_id,
@@ -145,79 +158,103 @@ consent AS (
 ),
 people AS (
   SELECT DISTINCT unified_id FROM identity_map
-),
-joined AS (
-  SELECT p.unified_id,
-         crm.customer_id,
-         coalesce(n.full_name, concat_ws(' ', crm.first_name, crm.last_name)) AS full_name,
-         crm.first_name,
-         crm.last_name,
-         e.email,
-         ph.phone,
-         crm.street,
-         crm.city,
-         crm.postcode,
-         crm.country,
-         crm.birth_date,
-         e.all_emails,
-         ph.all_phones,
-         least(crm.first_seen, o.first_seen, w.first_seen, m.first_seen, s.first_seen, c.first_seen) AS first_seen,
-         greatest(crm.last_seen, o.last_seen, w.last_seen, m.last_seen, s.last_seen, c.last_seen) AS last_seen,
-         coalesce(o.orders, 0) AS orders,
-         coalesce(o.web_orders, 0) AS web_orders,
-         coalesce(o.store_orders, 0) AS store_orders,
-         coalesce(o.refunded_orders, 0) AS refunded_orders,
-         round(coalesce(o.revenue, 0), 2) AS revenue,
-         round(o.revenue / nullif(o.orders, 0), 2) AS avg_order_value,
-         o.first_order_at,
-         o.last_order_at,
-         coalesce(m.emails_sent, 0) AS emails_sent,
-         coalesce(m.email_opens, 0) AS email_opens,
-         coalesce(m.email_clicks, 0) AS email_clicks,
-         coalesce(m.email_bounces, 0) AS email_bounces,
-         m.last_email_open_at,
-         m.last_email_click_at,
-         m.unsubscribed_at,
-         coalesce(s.support_tickets, 0) AS support_tickets,
-         coalesce(s.open_tickets, 0) AS open_tickets,
-         s.last_ticket_at,
-         coalesce(w.page_views, 0) AS page_views,
-         coalesce(w.cart_adds, 0) AS cart_adds,
-         w.last_cart_at,
-         coalesce(ws.web_sessions, 0) AS web_sessions,
-         ws.last_session_at,
-         w.anonymous_ids,
-         w.devices,
-         c.consent_email_marketing,
-         c.consent_email_marketing_at,
-         c.consent_sms_marketing,
-         c.consent_analytics,
-         c.consent_personalization
-    FROM people p
-    LEFT JOIN crm ON crm.unified_id = p.unified_id
-    LEFT JOIN email_ids e ON e.unified_id = p.unified_id
-    LEFT JOIN phone_ids ph ON ph.unified_id = p.unified_id
-    LEFT JOIN name_ids n ON n.unified_id = p.unified_id
-    LEFT JOIN orders o ON o.unified_id = p.unified_id
-    LEFT JOIN web w ON w.unified_id = p.unified_id
-    LEFT JOIN sessions ws ON ws.unified_id = p.unified_id
-    LEFT JOIN mail m ON m.unified_id = p.unified_id
-    LEFT JOIN support s ON s.unified_id = p.unified_id
-    LEFT JOIN consent c ON c.unified_id = p.unified_id
 )
+SELECT p.unified_id,
+       crm.customer_id,
+       coalesce(n.full_name, concat_ws(' ', crm.first_name, crm.last_name)) AS full_name,
+       crm.first_name,
+       crm.last_name,
+       coalesce(e.email, w.email, m.email) AS email,
+       ph.phone,
+       crm.street,
+       crm.city,
+       crm.postcode,
+       crm.country,
+       crm.birth_date,
+       array_sort(array_distinct(array_concat(e.all_emails, w.emails, m.emails))) AS all_emails,
+       ph.all_phones,
+       least(crm.first_seen, o.first_seen, w.first_seen, m.first_seen, s.first_seen, c.first_seen) AS first_seen,
+       greatest(crm.last_seen, o.last_seen, w.last_seen, m.last_seen, s.last_seen, c.last_seen) AS last_seen,
+       coalesce(o.orders, 0) AS orders,
+       coalesce(o.web_orders, 0) AS web_orders,
+       coalesce(o.store_orders, 0) AS store_orders,
+       coalesce(o.refunded_orders, 0) AS refunded_orders,
+       round(coalesce(o.revenue, 0), 2) AS revenue,
+       round(o.revenue / nullif(o.orders, 0), 2) AS avg_order_value,
+       o.first_order_at,
+       o.last_order_at,
+       coalesce(m.emails_sent, 0) AS emails_sent,
+       coalesce(m.email_opens, 0) AS email_opens,
+       coalesce(m.email_clicks, 0) AS email_clicks,
+       coalesce(m.email_bounces, 0) AS email_bounces,
+       m.last_email_open_at,
+       m.last_email_click_at,
+       m.unsubscribed_at,
+       coalesce(s.support_tickets, 0) AS support_tickets,
+       coalesce(s.open_tickets, 0) AS open_tickets,
+       s.last_ticket_at,
+       coalesce(w.page_views, 0) AS page_views,
+       coalesce(w.cart_adds, 0) AS cart_adds,
+       w.last_cart_at,
+       coalesce(ws.web_sessions, 0) AS web_sessions,
+       ws.last_session_at,
+       w.anonymous_ids,
+       w.devices,
+       c.consent_email_marketing,
+       c.consent_email_marketing_at,
+       c.consent_sms_marketing,
+       c.consent_analytics,
+       c.consent_personalization
+  -- Every person with each aggregate that has them: RIGHT JOINs nested so that each
+  -- aggregate is the side a join holds in memory and the people stream through. (In
+  -- a chain of LEFT JOINs the growing rows are the held side of every join, all held
+  -- at once: 10 GB at 1M customers.)
+  FROM consent c RIGHT JOIN (
+       support s RIGHT JOIN (
+       email_activity m RIGHT JOIN (
+       sessions ws RIGHT JOIN (
+       web_activity w RIGHT JOIN (
+       orders o RIGHT JOIN (
+       name_ids n RIGHT JOIN (
+       phone_ids ph RIGHT JOIN (
+       email_ids e RIGHT JOIN (
+       crm RIGHT JOIN people p
+         ON crm.unified_id = p.unified_id)
+         ON e.unified_id = p.unified_id)
+         ON ph.unified_id = p.unified_id)
+         ON n.unified_id = p.unified_id)
+         ON o.unified_id = p.unified_id)
+         ON w.unified_id = p.unified_id)
+         ON ws.unified_id = p.unified_id)
+         ON m.unified_id = p.unified_id)
+         ON s.unified_id = p.unified_id)
+         ON c.unified_id = p.unified_id;
+REFRESH MATERIALIZED VIEW profile_facts;
+
 -- RFM scores are quintiles; ties are split by unified_id, so that a refresh over the same
--- inputs gives the same scores.
+-- inputs gives the same scores. They are computed on a narrow projection of the facts,
+-- whose full rows are sorted once, by unified_id.
 -- as_of is the model's clock: the latest event it has seen (for a live feed, about now).
--- A window over all rows rather than a CTE: DataFusion would compute `joined` twice.
-SELECT j.*,
-       CAST(date_part('day', max(j.last_seen) OVER () - j.last_order_at) AS BIGINT) AS recency_days,
-       CASE WHEN j.orders > 0 THEN CAST(6 - ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.last_order_at DESC, j.unified_id) AS INT) END AS r_score,
-       CASE WHEN j.orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.orders, j.unified_id) AS INT) END AS f_score,
-       CASE WHEN j.orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY j.orders > 0 ORDER BY j.revenue, j.unified_id) AS INT) END AS m_score,
-       j.customer_id IS NOT NULL OR j.email IS NOT NULL AS known,
-       max(j.last_seen) OVER () AS as_of
-  FROM joined j
- ORDER BY j.unified_id;
+CREATE MATERIALIZED VIEW IF NOT EXISTS profiles AS
+WITH scores AS (
+  SELECT unified_id,
+         CASE WHEN orders > 0 THEN CAST(6 - ntile(5) OVER (PARTITION BY orders > 0 ORDER BY last_order_at DESC, unified_id) AS INT) END AS r_score,
+         CASE WHEN orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY orders > 0 ORDER BY orders, unified_id) AS INT) END AS f_score,
+         CASE WHEN orders > 0 THEN CAST(ntile(5) OVER (PARTITION BY orders > 0 ORDER BY revenue, unified_id) AS INT) END AS m_score
+    FROM profile_facts
+),
+clock AS (SELECT max(last_seen) AS as_of FROM profile_facts)
+SELECT f.*,
+       CAST(date_part('day', clock.as_of - f.last_order_at) AS BIGINT) AS recency_days,
+       s.r_score,
+       s.f_score,
+       s.m_score,
+       f.customer_id IS NOT NULL OR f.email IS NOT NULL AS known,
+       clock.as_of
+  FROM clock
+ CROSS JOIN scores s
+  JOIN profile_facts f ON f.unified_id = s.unified_id
+ ORDER BY f.unified_id;
 REFRESH MATERIALIZED VIEW profiles;
 
 -- Every identifier of every person, sorted, for looking a profile up by any of them:

@@ -144,7 +144,15 @@ fn main() -> std::process::ExitCode {
         warn!("cannot turn transparent huge pages off: {e}");
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Worker stacks of 8 MiB rather than 2: DataFusion plans and runs queries by
+    // recursion over the plan, and a refresh that refreshes the views it reads first
+    // nests their futures; in a debug build, which keeps each future's state on the
+    // stack of every poll, `forget_subject` over the demo model overflowed 2 MiB.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error!("cannot start the runtime: {e}");

@@ -17,15 +17,17 @@
 //! nested-loop and cross join and on the input of every window aggregate, and on the
 //! output of those and of sorts. It copies the values of a view column (also one inside
 //! a list or a struct) into fresh buffers when the column holds more buffers than
-//! [`MAX_BUFFERS`] or buffers more than twice the size of the values it uses; other
-//! batches pass through untouched.
+//! [`MAX_BUFFERS`] or buffers more than twice the size of the values it uses. Any other
+//! column that is a small slice of much larger buffers is copied too: a window aggregate
+//! hands out its concatenated partition in slices, each counted as holding all of it.
+//! Other batches pass through untouched.
 
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, GenericByteViewArray, GenericListArray, OffsetSizeTrait, RecordBatch,
-    StructArray,
+    make_array, Array, ArrayRef, AsArray, GenericByteViewArray, GenericListArray, MutableArrayData,
+    OffsetSizeTrait, RecordBatch, StructArray,
 };
 use datafusion::arrow::datatypes::{
     BinaryViewType, ByteViewType, DataType, FieldRef, StringViewType,
@@ -92,11 +94,15 @@ impl PhysicalOptimizerRule for CompactViews {
                 }
                 _ => node,
             };
-            Ok(Transformed::yes(if has_views(&node) {
-                Arc::new(CompactViewsExec::new(node))
-            } else {
-                node
-            }))
+            // A window aggregate's output is sliced from its concatenated partition
+            // (see `compact_slice`), views or not.
+            Ok(Transformed::yes(
+                if has_views(&node) || node.is::<WindowAggExec>() {
+                    Arc::new(CompactViewsExec::new(node))
+                } else {
+                    node
+                },
+            ))
         })
         .map(|t| t.data)
     }
@@ -190,13 +196,32 @@ impl ExecutionPlan for CompactViewsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let rows = context.session_config().batch_size();
         let stream = self.input.execute(partition, context)?;
         let schema = stream.schema();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            stream.map(|batch| batch.and_then(compact)),
-        )))
+        let batches = stream.flat_map(move |batch| {
+            futures::stream::iter(match batch {
+                Ok(batch) => pieces(batch, rows).into_iter().map(compact).collect(),
+                Err(e) => vec![Err(e)],
+            })
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
+}
+
+/// A batch far larger than `rows` (a window aggregate's whole partition) in slices of
+/// `rows`, which [`compact`] then copies out: a sort given one batch of 2.5M rows sliced
+/// its sorted result the same way and counted every slice as holding all of it (11 GB
+/// asked of the pool for 133 MB of rows).
+fn pieces(batch: RecordBatch, rows: usize) -> Vec<RecordBatch> {
+    let rows = rows.max(1);
+    if batch.num_rows() <= 4 * rows {
+        return vec![batch];
+    }
+    (0..batch.num_rows())
+        .step_by(rows)
+        .map(|start| batch.slice(start, rows.min(batch.num_rows() - start)))
+        .collect()
 }
 
 /// `batch` with its sprawling view columns compacted; the batch itself when none is.
@@ -239,9 +264,29 @@ fn compact_array(array: &ArrayRef) -> Result<Option<ArrayRef>> {
                 )?) as ArrayRef),
             }
         }
-        _ => None,
+        _ => compact_slice(array)?,
     })
 }
+
+/// A column that is a small slice of large buffers (a window aggregate hands out its
+/// partition, concatenated once, in slices of a batch each), copied into buffers of its
+/// own. Every slice counts the whole buffers: a sort above three `ntile`s over 2.5M rows
+/// asked the pool for 11 GB for one batch.
+fn compact_slice(array: &ArrayRef) -> Result<Option<ArrayRef>> {
+    let data = array.to_data();
+    let Ok(used) = data.get_slice_memory_size() else {
+        return Ok(None);
+    };
+    if array.get_buffer_memory_size() <= 2 * used + SLICE_SLACK {
+        return Ok(None);
+    }
+    let mut copy = MutableArrayData::new(vec![&data], false, array.len());
+    copy.try_extend(0, 0, array.len())?;
+    Ok(Some(make_array(copy.freeze())))
+}
+
+/// Buffers up to this much larger than the slice using them are left shared.
+const SLICE_SLACK: usize = 64 * 1024;
 
 fn compact_list<O: OffsetSizeTrait>(
     array: &ArrayRef,
@@ -366,6 +411,54 @@ mod tests {
         assert!(held <= 2 * column.total_buffer_bytes_used(), "{held}");
         assert_eq!(column.value(0), "y-a-value-longer-than-twelve-10");
         assert_eq!(column.len(), 5);
+    }
+
+    #[test]
+    fn slices_of_other_columns_are_copied_out_when_small() {
+        use datafusion::arrow::array::{Int64Array, ListArray};
+        use datafusion::arrow::datatypes::Int64Type;
+        // A window aggregate's output: a batch-sized slice of the whole partition.
+        let whole = Int64Array::from_iter_values(0..1_000_000);
+        let slice: ArrayRef = Arc::new(whole.slice(8192, 8192));
+        assert!(slice.get_buffer_memory_size() >= 8_000_000);
+        let out = compact(batch(slice)).expect("test");
+        let column = out.column(0);
+        assert!(column.get_buffer_memory_size() < 100_000);
+        let values = column.as_primitive::<Int64Type>();
+        assert_eq!(values.len(), 8192);
+        assert_eq!((values.value(0), values.value(8191)), (8192, 16_383));
+        // Most of the buffer used: left shared.
+        let most: ArrayRef = Arc::new(whole.slice(0, 900_000));
+        let ptr = most.to_data().buffers()[0].as_ptr();
+        let out = compact(batch(most)).expect("test");
+        assert_eq!(out.column(0).to_data().buffers()[0].as_ptr(), ptr);
+        // A sliced list comes out equal (its values are not a slice).
+        let lists = ListArray::from_iter_primitive::<Int64Type, _, _>(
+            (0..100_000).map(|i| Some(vec![Some(i), None])),
+        );
+        let slice: ArrayRef = Arc::new(lists.slice(5, 3));
+        let out = compact(batch(slice.clone())).expect("test");
+        assert_eq!(out.column(0).as_ref(), slice.as_ref());
+    }
+
+    #[test]
+    fn a_huge_batch_leaves_in_compact_pieces() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::Int64Type;
+        let whole = batch(Arc::new(Int64Array::from_iter_values(0..100_000)));
+        let out: Vec<RecordBatch> = pieces(whole.clone(), 8192)
+            .into_iter()
+            .map(|b| compact(b).expect("compact"))
+            .collect();
+        assert_eq!(out.len(), 13);
+        assert!(out.iter().all(|b| b.get_array_memory_size() < 100_000));
+        let values: Vec<i64> = out
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(values, (0..100_000).collect::<Vec<_>>());
+        // Batches up to four times the size pass whole.
+        assert_eq!(pieces(whole, 25_000).len(), 1);
     }
 
     /// A chain of joins over text keys, run with and without the rule: the buffers of

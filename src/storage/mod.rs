@@ -436,12 +436,16 @@ impl TableState {
                 } else {
                     SaveMode::Overwrite
                 };
-                let table = current
+                let write = current
                     .write(Vec::new())
                     .with_input_plan(fitted.plan.clone())
                     .with_save_mode(mode)
                     .with_session_state(write_session()?)
-                    .with_writer_properties(writer_properties())
+                    .with_writer_properties(writer_properties());
+                // On the heap: planning and running the input make a large future, and
+                // debug builds keep it on the stack of every poll (a rewrite inside
+                // `forget_subject` overflowed a worker's stack).
+                let table = Box::pin(std::future::IntoFuture::into_future(write))
                     .await
                     .map_err(|e| fitted.error_or(storage(e)))?;
                 (table, fitted.rows.load(Ordering::Relaxed))
