@@ -370,7 +370,9 @@ async fn reader_for(name: &str, table: &DeltaTable) -> Result<Arc<dyn TableProvi
 impl TableState {
     /// Commit `op` on a task of its own: if the statement is cancelled or its client goes
     /// away while the commit runs, the commit still finishes and the table's state still
-    /// follows it (a half-observed commit would leave reads on the old version).
+    /// follows it (a half-observed commit would leave reads on the old version). Rows
+    /// still coming from a query are abandoned instead, committing nothing, if the
+    /// statement goes before the last of them is read ([`Rows::query`]).
     async fn commit(self: &Arc<Self>, op: WriteOp, rows: Rows) -> Result<u64> {
         let state = self.clone();
         tokio::spawn(async move { state.commit_now(op, rows).await })
