@@ -92,7 +92,7 @@ impl Stream for Abandonable {
 pub(super) struct Fitted {
     pub plan: LogicalPlan,
     pub rows: Arc<AtomicU64>,
-    pub error: Arc<Mutex<Option<EngineError>>>,
+    error: Arc<Mutex<Option<EngineError>>>,
 }
 
 impl Fitted {

@@ -395,16 +395,15 @@ impl Engine {
             }
         }
         let result = self.ctx.execute_logical_plan(plan).await?;
+        self.vacuum_old_results(runtime).await;
         let rows = if def.segment {
             // A segment's members are compared with the stored ones before the commit.
             let batches = result.collect().await?;
-            self.vacuum_old_results(runtime).await;
             self.record_segment_changes(runtime, &batches).await?;
             runtime.table.data().overwrite(batches).await?
         } else {
             // Written as computed: a view's result can be far larger than memory.
             let stream = result.execute_stream().await?;
-            self.vacuum_old_results(runtime).await;
             runtime.table.data().overwrite_stream(stream).await?
         };
         runtime.table.set_populated(true);
