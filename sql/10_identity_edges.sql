@@ -58,3 +58,10 @@ WITH unnested AS (
     FROM (SELECT source || ':' || message_id AS key, * FROM tessera.events)
 )
 SELECT source, record_key, id_type, id_value FROM unnested WHERE id_value IS NOT NULL OR keep;
+
+-- The edges stored: every later step (both identity maps, identity_lookup) reads this
+-- instead of normalising every source again. Refreshed when the model is applied; a
+-- refresh with unchanged sources does no work.
+CREATE MATERIALIZED VIEW IF NOT EXISTS identifiers AS
+SELECT source, record_key, id_type, id_value FROM identity_edges;
+REFRESH MATERIALIZED VIEW identifiers;

@@ -7,4 +7,4 @@ CREATE TABLE IF NOT EXISTS identity_map_deterministic (
 );
 TRUNCATE identity_map_deterministic;
 INSERT INTO identity_map_deterministic
-SELECT source, record_key, unified_id FROM resolve_identities('identity_edges');
+SELECT source, record_key, unified_id FROM resolve_identities('identifiers');

@@ -6,7 +6,7 @@
 -- tessera.identity_refusals). Refilled each time the model is applied; views built on
 -- it stay in place.
 CREATE OR REPLACE VIEW identity_edges_all AS
-SELECT source, record_key, id_type, id_value FROM identity_edges
+SELECT source, record_key, id_type, id_value FROM identifiers
 UNION ALL
 SELECT source, record_key, id_type, id_value FROM fuzzy_edges;
 

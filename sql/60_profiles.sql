@@ -264,7 +264,7 @@ REFRESH MATERIALIZED VIEW profiles;
 -- holds for profiles, sorted by unified_id).
 CREATE MATERIALIZED VIEW IF NOT EXISTS identity_lookup AS
 SELECT DISTINCT e.id_type, e.id_value, m.unified_id
-  FROM identity_edges e
+  FROM identifiers e
   JOIN identity_map m ON m.source = e.source AND m.record_key = e.record_key
  WHERE e.id_value IS NOT NULL
  ORDER BY e.id_type, e.id_value, m.unified_id;

@@ -297,6 +297,8 @@ async fn forget_subject_erases_a_person_from_everything_the_engine_stores() {
         format!("SELECT count(*) FROM shop_orders WHERE normalize_email(customer_email) = normalize_email('{}')", p.email),
         format!("SELECT count(*) FROM profiles WHERE unified_id = '{}'", p.unified_id),
         format!("SELECT count(*) FROM identity_lookup WHERE id_value IN (normalize_email('{}'), '{}')", p.email, p.phone_e164),
+        format!("SELECT count(*) FROM identifiers WHERE id_value IN (normalize_email('{}'), '{}')", p.email, p.phone_e164),
+        format!("SELECT count(*) FROM match_records WHERE email = normalize_email('{}')", p.email),
         format!("SELECT count(*) FROM notes WHERE email = '{}'", p.email),
         format!("SELECT count(*) FROM tessera.segment_changes WHERE unified_id = '{}'", p.unified_id),
         format!("SELECT count(*) FROM tessera.identity_merges WHERE merged_id = '{0}' OR surviving_id = '{0}'", p.unified_id),
