@@ -12,8 +12,8 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 use phonenumber::country::Id;
-use phonenumber::Mode;
 
+use super::phone_db::with_database;
 use crate::args::{all_scalar, build_utf8, coerce_optional_args, ArgKind, Strings};
 
 /// Inputs longer than this are garbage, not phone numbers (a `tel:` URI with parameters
@@ -213,36 +213,23 @@ pub fn normalize_phone_into(
     parse_into(input, region, out)
 }
 
-/// The `phonenumber` crate compiles the regular expressions of its metadata on first
-/// use into a cache of 100, while validating numbers of many countries takes some
-/// thousands: past 100 every parse compiled patterns again (about 40 µs a number, and
-/// the allocator's memory grew with the churn: 11 GB for 400k numbers). The cache is
-/// made large enough to hold them all.
-fn keep_compiled_patterns() {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        if let Ok(mut cache) = phonenumber::metadata::DATABASE.cache().lock() {
-            cache.set_capacity(COMPILED_PATTERNS);
-        }
-    });
-}
-
-/// How many compiled patterns the `phonenumber` crate keeps (it has about 5,000).
-const COMPILED_PATTERNS: usize = 16_384;
-
 /// Parse, validate and format; false for an invalid number.
 fn parse_into(input: &str, region: Option<Id>, out: &mut String) -> bool {
-    keep_compiled_patterns();
-    // The parser is a port of libphonenumber with slicing and `unwrap`s of its own; a
-    // panic on some odd input must not take the query down, so it becomes a NULL.
-    catch_unwind(AssertUnwindSafe(|| {
-        let Ok(number) = phonenumber::parse(region, input) else {
-            return false;
-        };
-        phonenumber::is_valid(&number)
-            && write!(out, "{}", number.format().mode(Mode::E164)).is_ok()
-    }))
-    .unwrap_or(false)
+    with_database(|db| {
+        // The parser is a port of libphonenumber with slicing and `unwrap`s of its own;
+        // a panic on some odd input must not take the query down, so it becomes a NULL.
+        catch_unwind(AssertUnwindSafe(|| {
+            let Ok(number) = phonenumber::parse_with(db, region, input) else {
+                return false;
+            };
+            // E.164 is `+`, the country code and the national number (with its leading
+            // zeros), as the crate's formatter writes it; that formatter also picks a
+            // national format first, trying each format's patterns, for nothing.
+            phonenumber::is_valid_with(db, &number)
+                && write!(out, "+{}{}", number.country().code(), number.national()).is_ok()
+        }))
+        .unwrap_or(false)
+    })
 }
 
 /// Whether the number is written with a leading `+` (possibly after `tel:` or a bracket).
@@ -253,9 +240,6 @@ fn starts_with_plus(input: &str) -> bool {
 /// `input` after the international call prefix of `region` (`011` for the US), when its
 /// digits start with one.
 fn strip_international_prefix(input: &str, region: Id) -> Option<&str> {
-    let idd = phonenumber::metadata::DATABASE
-        .by_id(region.as_ref())?
-        .international_prefix()?;
     // The prefix is matched on the digits alone, then skipped in the formatted input.
     let mut digits = [0u8; 8];
     let mut n = 0;
@@ -267,11 +251,15 @@ fn strip_international_prefix(input: &str, region: Id) -> Option<&str> {
         n += 1;
     }
     let digits = std::str::from_utf8(digits.get(..n)?).ok()?;
-    let prefix = idd.find(digits).filter(|m| m.start() == 0 && m.end() > 0)?;
+    let end = with_database(|db| {
+        let idd = db.by_id(region.as_ref())?.international_prefix()?;
+        let prefix = idd.find(digits).filter(|m| m.start() == 0 && m.end() > 0)?;
+        Some(prefix.end())
+    })?;
     let (cut, _) = input
         .char_indices()
         .filter(|(_, c)| c.is_ascii_digit())
-        .nth(prefix.end() - 1)?;
+        .nth(end - 1)?;
     input.get(cut + 1..)
 }
 
@@ -362,17 +350,27 @@ mod tests {
         assert_eq!(norm("(202) 555-0143", Some("")), None);
     }
 
-    /// Compiled patterns are kept: with the crate's cache of 100, every parse of numbers
-    /// from many countries compiled them again (slow, and memory grew with the churn).
+    /// E.164 is written directly; the crate's formatter writes the same.
     #[test]
-    fn compiled_patterns_are_kept() {
-        assert!(norm("+49 151 23456789", None).is_some());
-        let capacity = phonenumber::metadata::DATABASE
-            .cache()
-            .lock()
-            .map(|c| c.capacity())
-            .unwrap_or(0);
-        assert_eq!(capacity, COMPILED_PATTERNS);
+    fn e164_is_what_the_crates_formatter_writes() {
+        for (input, region) in [
+            ("+39 06 6982 1234", None),
+            ("+44 20 7946 0958", None),
+            ("+1 268 464 1234", None),
+            ("+800 1234 5678", None),
+            ("+225 07 0123 4567", None),
+            ("0151 23456789", Some("DE")),
+            ("020 7946 0958", Some("GB")),
+        ] {
+            let number =
+                phonenumber::parse(region.map(|r| r.parse().expect("region")), input).expect(input);
+            let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
+            assert_eq!(
+                norm(input, region).as_deref(),
+                Some(formatted.as_str()),
+                "{input}"
+            );
+        }
     }
 
     #[test]
