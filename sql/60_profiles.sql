@@ -37,7 +37,7 @@ REFRESH MATERIALIZED VIEW web_sessions;
 -- Per-person web and email activity, materialised: the two largest sources (31M web
 -- events and 14M email events at 1M customers) are each read and joined to the identity
 -- map in a query of their own, rather than all at once inside `profiles`. Their emails
--- (priorities 3 and 4 of the `emails` ranking below) are picked here too.
+-- (the third and fourth most trusted sources of one, see profile_facts) are picked here too.
 CREATE MATERIALIZED VIEW IF NOT EXISTS web_activity AS
 SELECT unified_id,
        count(*) FILTER (WHERE event_type IN ('page_view', 'product_view')) AS page_views,
