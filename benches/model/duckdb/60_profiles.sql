@@ -58,40 +58,16 @@ SELECT unified_id,
 
 CREATE OR REPLACE TABLE profile_facts AS
 WITH
-emails AS (
-  SELECT unified_id, email, 1 AS priority, updated_at AS seen_at FROM stg_contacts
-  UNION ALL SELECT unified_id, email, 2, ordered_at FROM stg_orders
-),
-phones AS (
-  SELECT unified_id, phone, 1 AS priority, updated_at AS seen_at FROM stg_contacts
-  UNION ALL SELECT unified_id, phone, 2, ordered_at FROM stg_orders
-  UNION ALL SELECT unified_id, phone, 3, opened_at FROM stg_support_tickets
-),
-names AS (
-  SELECT unified_id, nullif(trim(concat_ws(' ', first_name, last_name)), '') AS full_name,
-         1 AS priority, updated_at AS seen_at FROM stg_contacts
-  UNION ALL SELECT unified_id, name, 2, ordered_at FROM stg_orders
-  UNION ALL SELECT unified_id, name, 3, opened_at FROM stg_support_tickets
-),
-email_ids AS (
-  SELECT unified_id, first_by_priority(email, priority, seen_at) AS email,
-         collect_distinct(email) AS all_emails
-    FROM emails GROUP BY unified_id
-),
-phone_ids AS (
-  SELECT unified_id, first_by_priority(phone, priority, seen_at) AS phone,
-         collect_distinct(phone) AS all_phones
-    FROM phones GROUP BY unified_id
-),
-name_ids AS (
-  SELECT unified_id, first_by_priority(full_name, priority, seen_at) AS full_name
-    FROM names GROUP BY unified_id
-),
 crm AS (
   SELECT unified_id,
          latest(contact_id, updated_at) AS customer_id,
          latest(first_name, updated_at) AS first_name,
          latest(last_name, updated_at) AS last_name,
+         first_by_priority(nullif(trim(concat_ws(' ', first_name, last_name)), ''), 1, updated_at) AS full_name,
+         first_by_priority(email, 1, updated_at) AS email,
+         collect_distinct(email) AS emails,
+         first_by_priority(phone, 1, updated_at) AS phone,
+         collect_distinct(phone) AS phones,
          latest(street, updated_at) AS street,
          latest(city, updated_at) AS city,
          latest(postcode, updated_at) AS postcode,
@@ -110,6 +86,11 @@ orders AS (
          sum(total_eur) FILTER (WHERE status = 'paid') AS revenue,
          min(ordered_at) FILTER (WHERE status = 'paid') AS first_order_at,
          max(ordered_at) FILTER (WHERE status = 'paid') AS last_order_at,
+         first_by_priority(name, 1, ordered_at) AS name,
+         first_by_priority(email, 1, ordered_at) AS email,
+         collect_distinct(email) AS emails,
+         first_by_priority(phone, 1, ordered_at) AS phone,
+         collect_distinct(phone) AS phones,
          min(ordered_at) AS first_seen,
          max(ordered_at) AS last_seen
     FROM stg_orders GROUP BY unified_id
@@ -123,6 +104,9 @@ support AS (
          count(*) AS support_tickets,
          count(*) FILTER (WHERE status IN ('open', 'pending')) AS open_tickets,
          max(opened_at) AS last_ticket_at,
+         first_by_priority(name, 1, opened_at) AS name,
+         first_by_priority(phone, 1, opened_at) AS phone,
+         collect_distinct(phone) AS phones,
          min(opened_at) AS first_seen,
          max(opened_at) AS last_seen
     FROM stg_support_tickets GROUP BY unified_id
@@ -143,20 +127,21 @@ people AS (
 )
 SELECT p.unified_id,
        crm.customer_id,
-       coalesce(n.full_name, concat_ws(' ', crm.first_name, crm.last_name)) AS full_name,
+       coalesce(crm.full_name, o.name, s.name, concat_ws(' ', crm.first_name, crm.last_name)) AS full_name,
        crm.first_name,
        crm.last_name,
-       coalesce(e.email, w.email, m.email) AS email,
-       ph.phone,
+       coalesce(crm.email, o.email, w.email, m.email) AS email,
+       coalesce(crm.phone, o.phone, s.phone) AS phone,
        crm.street,
        crm.city,
        crm.postcode,
        crm.country,
        crm.birth_date,
        -- DuckDB's list_concat gives [] where DataFusion's array_concat gives NULL.
-       CASE WHEN e.all_emails IS NOT NULL OR w.emails IS NOT NULL OR m.emails IS NOT NULL
-            THEN list_sort(list_distinct(list_concat(e.all_emails, w.emails, m.emails))) END AS all_emails,
-       ph.all_phones,
+       CASE WHEN crm.emails IS NOT NULL OR o.emails IS NOT NULL OR w.emails IS NOT NULL OR m.emails IS NOT NULL
+            THEN list_sort(list_distinct(list_concat(crm.emails, o.emails, w.emails, m.emails))) END AS all_emails,
+       CASE WHEN crm.phones IS NOT NULL OR o.phones IS NOT NULL OR s.phones IS NOT NULL
+            THEN list_sort(list_distinct(list_concat(crm.phones, o.phones, s.phones))) END AS all_phones,
        least(crm.first_seen, o.first_seen, w.first_seen, m.first_seen, s.first_seen, c.first_seen) AS first_seen,
        greatest(crm.last_seen, o.last_seen, w.last_seen, m.last_seen, s.last_seen, c.last_seen) AS last_seen,
        coalesce(o.orders, 0) AS orders,
@@ -195,14 +180,8 @@ SELECT p.unified_id,
        sessions ws RIGHT JOIN (
        web_activity w RIGHT JOIN (
        orders o RIGHT JOIN (
-       name_ids n RIGHT JOIN (
-       phone_ids ph RIGHT JOIN (
-       email_ids e RIGHT JOIN (
        crm RIGHT JOIN people p
          ON crm.unified_id = p.unified_id)
-         ON e.unified_id = p.unified_id)
-         ON ph.unified_id = p.unified_id)
-         ON n.unified_id = p.unified_id)
          ON o.unified_id = p.unified_id)
          ON w.unified_id = p.unified_id)
          ON ws.unified_id = p.unified_id)
