@@ -57,7 +57,11 @@ SELECT p.source, p.record_key, p.source || ':' || p.record_key AS rid,
        p.email,
        split_part(p.email, '@', 1) AS email_local
   FROM parts p
-  JOIN identity_map_deterministic d ON d.source = p.source AND d.record_key = p.record_key
+  -- Only the map's rows of these sources: the planner cannot tell, and would read and
+  -- probe all of it (52.8M rows at 1M customers, for 4.3M records).
+  JOIN (SELECT * FROM identity_map_deterministic
+         WHERE source IN ('crm_contacts', 'shop_orders', 'support_tickets')) d
+    ON d.source = p.source AND d.record_key = p.record_key
   LEFT JOIN given_tf g ON g.given = p.given
   LEFT JOIN surname_tf s ON s.surname = p.surname;
 REFRESH MATERIALIZED VIEW match_records;
