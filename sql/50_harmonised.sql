@@ -33,7 +33,8 @@ SELECT m.unified_id,
 -- Orders from the web shop and the stores' tills, one row per order.
 --   channel   'web' or 'store'
 --   status    'paid', 'refunded' or 'cancelled' (till receipts are paid)
---   total_eur the amount in EUR (till receipts are taken to be in EUR)
+--   total_eur the amount in EUR to the cent, as a decimal: sums of it do not depend on
+--             the order of the additions (till receipts are taken to be in EUR)
 CREATE OR REPLACE VIEW stg_orders AS
 SELECT m.unified_id,
        'shop_orders' AS source,
@@ -44,7 +45,7 @@ SELECT m.unified_id,
        o.items,
        o.currency,
        o.total,
-       o.total * coalesce(fx.to_eur, 1.0) AS total_eur,
+       CAST(o.total * coalesce(fx.to_eur, 1.0) AS DECIMAL(18, 2)) AS total_eur,
        normalize_email(o.customer_email) AS email,
        nullif(trim(o.customer_name), '') AS name,
        coalesce(normalize_phone(o.phone), normalize_phone('+' || o.phone)) AS phone
@@ -61,7 +62,7 @@ SELECT m.unified_id,
        p.items,
        'EUR' AS currency,
        p.total,
-       p.total AS total_eur,
+       CAST(p.total AS DECIMAL(18, 2)) AS total_eur,
        CAST(NULL AS TEXT) AS email,
        CAST(NULL AS TEXT) AS name,
        coalesce(normalize_phone(p.phone), normalize_phone('+' || p.phone)) AS phone

@@ -245,7 +245,7 @@ async fn default_model_builds_profiles_and_segments() {
             "2",
             "1",
             "1",
-            "166",
+            "166.00",
             "55.33",
             "2026-06-01 12:00:00",
             "2026-08-01 15:00:00",
@@ -307,7 +307,7 @@ async fn default_model_builds_profiles_and_segments() {
             "customer_id IS NULL"
         )
         .await,
-        ["f", "3", "3", "0", "0", "NULL"]
+        ["f", "3", "3", "0", "0.00", "NULL"]
     );
 
     // Any identifier finds the profile, written as any source wrote it.
@@ -347,7 +347,7 @@ async fn default_model_builds_profiles_and_segments() {
     assert!(members(&c, "segment_cart_abandoners").await.is_empty());
     assert_eq!(
         profile(&c, "orders, revenue", "customer_id = 'C100'").await,
-        ["4", "178.5"]
+        ["4", "178.50"]
     );
     assert_eq!(
         rows(
