@@ -26,9 +26,9 @@ Steps:
         identifiers + fuzzy_edges, i.e. tessera's 40_identity_map input;
      b. with tessera's identity_map and identifiers loaded as tables (untimed) and the
         sources as views over the same files (benches/model/duckdb/00_setup.sql), the
-        translation of sql/50 and sql/60 (benches/model/duckdb/50_harmonised.sql,
-        60_profiles.sql) into a fresh database file WORK/duckdb.db;
-     c. segments: benches/model/duckdb/70_segments.sql.
+        model's own sql/50 and sql/60 into a fresh database file WORK/duckdb.db, as
+        `for_duckdb` rewrites them (materialised views become tables; see below);
+     c. segments: sql/70, rewritten the same way.
   4. prints seconds per stage, side by side (ratio = tessera / DuckDB: > 1 means tessera is
      slower), stage (b) per materialised view, peak RSS, the two identity maps compared, and
      the checks; exits 1 when a check differs.
@@ -271,7 +271,24 @@ def figures(run_query):
 
 # ---------------------------------------------------------------- DuckDB (worker process)
 
-def duckdb_worker(work, demo_dir, threads):
+def for_duckdb(text):
+    """A tessera model file as DuckDB runs it: a materialised view becomes a table
+    (CREATE OR REPLACE TABLE, its refresh dropped); array_concat of lists that are all NULL
+    stays NULL (DuckDB's list_concat gives []); the branch of a UNION ALL over
+    tessera.events (events collected over HTTP, none in the demo) is left out."""
+    text = re.sub(r"CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)(?: WITH \([^)]*\))? AS",
+                  r"CREATE OR REPLACE TABLE \1 AS", text)
+    text = re.sub(r"(?m)^REFRESH MATERIALIZED VIEW \w+;$", "", text)
+
+    def concat(m):
+        lists = [a.strip() for a in m.group(1).split(",")]
+        return (f"CASE WHEN {' OR '.join(f'{a} IS NOT NULL' for a in lists)} "
+                f"THEN list_sort(list_distinct(list_concat({', '.join(lists)}))) END")
+    text = re.sub(r"array_sort\(array_distinct\(array_concat\(([^()]*)\)\)\)", concat, text)
+    return re.sub(r"\nUNION ALL\n(?:--[^\n]*\n)*SELECT [^;]*?\btessera\.events\b[^;]*", "", text)
+
+
+def duckdb_worker(work, demo_dir, threads, sql_dir):
     """Stages (b) and (c) in DuckDB; writes WORK/duckdb.json."""
     import duckdb
     db = os.path.join(work, "duckdb.db")
@@ -287,8 +304,10 @@ def duckdb_worker(work, demo_dir, threads):
     con.execute("CHECKPOINT")
     load = time.perf_counter() - t0
     stmts = []
-    for path in sorted(glob.glob(os.path.join(DUCK_SQL, "[1-9]*.sql"))):
-        for stmt in split_sql(open(path).read()):
+    model = [p for p in sorted(glob.glob(os.path.join(sql_dir, "*.sql")))
+             if os.path.basename(p)[:2] in STAGES["profiles"] + STAGES["segments"]]
+    for path in model:
+        for stmt in split_sql(for_duckdb(open(path).read())):
             target, kind = describe(stmt)
             c0, t0 = self_cpu(), time.perf_counter()
             con.execute(stmt)
@@ -401,7 +420,7 @@ def main():
     ap.add_argument("--duckdb-worker", nargs=2, metavar=("WORK", "DEMO"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.duckdb_worker:
-        return duckdb_worker(*args.duckdb_worker, args.threads)
+        return duckdb_worker(*args.duckdb_worker, args.threads, args.sql_dir)
 
     import duckdb
     work = os.path.abspath(args.work or f"/tmp/modelbench-{args.customers}-{args.seed}")
@@ -455,7 +474,7 @@ def main():
                    "--quiet", "--threads", str(args.threads)])
     log("DuckDB: harmonise, profiles, segments ...")
     subprocess.run([sys.executable, os.path.abspath(__file__), "--duckdb-worker", work, demo,
-                    "--threads", str(args.threads)], check=True)
+                    "--threads", str(args.threads), "--sql-dir", args.sql_dir], check=True)
     dw = json.load(open(os.path.join(work, "duckdb.json")))
 
     d_stages = sums(dw["statements"])
