@@ -6,6 +6,8 @@
 //! for each other (two cores did the work of about one). Each thread gets its own copy,
 //! rebuilt from the shared database's metadata, with a cache of its own.
 
+use std::cell::RefCell;
+
 use phonenumber::metadata::{loader, Database, Descriptor, Format, Metadata, DATABASE};
 
 /// How many compiled patterns a database keeps: the metadata has about 5,000, and the
@@ -13,16 +15,28 @@ use phonenumber::metadata::{loader, Database, Descriptor, Format, Metadata, DATA
 const COMPILED_PATTERNS: usize = 16_384;
 
 thread_local! {
-    static OWN: Option<Database> = own_copy();
+    static OWN: RefCell<Option<Database>> = RefCell::new(own_copy());
 }
 
 /// Run `f` with this thread's database (the shared one if the copy could not be built).
+/// A copy whose cache lock was poisoned (the parser panicked while a pattern ran: the
+/// caller turns that into a NULL) is built again; otherwise every later number on this
+/// thread would fail on the lock and come out NULL too.
 pub fn with_database<T>(f: impl FnOnce(&Database) -> T) -> T {
-    OWN.with(|own| match own {
-        Some(db) => f(db),
-        None => {
-            keep_compiled(&DATABASE);
-            f(&DATABASE)
+    OWN.with(|own| {
+        if own
+            .borrow()
+            .as_ref()
+            .is_some_and(|db| db.cache().is_poisoned())
+        {
+            *own.borrow_mut() = own_copy();
+        }
+        match own.borrow().as_ref() {
+            Some(db) => f(db),
+            None => {
+                keep_compiled(&DATABASE);
+                f(&DATABASE)
+            }
         }
     })
 }
@@ -200,6 +214,23 @@ mod tests {
         let stripped = patterns(&own);
         assert_eq!(stripped.len(), raw.len());
         assert!(stripped.iter().all(|p| !p.contains(char::is_whitespace)));
+    }
+
+    #[test]
+    fn a_copy_poisoned_by_a_panic_is_built_again() {
+        let panicked = std::panic::catch_unwind(|| {
+            with_database(|db| {
+                let cache = db.cache();
+                let _held = cache.lock();
+                panic!("a pattern panicked");
+            })
+        });
+        assert!(panicked.is_err());
+        let number = "+44 20 7946 0958";
+        let (poisoned, formatted) =
+            with_database(|db| (db.cache().is_poisoned(), e164(db, None, number)));
+        assert!(!poisoned, "the copy is built again");
+        assert_eq!(formatted.as_deref(), Some("+442079460958"));
     }
 
     #[test]
