@@ -78,6 +78,8 @@ from collections import deque
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DUCK_SQL = os.path.join(HERE, "duckdb")
+sys.path.insert(0, os.path.join(ROOT, "benches", "identity"))
+from bench_resolve import proc_cpu_seconds, proc_status  # noqa: E402  (/proc readers)
 LABEL_PROPAGATION = os.path.join(ROOT, "benches", "identity", "label_propagation_duckdb.py")
 TESSERA = os.environ.get("TESSERA_BIN", os.path.join(ROOT, "target", "release", "tessera"))
 PASSWORD = "tessera-bench"
@@ -165,17 +167,8 @@ def describe(stmt):
 
 
 def peak_rss_mb(pid="self"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-
-
-def proc_cpu(pid):
-    """User + system CPU seconds of a process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """VmHWM of a process in MB."""
+    return round(proc_status(pid, "VmHWM"), 1)
 
 
 def self_cpu():
@@ -228,7 +221,7 @@ def run_tessera_model(t, sql_dir):
         name = os.path.basename(path)
         for stmt in split_sql(open(path).read()):
             target, kind = describe(stmt)
-            c0, t0 = proc_cpu(t.proc.pid), time.perf_counter()
+            c0, t0 = proc_cpu_seconds(t.proc.pid), time.perf_counter()
             try:
                 con.execute(stmt)
             except Exception as e:
@@ -236,7 +229,7 @@ def run_tessera_model(t, sql_dir):
                                  "  server log:\n    " + "\n    ".join(list(t.tail)[-10:]))
             out.append({"file": name, "target": target, "kind": kind,
                         "seconds": round(time.perf_counter() - t0, 4),
-                        "cpu": round(proc_cpu(t.proc.pid) - c0, 2)})
+                        "cpu": round(proc_cpu_seconds(t.proc.pid) - c0, 2)})
         log(f"  tessera {name}: {sum(s['seconds'] for s in out if s['file'] == name):.2f} s")
     con.close()
     return out
