@@ -67,6 +67,17 @@ pub fn pair_hash(buf: &mut Vec<u8>, a: &str, b: &str) -> u128 {
     XxHash3_128::oneshot(buf)
 }
 
+/// The seed an identifier type's values are hashed with: the hash of its canonical name.
+pub fn type_seed(id_type: &str) -> u64 {
+    XxHash3_128::oneshot(id_type.as_bytes()) as u64
+}
+
+/// The hash of an `(id_type, id_value)` pair within one run (never stored): the value
+/// hashed with its type's seed, so the two need not be copied together first.
+pub fn ident_hash(type_seed: u64, value: &str) -> u128 {
+    XxHash3_128::oneshot_with_seed(type_seed, value.as_bytes())
+}
+
 /// Strings stored end to end.
 #[derive(Default)]
 pub struct Arena {
