@@ -133,6 +133,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "info,datafusion_postgres=warn,pgwire=warn,buoyant_kernel=off,deltalake_core=warn".into()),
         )
         .init();
+    #[cfg(unix)]
+    set_allocator_purge_delay();
     tessera::install_crypto_provider();
     // No transparent huge pages: mimalloc marks its segments for them, so the kernel
     // zeroes 2 MiB at the first touch of each, and again after mimalloc returns the
@@ -166,6 +168,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// mimalloc returns freed memory to the kernel 10 ms after it was freed, by default.
+/// Arrow's batch buffers are allocated and freed constantly, so the kernel faulted in and
+/// zeroed the same memory again and again: reading 30M edge rows for
+/// `resolve_identities` and counting its output spent about 2 s of its 11-13 s in page
+/// faults. With a second, freed memory is reused instead. mimalloc reads its options
+/// from the environment before `main`, and setting them from code needs `unsafe`
+/// (forbidden here), so the process runs itself again with the option set, unless the
+/// operator set it. If that fails, it carries on with mimalloc's default.
+#[cfg(unix)]
+fn set_allocator_purge_delay() {
+    use std::os::unix::process::CommandExt;
+    const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+    if std::env::var_os(PURGE_DELAY).is_some() {
+        return;
+    }
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(PURGE_DELAY, "1000")
+            .exec(),
+        Err(e) => e,
+    };
+    warn!("cannot start again with {PURGE_DELAY}=1000 (freed memory goes back to the kernel after 10 ms): {error}");
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
