@@ -483,10 +483,16 @@ impl Graph {
         for (_, _, ident) in order {
             let members = self.members_of(ident as usize);
             // The order of the links decides which give way to a limit: make it
-            // independent of the input order.
+            // independent of the input order. Two records are linked or not whatever
+            // their order, so only longer lists are sorted (by record hash, read at
+            // random).
             recs.clear();
-            recs.extend(members.iter().map(|r| (self.occ_hash[*r as usize], *r)));
-            recs.sort_unstable();
+            if members.len() > 2 {
+                recs.extend(members.iter().map(|r| (self.occ_hash[*r as usize], *r)));
+                recs.sort_unstable();
+            } else {
+                recs.extend(members.iter().map(|r| (0, *r)));
+            }
             roots.clear();
             for (_, r) in &recs {
                 let root = uf.find(*r);

@@ -45,8 +45,10 @@ pub fn finish(
     // carried the id keeps it.
     let mut claims: PrehashedMap<u64, u32> = PrehashedMap::default();
     let mut conflicted: HashSet<u32> = HashSet::new();
-    let mut visited = vec![false; n];
-    for &root in &root_of {
+    // Without previous ids (a space's first run) there is nothing to claim.
+    let claiming = graph.prev.iter().any(|p| *p != NO_ID);
+    let mut visited = vec![false; if claiming { n } else { 0 }];
+    for &root in root_of.iter().filter(|_| claiming) {
         if std::mem::replace(&mut visited[root as usize], true) {
             continue;
         }
