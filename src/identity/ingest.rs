@@ -4,7 +4,8 @@
 //! record and identifier are hashed; consecutive rows of one record form an
 //! *occurrence* (a graph node), and identifier rows are scattered into radix partitions
 //! by the top bits of their hash. [`build`] then deduplicates records and identifiers
-//! one radix partition at a time, each small enough to stay in cache, on every core.
+//! one radix partition at a time on every core, each partition's identifiers in
+//! sub-partitions small enough for their hash table to stay in cache.
 //! A record seen in several places becomes several occurrences joined up front to the
 //! first one (its *canonical* occurrence), so no table of all records is ever probed
 //! at random.
@@ -691,6 +692,22 @@ mod tests {
             assert_eq!(profiles(&[a, b], 2), one, "split at {split}");
             assert_eq!(profiles(&[b, a], 3), one, "split at {split}, reversed");
         }
+    }
+
+    #[test]
+    fn one_value_under_two_types_is_two_identifiers() {
+        // Values are hashed with their type's seed: the type still tells them apart,
+        // and types are compared in canonical form.
+        let rows: [Row; 4] = [
+            ("crm", "1", "customer_id", "A17"),
+            ("crm", "2", "anonymous_id", "A17"),
+            ("shop", "o1", " Customer_ID ", "A17"),
+            ("shop", "o2", "ANONYMOUS_ID", "A17"),
+        ];
+        assert_eq!(
+            profiles(&[&rows], 1),
+            set(&[&["crm:1", "shop:o1"], &["crm:2", "shop:o2"]])
+        );
     }
 
     #[test]
