@@ -53,6 +53,30 @@ async fn ids_are_stable_merges_are_logged_and_limits_hold() {
         ]
     );
 
+    // Only the columns a query reads are built, in its order; a count reads none.
+    let swapped = rows(
+        &c,
+        "SELECT unified_id, record_key FROM resolve_identities('edges') WHERE source = 'crm'",
+    )
+    .await;
+    assert_eq!(swapped.len(), 3);
+    for r in &swapped {
+        assert_eq!(r[0], first[&format!("crm:{}", r[1])], "{swapped:?}");
+    }
+    let distinct: std::collections::HashSet<_> = first.values().collect();
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*), count(DISTINCT unified_id) FROM resolve_identities('edges')"
+        )
+        .await,
+        vec![vec!["8".to_string(), distinct.len().to_string()]]
+    );
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM resolve_identities('edges')").await,
+        vec![vec!["8"]]
+    );
+
     // New data joins Bob's and Anna's profiles: the older id survives, the merge is logged.
     c.batch_execute(
         "INSERT INTO edges VALUES ('shop', 'o2', 'email', 'bob@x.com'), ('shop', 'o2', 'phone', '+4915100000001')",

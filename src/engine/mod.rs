@@ -17,6 +17,7 @@ mod activation;
 pub mod catalog;
 pub mod compact_views;
 pub mod copy;
+mod count_distinct;
 mod dml;
 pub mod erasure;
 pub mod error;
@@ -153,6 +154,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime.build_arc()?)
             .with_default_features()
+            .with_optimizer_rule(Arc::new(count_distinct::CountDistinctWithCounts))
             .with_physical_optimizer_rule(Arc::new(compact_views::CompactViews))
             .build();
         let ctx = Arc::new(SessionContext::new_with_state(state));

@@ -322,49 +322,46 @@ impl TableProvider for IdentityTable {
                     .await?,
             );
         }
-        let exec: Arc<dyn ExecutionPlan> = Arc::new(IdentityExec::new(self.job.clone(), inputs));
-        match projection {
-            None => Ok(exec),
-            Some(p) => {
-                let exprs = p
-                    .iter()
-                    .map(|i| {
-                        let f = exec.schema().field(*i).clone();
-                        let col: Arc<dyn PhysicalExpr> = Arc::new(
-                            datafusion::physical_expr::expressions::Column::new(f.name(), *i),
-                        );
-                        (col, f.name().clone())
-                    })
-                    .collect::<Vec<_>>();
-                Ok(Arc::new(
-                    datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, exec)?,
-                ))
-            }
-        }
+        Ok(Arc::new(IdentityExec::new(
+            self.job.clone(),
+            inputs,
+            projection.cloned(),
+        )?))
     }
 }
 
-/// Runs a [`Job`] over its input plans (edges, then rules if any).
+/// Runs a [`Job`] over its input plans (edges, then rules if any), returning the
+/// columns of its result the query reads (`projection`; `None`: all).
 #[derive(Debug)]
 pub struct IdentityExec {
     job: Job,
     inputs: Vec<Arc<dyn ExecutionPlan>>,
+    projection: Option<Vec<usize>>,
     properties: Arc<PlanProperties>,
 }
 
 impl IdentityExec {
-    fn new(job: Job, inputs: Vec<Arc<dyn ExecutionPlan>>) -> Self {
+    fn new(
+        job: Job,
+        inputs: Vec<Arc<dyn ExecutionPlan>>,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        let schema = match &projection {
+            Some(p) => Arc::new(job.schema().project(p)?),
+            None => job.schema(),
+        };
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(job.schema()),
+            EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        IdentityExec {
+        Ok(IdentityExec {
             job,
             inputs,
+            projection,
             properties,
-        }
+        })
     }
 }
 
@@ -426,7 +423,11 @@ impl ExecutionPlan for IdentityExec {
                 "IdentityExec: wrong number of children".into(),
             ));
         }
-        Ok(Arc::new(IdentityExec::new(self.job.clone(), children)))
+        Ok(Arc::new(IdentityExec::new(
+            self.job.clone(),
+            children,
+            self.projection.clone(),
+        )?))
     }
 
     fn execute(
@@ -441,16 +442,25 @@ impl ExecutionPlan for IdentityExec {
         }
         let job = self.job.clone();
         let inputs = self.inputs.clone();
+        let projection = self.projection.clone();
         let fut = async move {
-            match job {
+            let batches = match job {
                 Job::Resolve {
                     store,
                     edges,
                     rules,
                 } => {
-                    store
-                        .run(&edges.name, rules.map(|r| r.name), inputs, context)
-                        .await
+                    // Only the columns read are built (a count reads none).
+                    let columns = projection.clone().unwrap_or_else(|| vec![0, 1, 2]);
+                    return store
+                        .run(
+                            &edges.name,
+                            rules.map(|r| r.name),
+                            inputs,
+                            context,
+                            &columns,
+                        )
+                        .await;
                 }
                 Job::Explain {
                     store,
@@ -495,6 +505,13 @@ impl ExecutionPlan for IdentityExec {
                     }
                     Ok(out)
                 }
+            }?;
+            match &projection {
+                Some(p) => batches
+                    .iter()
+                    .map(|b| Ok(b.project(p)?))
+                    .collect::<Result<Vec<_>>>(),
+                None => Ok(batches),
             }
         };
         let stream = futures::stream::once(fut)
@@ -504,7 +521,7 @@ impl ExecutionPlan for IdentityExec {
             })
             .flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.job.schema(),
+            self.schema(),
             stream,
         )))
     }

@@ -194,14 +194,17 @@ impl IdentityStore {
     }
 
     /// One run of `resolve_identities` over the edges plan (`inputs[0]`) and the rules
-    /// plan (`inputs[1]`, if any). The new state is durable before rows are returned.
+    /// plan (`inputs[1]`, if any), returning `columns` of its result (indexes into
+    /// [`resolve::output_schema`]). The new state is durable before rows are returned.
     pub async fn run(
         self: &Arc<Self>,
         edges: &str,
         rules_name: Option<String>,
         inputs: Vec<Arc<dyn ExecutionPlan>>,
         context: Arc<TaskContext>,
+        columns: &[usize],
     ) -> Result<Vec<RecordBatch>> {
+        let columns = columns.to_vec();
         let started = Instant::now();
         let space = edges.to_string();
         let lock = self.lock(&space);
@@ -250,7 +253,7 @@ impl IdentityStore {
                     debug!(elapsed = ?t.elapsed(), "resolve_identities: saved");
                     saved
                 });
-                let batches = output.batches(threads);
+                let batches = output.batches(threads, &columns);
                 debug!(elapsed = ?t.elapsed(), "resolve_identities: rows built");
                 (
                     saving

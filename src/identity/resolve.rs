@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
@@ -209,12 +209,14 @@ pub struct Output {
 
 impl Output {
     /// The rows in batches of [`BATCH_ROWS`] (one empty batch if there are none), built
-    /// on `threads` threads.
-    pub fn batches(&self, threads: usize) -> Result<Vec<RecordBatch>> {
+    /// on `threads` threads, with `columns` of [`output_schema`] only, in that order.
+    pub fn batches(&self, threads: usize, columns: &[usize]) -> Result<Vec<RecordBatch>> {
+        let schema = Arc::new(output_schema().project(columns)?);
         let n = self.seen.len();
         if n == 0 {
-            return Ok(vec![RecordBatch::new_empty(output_schema())]);
+            return Ok(vec![RecordBatch::new_empty(schema)]);
         }
+        let schema = &schema;
         let n_batches = n.div_ceil(BATCH_ROWS);
         let per_thread = n_batches.div_ceil(threads.max(1));
         let rows = |b: usize| b * BATCH_ROWS..((b + 1) * BATCH_ROWS).min(n);
@@ -225,7 +227,7 @@ impl Output {
                     let last = (first + per_thread).min(n_batches);
                     scope.spawn(move || {
                         (first..last)
-                            .map(|b| self.batch(rows(b)))
+                            .map(|b| self.batch(rows(b), schema, columns))
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -238,23 +240,35 @@ impl Output {
         })
     }
 
-    fn batch(&self, rows: Range<usize>) -> Result<RecordBatch> {
+    fn batch(
+        &self,
+        rows: Range<usize>,
+        schema: &SchemaRef,
+        columns: &[usize],
+    ) -> Result<RecordBatch> {
         let g = &self.graph;
         let n = rows.len();
-        let (mut source, mut key, mut id) = (
-            TextColumn::new(n, n * 8),
-            TextColumn::new(n, n * 12),
-            TextColumn::new(n, n * 16),
-        );
-        for i in rows {
-            let r = self.seen[i];
-            source.push(g.sources.names[g.occ_source[r as usize] as usize].as_bytes());
-            key.push(g.occ_key.bytes(r));
-            id.push(&encode_id_bytes(self.seqs[i], self.salt));
-        }
-        Ok(RecordBatch::try_new(
-            output_schema(),
-            vec![source.finish()?, key.finish()?, id.finish()?],
+        let arrays = columns
+            .iter()
+            .map(|c| {
+                let mut out = TextColumn::new(n, n * [8, 12, 16][*c]);
+                for i in rows.clone() {
+                    let r = self.seen[i];
+                    match c {
+                        0 => {
+                            out.push(g.sources.names[g.occ_source[r as usize] as usize].as_bytes())
+                        }
+                        1 => out.push(g.occ_key.bytes(r)),
+                        _ => out.push(&encode_id_bytes(self.seqs[i], self.salt)),
+                    }
+                }
+                out.finish()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(n)),
         )?)
     }
 }
@@ -310,7 +324,7 @@ mod tests {
         let g = graph_of(Rules::default(), &[edges(rows)], &previous).expect("ok");
         let merges = prev.map(|p| p.merges.clone()).unwrap_or_default();
         let (output, state) = finish(g, meta, merges, 1).expect("ok");
-        let batches = output.batches(2).expect("ok");
+        let batches = output.batches(2, &[0, 1, 2]).expect("ok");
         let mut out = HashMap::new();
         for b in batches {
             for i in 0..b.num_rows() {
