@@ -93,7 +93,12 @@ impl Arena {
     }
 
     pub fn push(&mut self, s: &str) -> u32 {
-        self.bytes.extend_from_slice(s.as_bytes());
+        self.push_bytes(s.as_bytes())
+    }
+
+    /// Push the bytes of a whole `&str` (so that [`Arena::get`] finds valid UTF-8).
+    pub fn push_bytes(&mut self, s: &[u8]) -> u32 {
+        self.bytes.extend_from_slice(s);
         self.ends.push(self.bytes.len());
         (self.ends.len() - 1) as u32
     }

@@ -502,15 +502,15 @@ fn dedup_identifiers(
             let hash = (u128::from(row.hash[0]) << 64) | u128::from(row.hash[1]);
             let local = *local_of.entry(hash).or_insert(next);
             if local == next {
-                let text =
+                // Whole `&str`s were pushed, so every value is valid UTF-8 (not
+                // checked again here: judged and kept as bytes).
+                let value =
                     &chunks[row.chunk as usize].text[row.start..row.start + usize::from(row.len)];
-                // Whole `&str`s were pushed, so every value is valid UTF-8.
-                let value = std::str::from_utf8(text).unwrap_or_default();
                 out.hash.push(hash as u64);
                 out.ty.push(row.ty);
                 out.blocked
-                    .push(rules.is_blocked(&types.names[row.ty as usize], value));
-                out.values.push(value);
+                    .push(rules.is_blocked_bytes(&types.names[row.ty as usize], value));
+                out.values.push_bytes(value);
             }
             pairs.push((local, row.occ));
         }

@@ -187,12 +187,23 @@ impl Rules {
 
     /// Whether `value` of `id_type` (lower-cased) must never link records.
     pub fn is_blocked(&self, id_type: &str, value: &str) -> bool {
-        if is_placeholder(value) || (id_type == "phone" && is_fake_phone(value)) {
-            return true;
+        is_builtin_blocked(id_type, value.trim().as_bytes(), value.as_bytes())
+            || self.matches_pattern(id_type, value)
+    }
+
+    /// [`Rules::is_blocked`] for a value given as the bytes of a `&str` (the form
+    /// deduplication keeps values in): ASCII text is judged as bytes, as it is millions
+    /// of times per run; other text, and custom patterns, are judged as text.
+    pub fn is_blocked_bytes(&self, id_type: &str, value: &[u8]) -> bool {
+        let as_text = || std::str::from_utf8(value).unwrap_or_default();
+        if !value.is_ascii() {
+            return self.is_blocked(id_type, as_text());
         }
-        if id_type == "email" && is_fake_email(value) {
-            return true;
-        }
+        is_builtin_blocked(id_type, trim_ascii_white(value), value)
+            || (self.has_patterns() && self.matches_pattern(id_type, as_text()))
+    }
+
+    fn matches_pattern(&self, id_type: &str, value: &str) -> bool {
         !self.patterns.is_empty()
             && [id_type, "*"].iter().any(|t| {
                 self.patterns
@@ -207,9 +218,25 @@ impl Rules {
     }
 }
 
-/// Values systems write when they have no value.
-fn is_placeholder(value: &str) -> bool {
-    let v = value.trim();
+/// `str::trim` of ASCII text, on its bytes: it also removes the vertical tab, which
+/// `u8::is_ascii_whitespace` does not count.
+fn trim_ascii_white(v: &[u8]) -> &[u8] {
+    let white = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
+    let start = v.iter().position(|b| !white(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !white(b)).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// The defaults: placeholders, fake phones and fake emails. `trimmed` is `raw` without
+/// its leading and trailing white space.
+fn is_builtin_blocked(id_type: &str, trimmed: &[u8], raw: &[u8]) -> bool {
+    is_placeholder(trimmed)
+        || (id_type == "phone" && is_fake_phone(raw))
+        || (id_type == "email" && is_fake_email(trimmed))
+}
+
+/// Values systems write when they have no value (`v` trimmed).
+fn is_placeholder(v: &[u8]) -> bool {
     if v.is_empty() || v.len() > 12 {
         return v.is_empty();
     }
@@ -231,15 +258,17 @@ fn is_placeholder(value: &str) -> bool {
         "test",
         "guest",
     ];
-    PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))
+    PLACEHOLDERS
+        .iter()
+        .any(|p| p.as_bytes().eq_ignore_ascii_case(v))
 }
 
 /// A phone number whose digits are all zero or one digit repeated (`0000000000`,
 /// `+1 111-111-1111`): form fillers, not people.
-fn is_fake_phone(value: &str) -> bool {
+fn is_fake_phone(value: &[u8]) -> bool {
     let mut buf = [0u8; 32];
     let mut n = 0;
-    for d in value.bytes().filter(u8::is_ascii_digit) {
+    for &d in value.iter().filter(|b| b.is_ascii_digit()) {
         if n == buf.len() {
             return false; // longer than any phone number: not a form filler
         }
@@ -257,11 +286,13 @@ fn is_fake_phone(value: &str) -> bool {
     })
 }
 
-/// `test@test.com`-like addresses: test, example and no-reply mailboxes.
-fn is_fake_email(value: &str) -> bool {
-    let Some((local, domain)) = value.trim().rsplit_once('@') else {
+/// `test@test.com`-like addresses: test, example and no-reply mailboxes (`value`
+/// trimmed). `@` is one byte in UTF-8 and never part of another character.
+fn is_fake_email(value: &[u8]) -> bool {
+    let Some(at) = value.iter().rposition(|b| *b == b'@') else {
         return true;
     };
+    let (local, domain) = (&value[..at], &value[at + 1..]);
     const DOMAINS: [&str; 8] = [
         "test.com",
         "example.com",
@@ -285,8 +316,12 @@ fn is_fake_email(value: &str) -> bool {
         "noemail",
     ];
     local.is_empty()
-        || DOMAINS.iter().any(|d| d.eq_ignore_ascii_case(domain))
-        || LOCALS.iter().any(|l| l.eq_ignore_ascii_case(local))
+        || DOMAINS
+            .iter()
+            .any(|d| d.as_bytes().eq_ignore_ascii_case(domain))
+        || LOCALS
+            .iter()
+            .any(|l| l.as_bytes().eq_ignore_ascii_case(local))
 }
 
 #[cfg(test)]
@@ -355,6 +390,54 @@ mod tests {
         assert_eq!(r.rule("loyalty").max_per_profile, None);
         assert!(r.is_blocked("anything", "internal-7"));
         assert!(!r.is_blocked("anything", "external-7"));
+        assert!(r.is_blocked_bytes("anything", b"internal-7"));
+        assert!(!r.is_blocked_bytes("anything", b"external-7"));
+        same_judgement_as_text_and_as_bytes(&r);
+        same_judgement_as_text_and_as_bytes(&Rules::default());
+    }
+
+    /// `is_blocked_bytes` (ASCII judged as bytes) agrees with `is_blocked` (text).
+    fn same_judgement_as_text_and_as_bytes(r: &Rules) {
+        let values = [
+            "",
+            " ",
+            "\x0b",
+            "null",
+            " NULL\t",
+            "null\x0b",
+            "\x0bnone ",
+            "null\u{a0}",
+            "\u{3000}unknown",
+            "nüll",
+            "test@test.com",
+            " Test@Example.COM ",
+            "a@b\x0b",
+            "no-reply@shop.de",
+            "@x.de",
+            "anna",
+            "anna@gmail.com",
+            "ánna@gmail.com",
+            "0000000000",
+            "+1 111-111-1111",
+            "+4912345678",
+            "+4915112345678",
+            "٠٠٠٠٠٠",
+            "internal-7",
+            " internal-7",
+            "C-1001",
+            "-1",
+            "n/a",
+            "N/A\r\n",
+        ];
+        for t in ["email", "phone", "customer_id", "anything"] {
+            for v in values {
+                assert_eq!(
+                    r.is_blocked_bytes(t, v.as_bytes()),
+                    r.is_blocked(t, v),
+                    "{t} {v:?}"
+                );
+            }
+        }
     }
 
     #[test]
