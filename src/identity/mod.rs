@@ -211,15 +211,19 @@ impl IdentityStore {
         let _guard = lock.lock().await;
         let dir = space_dir(&self.root, &space);
         let load_dir = dir.clone();
-        let previous = tokio::task::spawn_blocking(move || SpaceState::load(&load_dir, true))
-            .await
-            .map_err(|e| exec_datafusion_err!("resolve_identities: {e}"))??;
+        // The previous state loads while the rules and edges are read.
+        let loading = tokio::task::spawn_blocking(move || SpaceState::load(&load_dir, true));
         let rules = match (inputs.get(1), &rules_name) {
             (Some(plan), Some(name)) => {
                 Rules::from_batches(name, &collect(plan.clone(), context.clone()).await?)?
             }
             _ => Rules::default(),
         };
+        let chunks = read_chunks(inputs[0].clone(), context.clone()).await?;
+        debug!(total = ?started.elapsed(), "resolve_identities: edges read");
+        let previous = loading
+            .await
+            .map_err(|e| exec_datafusion_err!("resolve_identities: {e}"))??;
         let (mut meta, records, merges) = match previous {
             Some(p) => (p.meta, p.records, p.merges),
             None => (
@@ -234,8 +238,6 @@ impl IdentityStore {
         meta.space = space.clone();
         meta.edges = edges.to_string();
         meta.rules = rules_name;
-        let chunks = read_chunks(inputs[0].clone(), context.clone()).await?;
-        debug!(total = ?started.elapsed(), "resolve_identities: edges read");
         let threads = context.session_config().target_partitions();
         let now = chrono::Utc::now().timestamp_micros();
         let (batches, mut state) = tokio::task::spawn_blocking(move || {
@@ -249,7 +251,7 @@ impl IdentityStore {
             // The state is saved while the rows are built; both must succeed.
             let (saved, batches) = std::thread::scope(|scope| {
                 let saving = scope.spawn(|| {
-                    let saved = state.save(&dir);
+                    let saved = state.save_deleting_later(&dir);
                     debug!(elapsed = ?t.elapsed(), "resolve_identities: saved");
                     saved
                 });

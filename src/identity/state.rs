@@ -335,14 +335,26 @@ impl SpaceState {
         Ok(Some(state))
     }
 
-    /// Write this state as the space's next generation and make it current.
+    /// Write this state as the space's next generation and make it current; older
+    /// generations are deleted before this returns (an erasure relies on it).
     pub fn save(&mut self, dir: &Path) -> Result<(), EngineError> {
+        self.save_in(dir, self.files(), false)
+    }
+
+    /// [`Self::save`], the older generations deleted in the background (a run's own
+    /// save: the rows wait for it).
+    pub fn save_deleting_later(&mut self, dir: &Path) -> Result<(), EngineError> {
+        self.save_in(dir, self.files(), true)
+    }
+
+    /// How many files the record map is written as.
+    fn files(&self) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.save_in(dir, (self.records.len() / RECORDS_PER_FILE).clamp(1, cores))
+        (self.records.len() / RECORDS_PER_FILE).clamp(1, cores)
     }
 
     /// [`Self::save`] with the record map in `files` files.
-    fn save_in(&mut self, dir: &Path, files: usize) -> Result<(), EngineError> {
+    fn save_in(&mut self, dir: &Path, files: usize, later: bool) -> Result<(), EngineError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         self.meta.generation += 1;
         let name = format!("gen-{:010}", self.meta.generation);
@@ -395,13 +407,27 @@ impl SpaceState {
         std::fs::rename(&current_tmp, dir.join("CURRENT")).map_err(|e| io(dir, e))?;
         sync_dir(dir)?;
         // Older generations are no longer needed (and may hold identifiers since erased).
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
+        // Named now, they may be removed in the background: freeing their files takes a
+        // while, and a later run never reuses their names.
+        let old: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
                 let n = e.file_name().to_string_lossy().to_string();
-                if n.starts_with("gen-") && n != name {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
+                n.starts_with("gen-") && n != name
+            })
+            .map(|e| e.path())
+            .collect();
+        let delete = move || {
+            for path in old {
+                let _ = std::fs::remove_dir_all(path);
             }
+        };
+        if later {
+            std::thread::spawn(delete);
+        } else {
+            delete();
         }
         Ok(())
     }
@@ -506,7 +532,7 @@ mod tests {
         s.records = [(1u128 << 100 | 7, 1), (42, 2), (9, 3)]
             .into_iter()
             .collect();
-        s.save_in(&space, 2).expect("ok");
+        s.save_in(&space, 2, false).expect("ok");
         let back = SpaceState::load(&space, true).expect("ok").expect("ok");
         assert_eq!(back.meta.generation, 2);
         assert!(space.join("gen-0000000002/records-1.arrow").exists());
@@ -520,6 +546,21 @@ mod tests {
             .filter(|n| n.starts_with("gen-"))
             .collect();
         assert_eq!(gens, vec!["gen-0000000002".to_string()]);
+
+        // A run's save: current at once, the older generation gone soon after.
+        s.save_deleting_later(&space).expect("ok");
+        let back = SpaceState::load(&space, true).expect("ok").expect("ok");
+        assert_eq!(back.meta.generation, 3);
+        assert_eq!(back.records, s.records);
+        let old = space.join("gen-0000000002");
+        for _ in 0..200 {
+            if !old.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert!(!old.exists(), "the older generation is still there");
+        assert!(space.join("gen-0000000003").exists());
     }
 
     #[test]
