@@ -8,10 +8,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::Result;
+use datafusion::common::{exec_err, Result};
 use tracing::info;
 
-use super::graph::{pair_hash, Graph, PrehashedMap, NO_ID};
+use super::graph::{pair_hash, Graph, NO_ID};
 use super::state::{encode_id, encode_id_bytes, MergeRow, Meta, Records, RefusalRow, SpaceState};
 
 /// The output schema of `resolve_identities`.
@@ -43,10 +43,12 @@ pub fn finish(
     // Each component claims the oldest id among its records. Two components claiming
     // one id means a previous profile split: the part holding most of the records that
     // carried the id keeps it.
-    let mut claims: PrehashedMap<u64, u32> = PrehashedMap::default();
     let mut conflicted: HashSet<u32> = HashSet::new();
     // Without previous ids (a space's first run) there is nothing to claim.
     let claiming = graph.prev.iter().any(|p| *p != NO_ID);
+    // The claimant of each previous id, by sequence number: every previous id is below
+    // the space's next one, so an array (4 bytes per id ever given) serves as the map.
+    let mut claims: Vec<u32> = vec![u32::MAX; if claiming { claims_len(&meta) } else { 0 }];
     let mut visited = vec![false; if claiming { n } else { 0 }];
     for &root in root_of.iter().filter(|_| claiming) {
         if std::mem::replace(&mut visited[root as usize], true) {
@@ -56,17 +58,24 @@ pub fn finish(
         if claim == NO_ID {
             continue;
         }
-        match claims.get(&claim) {
-            Some(&other) if other != root => {
+        let Some(slot) = usize::try_from(claim).ok().and_then(|c| claims.get_mut(c)) else {
+            // Only a damaged state holds an id at or past its next one.
+            return exec_err!(
+                "resolve_identities: the saved state of space {} holds id {claim} beyond its next id {}",
+                meta.space,
+                meta.next_seq
+            );
+        };
+        match *slot {
+            u32::MAX => *slot = root,
+            other if other != root => {
                 conflicted.insert(root);
                 conflicted.insert(other);
             }
-            Some(_) => {}
-            None => {
-                claims.insert(claim, root);
-            }
+            _ => {}
         }
     }
+    drop(claims);
     let mut assigned: HashMap<u32, u64> = HashMap::new();
     if !conflicted.is_empty() {
         // Ties go to the part holding the smallest record hash: which node is a root
@@ -194,6 +203,11 @@ pub fn finish(
             refusals,
         },
     ))
+}
+
+/// The length of the claims array: one slot per id the space has given.
+fn claims_len(meta: &Meta) -> usize {
+    usize::try_from(meta.next_seq).unwrap_or(usize::MAX)
 }
 
 /// The rows of a run, made from its graph once every record's id is known, so the
@@ -333,6 +347,19 @@ mod tests {
             }
         }
         (out, state)
+    }
+
+    #[test]
+    fn a_state_with_an_id_past_its_next_one_is_an_error() {
+        let rows = [("crm", "1", "email", "a@x.com")];
+        let (_, mut state) = run(None, &rows);
+        state.meta.next_seq = 0;
+        let g = graph_of(Rules::default(), &[edges(&rows)], &state.records).expect("ok");
+        let e = finish(g, state.meta.clone(), Vec::new(), 1)
+            .err()
+            .expect("damaged state")
+            .to_string();
+        assert!(e.contains("beyond its next id 0"), "{e}");
     }
 
     #[test]
