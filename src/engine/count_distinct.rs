@@ -26,7 +26,7 @@ use datafusion::common::Result;
 use datafusion::functions::core::expr_fn::coalesce;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::expr::{AggregateFunction, AggregateFunctionParams};
-use datafusion::logical_expr::{col, lit, Aggregate, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{col, lit, AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// The name of the distinct argument in the inner aggregate.
@@ -37,6 +37,7 @@ const DISTINCT: &str = "__distinct_value";
 pub struct CountDistinctWithCounts;
 
 /// What one aggregate becomes.
+#[derive(Clone, Copy)]
 enum Part {
     /// `count(DISTINCT x)`: `count(x)` over the groups.
     Distinct,
@@ -46,10 +47,13 @@ enum Part {
     MinMax,
 }
 
+/// One aggregate of the list: what it becomes, its function and its parameters.
+type Piece<'a> = (Part, &'a Arc<AggregateUDF>, &'a AggregateFunctionParams);
+
 /// The parts of an aggregate list this rule rewrites, or `None`: only `count(DISTINCT x)`
 /// of one `x` (at least once), with at least one plain `count`, and plain `min`/`max`;
 /// no `FILTER` or `ORDER BY` anywhere.
-fn parts(aggr_expr: &[Expr]) -> Option<(Expr, Vec<Part>)> {
+fn parts(aggr_expr: &[Expr]) -> Option<(Expr, Vec<Piece<'_>>)> {
     let mut distinct: Option<&Expr> = None;
     let mut counts = 0;
     let mut out = Vec::with_capacity(aggr_expr.len());
@@ -69,12 +73,12 @@ fn parts(aggr_expr: &[Expr]) -> Option<(Expr, Vec<Part>)> {
                 return None;
             }
             distinct = Some(arg);
-            out.push(Part::Distinct);
+            out.push((Part::Distinct, func, params));
         } else if name == "count" {
             counts += 1;
-            out.push(Part::Count);
+            out.push((Part::Count, func, params));
         } else if name == "min" || name == "max" {
-            out.push(Part::MinMax);
+            out.push((Part::MinMax, func, params));
         } else {
             return None;
         }
@@ -100,23 +104,18 @@ impl OptimizerRule for CountDistinctWithCounts {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Aggregate(agg) = &plan else {
-            return Ok(Transformed::no(plan));
+        let agg = match plan {
+            LogicalPlan::Aggregate(agg) if agg.group_expr.is_empty() => agg,
+            other => return Ok(Transformed::no(other)),
         };
-        if !agg.group_expr.is_empty() {
-            return Ok(Transformed::no(plan));
-        }
         let Some((arg, parts)) = parts(&agg.aggr_expr) else {
-            return Ok(Transformed::no(plan));
+            return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
         };
         let mut inner_aggr = Vec::new();
         let mut outer_aggr = Vec::new();
         // Per original aggregate: the outer expression that replaces it.
         let mut results = Vec::new();
-        for (i, (expr, part)) in agg.aggr_expr.iter().zip(&parts).enumerate() {
-            let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
-                unreachable!("parts() accepts aggregate functions only");
-            };
+        for (i, (part, func, params)) in parts.into_iter().enumerate() {
             let outer_name = format!("__outer_{i}");
             let outer = match part {
                 Part::Distinct => Expr::AggregateFunction(AggregateFunction::new_udf(
@@ -162,11 +161,7 @@ impl OptimizerRule for CountDistinctWithCounts {
             let (qualifier, field) = agg.schema.qualified_field(i);
             results.push(result.alias_qualified(qualifier.cloned(), field.name()));
         }
-        let Aggregate { input, .. } = match plan {
-            LogicalPlan::Aggregate(agg) => agg,
-            _ => unreachable!("matched above"),
-        };
-        let rewritten = LogicalPlanBuilder::from(Arc::unwrap_or_clone(input))
+        let rewritten = LogicalPlanBuilder::from(Arc::unwrap_or_clone(agg.input))
             .aggregate(vec![arg.alias(DISTINCT)], inner_aggr)?
             .aggregate(Vec::<Expr>::new(), outer_aggr)?
             .project(results)?

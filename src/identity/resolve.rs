@@ -48,7 +48,7 @@ pub fn finish(
     let claiming = graph.prev.iter().any(|p| *p != NO_ID);
     // The claimant of each previous id, by sequence number: every previous id is below
     // the space's next one, so an array (4 bytes per id ever given) serves as the map.
-    let mut claims: Vec<u32> = vec![u32::MAX; if claiming { claims_len(&meta) } else { 0 }];
+    let mut claims: Vec<u32> = vec![u32::MAX; if claiming { meta.next_seq as usize } else { 0 }];
     let mut visited = vec![false; if claiming { n } else { 0 }];
     for &root in root_of.iter().filter(|_| claiming) {
         if std::mem::replace(&mut visited[root as usize], true) {
@@ -205,11 +205,6 @@ pub fn finish(
     ))
 }
 
-/// The length of the claims array: one slot per id the space has given.
-fn claims_len(meta: &Meta) -> usize {
-    usize::try_from(meta.next_seq).unwrap_or(usize::MAX)
-}
-
 /// The rows of a run, made from its graph once every record's id is known, so the
 /// state can be saved while they are built.
 pub struct Output {
@@ -266,15 +261,15 @@ impl Output {
             .iter()
             .map(|c| {
                 let mut out = TextColumn::new(n, n * [8, 12, 16][*c]);
-                for i in rows.clone() {
-                    let r = self.seen[i];
-                    match c {
-                        0 => {
-                            out.push(g.sources.names[g.occ_source[r as usize] as usize].as_bytes())
-                        }
-                        1 => out.push(g.occ_key.bytes(r)),
-                        _ => out.push(&encode_id_bytes(self.seqs[i], self.salt)),
-                    }
+                let records = || self.seen[rows.clone()].iter().map(|r| *r as usize);
+                match c {
+                    0 => records().for_each(|r| {
+                        out.push(g.sources.names[g.occ_source[r] as usize].as_bytes())
+                    }),
+                    1 => records().for_each(|r| out.push(g.occ_key.bytes(r as u32))),
+                    _ => self.seqs[rows.clone()]
+                        .iter()
+                        .for_each(|seq| out.push(&encode_id_bytes(*seq, self.salt))),
                 }
                 out.finish()
             })
