@@ -30,6 +30,20 @@ async fn matches_query(c: &Client, name: &str, query: &str) {
     assert_eq!(stored, fresh, "{name} against its query");
 }
 
+/// Refresh `name`: it recomputes `keys` keys (`whole`: all), ends up as its query run
+/// now, and records as many rows as it holds.
+async fn refreshes_to(c: &Client, name: &str, query: &str, keys: &str) {
+    let state = refreshed(c, name).await;
+    assert_eq!(state[1..], ["refreshed", keys], "{name}");
+    matches_query(c, name, query).await;
+    let count = rows(c, &format!("SELECT count(*) FROM {name}")).await;
+    assert_eq!(
+        count,
+        [[state[0].clone()]],
+        "{name}: the recorded row count"
+    );
+}
+
 const SPEND: &str = "SELECT customer, sum(amount) AS total, count(*) AS orders \
                      FROM orders GROUP BY customer HAVING sum(amount) > 3";
 /// Two aggregates joined on their key: one reading each table.
@@ -227,4 +241,214 @@ async fn a_redefined_plain_view_or_a_coarser_stored_key_recomputes_whole() {
     .expect("timestamps");
     assert_eq!(refreshed(&c, "by_ts").await, ["1", "refreshed", "whole"]);
     assert_eq!(rows(&c, "SELECT n FROM by_ts").await, [["2"]]);
+}
+
+/// The view's overlay file (the keys recomputed since its stored result was written).
+fn overlay_files(data: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(data.join("matviews")).expect("matviews") {
+        let dir = dir.expect("entry").path();
+        if dir.join("_tessera_overlay.parquet").exists() {
+            out.push(
+                dir.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_few_keys_go_to_the_overlay_until_it_grows() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    // 100 customers c0..c99 with 3 orders each; spend keeps those above 3.
+    c.batch_execute(&format!(
+        "CREATE TABLE orders (id INT, customer TEXT, amount BIGINT);
+         INSERT INTO orders SELECT CAST(value AS INT), 'c' || CAST(value % 100 AS TEXT), value % 7
+           FROM generate_series(1, 300);
+         CREATE MATERIALIZED VIEW spend AS {SPEND};
+         CREATE MATERIALIZED VIEW big_spenders AS
+           SELECT customer, total, orders FROM spend WHERE total > 10;"
+    ))
+    .await
+    .expect("setup");
+    let full = refreshed(&c, "spend").await;
+    assert_eq!(full[1..], ["up to date", "whole"]);
+    assert!(overlay_files(&data).is_empty());
+
+    // c1 grows, c2 drops out (HAVING), NULL and new are new keys.
+    c.batch_execute(
+        "INSERT INTO orders VALUES (1001, 'c1', 50), (1002, 'c2', -100), (1003, NULL, 9),
+                                   (1004, 'new', 4)",
+    )
+    .await
+    .expect("append");
+    refreshes_to(&c, "spend", SPEND, "4").await;
+    assert_eq!(
+        overlay_files(&data).len(),
+        1,
+        "the keys went to the overlay"
+    );
+    // Filters, projections without the key, and joins read the overlay too.
+    let picked = "SELECT total FROM {} WHERE customer IN ('c1', 'c2', 'new') ORDER BY 1";
+    assert_eq!(
+        rows(&c, &picked.replace("{}", "spend")).await,
+        rows(&c, &picked.replace("{}", &format!("({SPEND}) q"))).await,
+    );
+    assert_eq!(
+        rows(&c, "SELECT total FROM spend WHERE customer = 'c1'").await,
+        [["59"]],
+        "c1: orders 1, 101 and 201 (amounts 1, 3, 5) and 50"
+    );
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM spend WHERE customer = 'c2'").await,
+        [["0"]],
+        "c2's stored row is hidden"
+    );
+    assert_eq!(
+        rows(&c, "SELECT total FROM spend WHERE customer IS NULL").await,
+        [["9"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT o.id FROM orders o JOIN spend s ON s.customer = o.customer \
+                  WHERE s.total > 60 ORDER BY 1"
+        )
+        .await,
+        rows(
+            &c,
+            &format!(
+                "SELECT o.id FROM orders o JOIN ({SPEND}) s ON s.customer = o.customer \
+                  WHERE s.total > 60 ORDER BY 1"
+            )
+        )
+        .await,
+    );
+    // A view reading it sees a changed input, not an append: it is recomputed whole.
+    let state = refreshed(&c, "big_spenders").await;
+    assert_eq!(state[1..], ["refreshed", "whole"]);
+    matches_query(
+        &c,
+        "big_spenders",
+        &format!("SELECT customer, total, orders FROM ({SPEND}) s WHERE total > 10"),
+    )
+    .await;
+    assert_eq!(refreshed(&c, "big_spenders").await[1], "up to date");
+
+    // A second append: the overlay keeps the earlier keys and replaces c1's row.
+    c.batch_execute("INSERT INTO orders VALUES (1005, 'c1', 1), (1006, 'c3', 2)")
+        .await
+        .expect("second append");
+    refreshes_to(&c, "spend", SPEND, "2").await;
+    assert_eq!(
+        refreshed(&c, "big_spenders").await[1..],
+        ["refreshed", "whole"]
+    );
+
+    // The overlay survives a restart.
+    let before = rows(&c, "SELECT * FROM spend ORDER BY 1").await;
+    drop(c);
+    assert!(s.stop().success());
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    assert_eq!(rows(&c, "SELECT * FROM spend ORDER BY 1").await, before);
+    assert_eq!(refreshed(&c, "spend").await[1], "up to date");
+
+    // An append reaching more keys than an eighth of the rows folds the overlay into
+    // the stored result.
+    c.batch_execute(
+        "INSERT INTO orders SELECT CAST(value AS INT) + 2000, 'c' || CAST(value AS TEXT), 1
+           FROM generate_series(10, 40)",
+    )
+    .await
+    .expect("big append");
+    refreshes_to(&c, "spend", SPEND, "31").await;
+    assert!(overlay_files(&data).is_empty(), "folded");
+
+    // A full refresh lets the overlay go as well.
+    c.batch_execute("INSERT INTO orders VALUES (3001, 'c5', 3)")
+        .await
+        .expect("append");
+    assert_eq!(refreshed(&c, "spend").await[1..], ["refreshed", "1"]);
+    assert_eq!(overlay_files(&data).len(), 1);
+    c.batch_execute("DELETE FROM orders WHERE id = 3001")
+        .await
+        .expect("delete");
+    assert_eq!(refreshed(&c, "spend").await[1..], ["refreshed", "whole"]);
+    assert!(overlay_files(&data).is_empty());
+    matches_query(&c, "spend", SPEND).await;
+}
+
+/// Counts, sums, minima and maxima merged with the aggregate of the appended rows.
+const TOTALS: &str =
+    "SELECT customer, count(*) AS n, count(amount) FILTER (WHERE amount > 5) AS big, \
+                      sum(amount) AS total, min(amount) AS low, max(id) AS last \
+                      FROM orders GROUP BY customer";
+/// The same through an inner join with a table that is not appended to.
+const BY_REGION_TOTALS: &str = "SELECT c.region, count(*) AS n, sum(o.amount) AS total, \
+                                min(o.id) AS first FROM orders o JOIN customers c ON o.customer = c.id \
+                                GROUP BY c.region";
+
+#[tokio::test]
+async fn appended_rows_merge_into_stored_aggregates() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE orders (id INT, customer TEXT, amount BIGINT);
+         CREATE TABLE customers (id TEXT, region TEXT);
+         INSERT INTO orders SELECT CAST(value AS INT), 'c' || CAST(value % 100 AS TEXT), value % 9
+           FROM generate_series(1, 300);
+         INSERT INTO orders VALUES (301, 'c1', NULL), (302, NULL, 3), (303, 'nulls', NULL);
+         INSERT INTO customers SELECT 'c' || CAST(value AS TEXT), 'r' || CAST(value % 10 AS TEXT)
+           FROM generate_series(0, 99);
+         CREATE MATERIALIZED VIEW totals AS {TOTALS};
+         CREATE MATERIALIZED VIEW by_region_totals AS {BY_REGION_TOTALS};"
+    ))
+    .await
+    .expect("setup");
+    // c1 gets a new minimum and maximum, c2 a NULL amount (the sum stays), `nulls`
+    // its first amount (its sum and minimum were NULL), NULL is a key, new is new.
+    c.batch_execute(
+        "INSERT INTO orders VALUES (1001, 'c1', -4), (1002, 'c2', NULL), (1003, 'nulls', 8),
+                                   (1004, NULL, 20), (1005, 'new', 6), (1006, 'c1', 30)",
+    )
+    .await
+    .expect("append");
+    refreshes_to(&c, "totals", TOTALS, "5").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT n, big, total, low, last FROM totals WHERE customer = 'nulls'"
+        )
+        .await,
+        [["2", "1", "8", "8", "1003"]]
+    );
+    // c1's orders reach r1, c2's r2; the others' customers are not in `customers`.
+    let state = refreshed(&c, "by_region_totals").await;
+    assert_eq!(state[1..], ["refreshed", "2"]);
+    matches_query(&c, "by_region_totals", BY_REGION_TOTALS).await;
+
+    // A second append on top of the overlay.
+    c.batch_execute("INSERT INTO orders VALUES (1007, 'c1', 1), (1008, 'c15', -50)")
+        .await
+        .expect("append");
+    refreshes_to(&c, "totals", TOTALS, "2").await;
+    refreshes_to(&c, "by_region_totals", BY_REGION_TOTALS, "2").await;
+
+    // Both inputs appended to: the regions' rows are recomputed from all their rows.
+    c.batch_execute(
+        "INSERT INTO customers VALUES ('new', 'r1');
+         INSERT INTO orders VALUES (1009, 'c3', 2)",
+    )
+    .await
+    .expect("append both");
+    refreshes_to(&c, "by_region_totals", BY_REGION_TOTALS, "2").await;
+    refreshes_to(&c, "totals", TOTALS, "1").await;
 }

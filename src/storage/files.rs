@@ -72,6 +72,8 @@ pub(super) struct FileScan {
     /// this one cannot read itself.
     delta: Arc<dyn TableProvider>,
     listing: OnceLock<Option<Arc<Listing>>>,
+    /// [`Self::content_tag`], once computed.
+    tag: OnceLock<u64>,
 }
 
 impl FileScan {
@@ -80,7 +82,28 @@ impl FileScan {
             table,
             delta,
             listing: OnceLock::new(),
+            tag: OnceLock::new(),
         }
+    }
+
+    /// A tag of the rows the snapshot holds: equal for two versions that read the same
+    /// data files (a vacuum or a checkpoint between them), different after any write
+    /// that adds or removes one. An empty table is tagged by its version.
+    pub(super) fn content_tag(&self) -> u64 {
+        *self.tag.get_or_init(|| self.compute_tag())
+    }
+
+    fn compute_tag(&self) -> u64 {
+        let mut paths: Vec<String> = self
+            .table
+            .snapshot()
+            .map(|s| s.log_data().iter().map(|f| f.path().to_string()).collect())
+            .unwrap_or_default();
+        if paths.is_empty() {
+            paths.push(format!("(empty) v{:?}", self.table.version()));
+        }
+        paths.sort_unstable();
+        twox_hash::XxHash3_128::oneshot(paths.join("\n").as_bytes()) as u64
     }
 
     /// The snapshot's files, or `None` when the table needs `DeltaScan`.
@@ -133,6 +156,7 @@ pub(super) fn appended(
         table: new.clone(),
         delta,
         listing: OnceLock::from(Some(Arc::new(listing))),
+        tag: OnceLock::new(),
     })
 }
 

@@ -284,6 +284,16 @@ impl ManagedTable {
         self.for_read().state.reader()
     }
 
+    /// [`Self::snapshot`] with a tag of the rows it reads: equal for two snapshots that
+    /// read the same data files, different once a write added or removed one.
+    pub fn tagged_snapshot(&self) -> (Arc<dyn TableProvider>, u64) {
+        let snapshot = self.snapshot();
+        let tag = snapshot
+            .downcast_ref::<files::FileScan>()
+            .map_or(0, |f| f.content_tag());
+        (snapshot, tag)
+    }
+
     /// The Delta version of the latest commit (waits for a commit in progress).
     pub async fn version(&self) -> Option<u64> {
         self.state.table.lock().await.version()

@@ -27,7 +27,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, JoinType, NullEquality};
@@ -37,6 +38,8 @@ use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuil
 use tracing::debug;
 
 use super::inputs::{self, Inputs};
+use super::merge::Mergeable;
+use super::overlay;
 use super::refresh::Refreshed;
 use super::{RefreshState, Runtime};
 use crate::engine::error::Result;
@@ -47,6 +50,9 @@ const KEYS: &str = "__changed_keys";
 const KEY: &str = "__key";
 /// The name of the view's stored result in the plan of the rows it keeps.
 const STORED: &str = "__stored";
+/// The overlay is folded into the stored result once it holds more keys than this
+/// fraction of the stored rows (1/8).
+const FOLD_FRACTION: u64 = 8;
 
 /// A plan whose result is partitioned by a key: each result row comes from input rows
 /// with its key alone. Such a plan is an aggregate grouped by the key (a plain column;
@@ -101,6 +107,27 @@ impl Keyed {
             return Ok(None);
         }
         keys.map(|k| k.distinct()?.build()).transpose()
+    }
+
+    /// The input of the grouping aggregate with the scan of the appended relation
+    /// reading only the appended rows: the rows the append added to that input. `None`
+    /// unless there is one grouping aggregate and one appended relation, read once, below
+    /// it, where its new rows can only add rows.
+    pub fn delta_input(
+        &self,
+        plan: &LogicalPlan,
+        deltas: &HashMap<String, Arc<dyn TableProvider>>,
+    ) -> DfResult<Option<LogicalPlan>> {
+        let [(path, _)] = self.groups.as_slice() else {
+            return Ok(None);
+        };
+        if deltas.len() != 1 || scans_of(plan, deltas)? != 1 {
+            return Ok(None);
+        }
+        let input = at(plan, path).inputs()[0];
+        Ok(swapped(input, deltas)?
+            .filter(|v| v.len() == 1)
+            .and_then(|mut v| v.pop()))
     }
 
     /// `plan` with each grouping aggregate reading only the rows whose key is among
@@ -226,13 +253,24 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
     }
 }
 
+/// The key column of `rows` (at `key`) as the changed keys: one column named [`KEY`].
+fn key_column(rows: &[RecordBatch], key: usize) -> DfResult<Vec<RecordBatch>> {
+    rows.iter()
+        .map(|b| {
+            let column = b.column(key).clone();
+            let schema = Schema::new(vec![Field::new(KEY, column.data_type().clone(), true)]);
+            Ok(RecordBatch::try_new(Arc::new(schema), vec![column])?)
+        })
+        .collect()
+}
+
 /// The node of `plan` at `path` (the input taken at each node).
 fn at<'a>(plan: &'a LogicalPlan, path: &[usize]) -> &'a LogicalPlan {
     path.iter().fold(plan, |node, i| node.inputs()[*i])
 }
 
 /// `plan` with the node at `path` replaced by what `replace` makes of it.
-fn replaced_at(
+pub(super) fn replaced_at(
     plan: &LogicalPlan,
     path: &[usize],
     replace: &mut dyn FnMut(&LogicalPlan) -> DfResult<LogicalPlan>,
@@ -246,7 +284,7 @@ fn replaced_at(
 
 /// `plan` with input `index` replaced by `new`; with `others_empty`, its other inputs
 /// by relations of no rows.
-fn with_input(
+pub(super) fn with_input(
     plan: &LogicalPlan,
     index: usize,
     new: LogicalPlan,
@@ -383,8 +421,11 @@ impl Engine {
             if before == version {
                 continue;
             }
-            let since = before.strip_prefix('v').and_then(|v| v.parse::<u64>().ok());
-            let (Some(since), Some(table)) = (since, inputs.delta_table(name)) else {
+            // A materialised view whose overlay changed (`v12+3`) was not appended to.
+            let plain = |v: &str| v.strip_prefix('v').and_then(|v| v.parse::<u64>().ok());
+            let (Some(since), Some(_), Some(table)) =
+                (plain(before), plain(version), inputs.delta_table(name))
+            else {
                 return Ok(None);
             };
             let Some(appended) = table.appended_since(since).await? else {
@@ -407,38 +448,110 @@ impl Engine {
         if stored_type != computed_type && !(text(stored_type) && text(computed_type)) {
             return Ok(None);
         }
-        let Some(keys_plan) = keyed.keys_plan(optimized, &deltas)? else {
-            return Ok(None);
-        };
-        let keys = self
-            .ctx
-            .execute_logical_plan(keys_plan)
-            .await?
-            .collect()
-            .await?;
-        let changed: usize = keys.iter().map(|b| b.num_rows()).sum();
         let name = runtime.table.name();
         let started = std::time::Instant::now();
-        debug!(view = %name, keys = changed, "materialized view: incremental refresh");
+        // What the view holds now (the stored result and the overlay).
+        let view: Arc<dyn TableProvider> = runtime.table.clone();
+        // The changed keys; with merging aggregates also their new rows and how many
+        // rows they had, otherwise those come below.
+        let (keys, mut merged_rows) = match Mergeable::of(optimized)
+            .map(|m| {
+                keyed
+                    .delta_input(optimized, &deltas)
+                    .map(|i| i.map(|i| (m, i)))
+            })
+            .transpose()?
+            .flatten()
+        {
+            Some((mergeable, input)) => {
+                let delta = mergeable.delta_plan(optimized, input)?;
+                let delta = self
+                    .ctx
+                    .execute_logical_plan(delta)
+                    .await?
+                    .collect()
+                    .await?;
+                let keys = key_column(&delta, keyed.output)?;
+                let merged = mergeable
+                    .merged(&self.ctx, view.clone(), &stored, delta)
+                    .await?;
+                (keys, Some(merged))
+            }
+            None => {
+                let Some(keys_plan) = keyed.keys_plan(optimized, &deltas)? else {
+                    return Ok(None);
+                };
+                let keys = self
+                    .ctx
+                    .execute_logical_plan(keys_plan)
+                    .await?
+                    .collect()
+                    .await?;
+                (keys, None)
+            }
+        };
+        let changed: usize = keys.iter().map(|b| b.num_rows()).sum();
+        debug!(view = %name, keys = changed, merged = merged_rows.is_some(), "materialized view: incremental refresh");
         let mut rows = previous.rows;
         if let Some(schema) = keys.first().filter(|_| changed > 0).map(|b| b.schema()) {
-            let keys: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(schema, vec![keys])?);
-            // The stored rows of other keys, then the changed keys' rows computed again.
-            // (A Delta replace-where with a predicate listing the keys overflowed the
-            // stack at 20,000 keys; and the keys are spread over every file anyway.)
-            let key = Column::new(Some(STORED), stored.field(keyed.output).name());
-            let source = provider_as_source(Arc::new(data.clone()));
-            let stored = LogicalPlanBuilder::scan(STORED, source, None)?.build()?;
-            let kept = with_keys(stored, key, &keys, JoinType::LeftAnti)?;
-            let recompute = keyed.restricted(optimized, &keys)?;
-            let mut batches = Vec::new();
-            for plan in [kept, recompute] {
-                batches.extend(self.ctx.execute_logical_plan(plan).await?.collect().await?);
-            }
+            let changed_keys: Arc<dyn TableProvider> =
+                Arc::new(MemTable::try_new(schema, vec![keys.clone()])?);
+            let (recomputed, replaced) = match merged_rows.take() {
+                Some((rows, replaced)) => (rows, Some(replaced)),
+                None => {
+                    let recompute = keyed.restricted(optimized, &changed_keys)?;
+                    let rows = self
+                        .ctx
+                        .execute_logical_plan(recompute)
+                        .await?
+                        .collect()
+                        .await?;
+                    (rows, None)
+                }
+            };
             debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows computed");
-            self.vacuum_old_results(runtime).await;
-            rows = data.overwrite(batches).await?;
-            debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows written");
+            let key = Column::new(Some(STORED), stored.field(keyed.output).name());
+            let current =
+                LogicalPlanBuilder::scan(STORED, provider_as_source(view), None)?.build()?;
+            let (_, base) = data.tagged_snapshot();
+            let layer = runtime.table.overlay().applying_to(base);
+            let fits = layer.as_ref().is_none_or(|l| l.key() == keyed.output)
+                && !runtime.table.has_lookup_keys();
+            let merged = overlay::merged(
+                layer.as_deref().filter(|_| fits),
+                base,
+                keyed.output,
+                &stored,
+                &keys,
+                &recomputed,
+            )?;
+            let new_rows: usize = recomputed.iter().map(|b| b.num_rows()).sum();
+            if fits && merged.len() as u64 <= previous.rows / FOLD_FRACTION {
+                // The rows the changed keys had, which the overlay now replaces.
+                let replaced = match replaced {
+                    Some(n) => n,
+                    None => {
+                        let plan = with_keys(current, key, &changed_keys, JoinType::LeftSemi)?;
+                        self.ctx.execute_logical_plan(plan).await?.count().await?
+                    }
+                };
+                runtime.table.overlay().replace(merged).await?;
+                rows = (rows + new_rows as u64).saturating_sub(replaced as u64);
+                debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: overlay written");
+            } else {
+                // The overlay has grown (or cannot hold these rows): write the whole
+                // result, the rows of the other keys as they are and the changed keys'
+                // rows computed again, and let the overlay go.
+                // (A Delta replace-where with a predicate listing the keys overflowed the
+                // stack at 20,000 keys; and the keys are spread over every file anyway.)
+                let kept = with_keys(current, key, &changed_keys, JoinType::LeftAnti)?;
+                let mut batches = self.ctx.execute_logical_plan(kept).await?.collect().await?;
+                batches.extend(recomputed);
+                self.vacuum_old_results(runtime).await;
+                rows = data.overwrite(batches).await?;
+                runtime.table.overlay().clear()?;
+                debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: rows written");
+            }
         }
         Ok(Some(Refreshed::Written {
             rows,

@@ -3,7 +3,8 @@
 //!
 //! The inputs are found in the query's logical plan, through plain views (a view's plan
 //! is walked in place of its scan) and subqueries:
-//! - a managed table or another materialised view is versioned by its Delta version;
+//! - a managed table is versioned by its Delta version, a materialised view by that of
+//!   its stored result and the number of its overlay (`v12+3`, see `super::overlay`);
 //! - a local file source (CSV, JSON, Parquet) by the names, sizes and modification times
 //!   of its files;
 //! - anything else (object-store sources, system tables, table functions such as
@@ -98,7 +99,11 @@ impl Inputs {
     pub async fn versions(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (name, provider) in &self.scans {
-            let version = if let Some(t) = delta_table_of(provider.as_ref()) {
+            let version = if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
+                m.version_text()
+                    .await
+                    .unwrap_or_else(|| UNVERSIONED.to_string())
+            } else if let Some(t) = delta_table_of(provider.as_ref()) {
                 delta_version(t).await
             } else if let Some(s) = provider.downcast_ref::<SourceTable>() {
                 files_version(s.listing_urls()).await

@@ -16,7 +16,9 @@
 //!   of that view; input materialised views are refreshed first; a refresh whose inputs
 //!   all have the versions recorded by the last one does nothing;
 //! - [`incremental`] refreshes a view grouped by a key after appends to its inputs by
-//!   recomputing only the keys the new rows reach;
+//!   recomputing only the keys the new rows reach ([`merge`]: or merging the aggregate
+//!   of the new rows into their stored rows), and [`overlay`] keeps their rows beside
+//!   the stored result until the next full write;
 //! - [`schedule`] runs the refreshes of views created `WITH (refresh_interval = ...)`;
 //! - [`resident`] keeps views with lookup keys (`ORDER BY` columns) in memory, sorted,
 //!   and answers their key lookups by binary search;
@@ -28,6 +30,8 @@
 
 mod incremental;
 pub mod inputs;
+mod merge;
+mod overlay;
 pub mod parse;
 mod refresh;
 pub mod resident;

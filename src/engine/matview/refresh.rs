@@ -23,6 +23,7 @@ use futures::future::BoxFuture;
 use tracing::{debug, info, warn};
 
 use super::inputs::{self, Inputs};
+use super::overlay::Overlay;
 use super::segments;
 use super::table::MaterializedViewTable;
 use super::{now_micros, CreateMaterializedView, Definition, RefreshState, Runtime, Status};
@@ -150,10 +151,13 @@ impl Engine {
         populated: bool,
         last_attempt: Option<i64>,
     ) -> Result<()> {
+        let (_, tag) = data.tagged_snapshot();
+        let overlay = Overlay::open(&self.data_dir.join(&location), tag, &data.schema())?;
         let table = Arc::new(MaterializedViewTable::new(
             &def.name,
             &def.query.to_string(),
             data,
+            overlay,
             populated,
             super::resident::lookup_keys(&def.query),
         ));
@@ -406,6 +410,7 @@ impl Engine {
             let stream = result.execute_stream().await?;
             runtime.table.data().overwrite_stream(stream).await?
         };
+        runtime.table.overlay().clear()?;
         runtime.table.set_populated(true);
         Ok(Refreshed::Written {
             rows,
@@ -469,6 +474,8 @@ impl Engine {
         let runtime = self.runtime(name).await?;
         let _serialised = runtime.lock.lock().await;
         runtime.table.set_populated(false);
+        // The next refresh recomputes the whole view.
+        runtime.table.overlay().clear()?;
         self.record(&runtime, |s| {
             s.populated = false;
             s.rows = 0;

@@ -4,7 +4,8 @@
 //!
 //! One instance serves a view for its whole life: plain views planned over it keep a
 //! reference to it, so a refresh changes what it reads (the Delta table's latest
-//! snapshot) rather than replacing it.
+//! snapshot, and the [`Overlay`] of rows an incremental refresh recomputed) rather than
+//! replacing it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::overlay::Overlay;
 use super::resident::Residency;
 use crate::engine::EngineError;
 use crate::storage::ManagedTable;
@@ -27,6 +29,8 @@ pub struct MaterializedViewTable {
     definition: String,
     data: ManagedTable,
     populated: AtomicBool,
+    /// The rows the last incremental refreshes recomputed, over `data`.
+    overlay: Overlay,
     /// Its rows in memory, for a view with lookup keys (see [`super::resident`]).
     residency: Option<Arc<Residency>>,
 }
@@ -37,6 +41,7 @@ impl MaterializedViewTable {
         name: &str,
         definition: &str,
         data: ManagedTable,
+        overlay: Overlay,
         populated: bool,
         keys: Vec<String>,
     ) -> Self {
@@ -44,6 +49,7 @@ impl MaterializedViewTable {
             name: name.to_string(),
             definition: definition.to_string(),
             data,
+            overlay,
             populated: AtomicBool::new(populated),
             residency: Residency::new(name, keys),
         }
@@ -63,6 +69,27 @@ impl MaterializedViewTable {
     /// The stored result.
     pub fn data(&self) -> &ManagedTable {
         &self.data
+    }
+
+    /// Whether it has lookup keys (its rows are held in memory, sorted by them).
+    pub fn has_lookup_keys(&self) -> bool {
+        self.residency.is_some()
+    }
+
+    /// The rows incremental refreshes recomputed since the stored result was written.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    /// Its version as an input of other views: the stored result's Delta version, and
+    /// the overlay's number when one applies (`v12+3`).
+    pub async fn version_text(&self) -> Option<String> {
+        let version = self.data.version().await?;
+        let (_, tag) = self.data.tagged_snapshot();
+        Some(match self.overlay.applying_to(tag) {
+            Some(layer) => format!("v{version}+{}", layer.seq()),
+            None => format!("v{version}"),
+        })
     }
 
     pub fn is_populated(&self) -> bool {
@@ -104,6 +131,16 @@ impl TableProvider for MaterializedViewTable {
         if !self.is_populated() {
             return Err(EngineError::NotPopulated(self.name.clone()).into());
         }
+        // The overlay first, then the snapshot: an overlay taken before the stored result
+        // was rewritten does not apply to the new one.
+        if let Some(layer) = self.overlay.current() {
+            let (snapshot, tag) = self.data.tagged_snapshot();
+            if layer.base() == tag {
+                return layer
+                    .scan(state, snapshot.as_ref(), projection, filters)
+                    .await;
+            }
+        }
         if let Some(residency) = &self.residency {
             let resident = residency
                 .scan(&self.data, state, projection, filters, limit)
@@ -119,7 +156,9 @@ impl TableProvider for MaterializedViewTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.data.supports_filters_pushdown(filters)
+        self.data
+            .supports_filters_pushdown(filters)
+            .map(super::overlay::inexact)
     }
 
     async fn insert_into(

@@ -1,0 +1,273 @@
+//! Merging aggregates: a view that is one aggregate grouped by its key, whose columns
+//! are the key and `count`, `sum`, `min` or `max` aggregates, is refreshed after an
+//! append to one of its inputs without reading that input again. The aggregate runs over
+//! the appended rows only (the *delta*: one row per key they reach), and each of those
+//! keys' new row is its stored row merged with its delta row: counts and sums added,
+//! the smaller minimum and the larger maximum kept (NULL, an aggregate over no value,
+//! gives way to the other side).
+//!
+//! This holds when the appended rows are exactly the rows the append added to the
+//! aggregate's input: one appended relation, read once, below the aggregate through
+//! nodes whose new input rows only add rows (see [`super::incremental`]), with every
+//! other relation unchanged. A `HAVING`, an expression over an aggregate (`sum(x) /
+//! count(*)`), `DISTINCT` or another function (`avg`, `latest`) recomputes the keys from
+//! all their input rows instead.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Column, JoinType, NullEquality};
+use datafusion::datasource::{provider_as_source, MemTable};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{when, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::SessionContext;
+
+use crate::storage::cast_batch;
+
+/// The delta's rows and the stored rows in the merging plan.
+const DELTA: &str = "__delta";
+const OLD: &str = "__old";
+
+/// How a view column merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// The key: the same on both sides.
+    Key,
+    /// `count` and `sum`: added.
+    Add,
+    Min,
+    Max,
+}
+
+/// A view whose rows merge with the aggregate of appended rows.
+#[derive(Debug)]
+pub struct Mergeable {
+    /// Per view column.
+    columns: Vec<Merge>,
+    /// The aggregate's path from the top of the plan (the input taken at each node).
+    path: Vec<usize>,
+}
+
+impl Mergeable {
+    /// The merge of each column of `plan` (an optimised view plan), if its columns are
+    /// the key and aggregates that merge. What lies below the aggregate (the appended
+    /// rows must be all it adds to its input) is for [`Keyed::delta_input`] to check.
+    ///
+    /// [`Keyed::delta_input`]: super::incremental::Keyed::delta_input
+    pub fn of(plan: &LogicalPlan) -> Option<Mergeable> {
+        let width = plan.schema().fields().len();
+        let mut at: Vec<usize> = (0..width).collect();
+        let mut node = plan;
+        let mut path = Vec::new();
+        loop {
+            match node {
+                LogicalPlan::Projection(p) => {
+                    let input = p.input.schema();
+                    for index in at.iter_mut() {
+                        let Expr::Column(c) = unaliased(&p.expr[*index]) else {
+                            return None;
+                        };
+                        *index = input.index_of_column(c).ok()?;
+                    }
+                }
+                LogicalPlan::SubqueryAlias(_) => {}
+                LogicalPlan::Aggregate(a) => {
+                    if a.group_expr.len() != 1 || !matches!(a.group_expr[0], Expr::Column(_)) {
+                        return None;
+                    }
+                    let columns = at
+                        .iter()
+                        .map(|i| match i.checked_sub(1) {
+                            None => Some(Merge::Key),
+                            Some(j) => merge_of(a.aggr_expr.get(j)?),
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    return Some(Mergeable { columns, path });
+                }
+                _ => return None,
+            }
+            path.push(0);
+            node = node.inputs()[0];
+        }
+    }
+
+    /// The view's plan with the aggregate reading `input` (its input with the appended
+    /// relation's scan reading the appended rows only): the delta.
+    pub fn delta_plan(&self, plan: &LogicalPlan, input: LogicalPlan) -> DfResult<LogicalPlan> {
+        super::incremental::replaced_at(plan, &self.path, &mut |aggregate| {
+            super::incremental::with_input(aggregate, 0, input.clone(), false)
+        })
+    }
+
+    /// The new rows of the keys in `delta` (the delta plan's rows): each merged with the
+    /// stored row of its key, read from `view`; and how many stored rows those keys
+    /// had. `stored`: the view's stored columns, to which both sides are cast.
+    pub async fn merged(
+        &self,
+        ctx: &SessionContext,
+        view: Arc<dyn TableProvider>,
+        stored: &SchemaRef,
+        delta: Vec<RecordBatch>,
+    ) -> DfResult<(Vec<RecordBatch>, usize)> {
+        let key = self
+            .columns
+            .iter()
+            .position(|m| *m == Merge::Key)
+            .unwrap_or_default();
+        let key_name = stored.field(key).name().clone();
+        let delta: Vec<RecordBatch> = delta
+            .iter()
+            .map(|b| cast_batch(b, stored))
+            .collect::<DfResult<_>>()?;
+        let delta: Arc<dyn TableProvider> =
+            Arc::new(MemTable::try_new(stored.clone(), vec![delta])?);
+        let delta_scan =
+            || LogicalPlanBuilder::scan(DELTA, provider_as_source(delta.clone()), None);
+        let old = LogicalPlanBuilder::scan(OLD, provider_as_source(view), None)?
+            .join_detailed(
+                delta_scan()?.build()?,
+                JoinType::LeftSemi,
+                (
+                    vec![Column::new(Some(OLD), &key_name)],
+                    vec![Column::new(Some(DELTA), &key_name)],
+                ),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+            .build()?;
+        let old = ctx.execute_logical_plan(old).await?.collect().await?;
+        let replaced = old.iter().map(|b| b.num_rows()).sum();
+        let old: Vec<RecordBatch> = old
+            .iter()
+            .map(|b| cast_batch(b, stored))
+            .collect::<DfResult<_>>()?;
+        let old: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(stored.clone(), vec![old])?);
+        let side = |table: &str, name: &str| Expr::Column(Column::new(Some(table), name));
+        let merged: Vec<Expr> = self
+            .columns
+            .iter()
+            .zip(stored.fields())
+            .map(|(merge, field)| {
+                let (d, o) = (side(DELTA, field.name()), side(OLD, field.name()));
+                let either = |both: Expr| {
+                    when(o.clone().is_null(), d.clone())
+                        .when(d.clone().is_null(), o.clone())
+                        .otherwise(both)
+                };
+                let e = match merge {
+                    Merge::Key => Ok(d.clone()),
+                    Merge::Add => either(o.clone() + d.clone()),
+                    Merge::Min => {
+                        either(when(o.clone().lt(d.clone()), o.clone()).otherwise(d.clone())?)
+                    }
+                    Merge::Max => {
+                        either(when(o.clone().gt(d.clone()), o.clone()).otherwise(d.clone())?)
+                    }
+                }?;
+                Ok(e.alias(field.name()))
+            })
+            .collect::<DfResult<_>>()?;
+        let plan = delta_scan()?
+            .join_detailed(
+                LogicalPlanBuilder::scan(OLD, provider_as_source(old), None)?.build()?,
+                JoinType::Left,
+                (
+                    vec![Column::new(Some(DELTA), &key_name)],
+                    vec![Column::new(Some(OLD), &key_name)],
+                ),
+                None,
+                NullEquality::NullEqualsNull,
+            )?
+            .project(merged)?
+            .build()?;
+        let rows = ctx.execute_logical_plan(plan).await?.collect().await?;
+        let rows = rows
+            .iter()
+            .map(|b| cast_batch(b, stored))
+            .collect::<DfResult<_>>()?;
+        Ok((rows, replaced))
+    }
+}
+
+/// `e` without its aliases (`count(Int64(1)) AS count(*) AS n`).
+fn unaliased(mut e: &Expr) -> &Expr {
+    while let Expr::Alias(a) = e {
+        e = a.expr.as_ref();
+    }
+    e
+}
+
+/// How an aggregate's column merges, if it does.
+fn merge_of(e: &Expr) -> Option<Merge> {
+    let Expr::AggregateFunction(f) = unaliased(e) else {
+        return None;
+    };
+    let p = &f.params;
+    if p.distinct || !p.order_by.is_empty() || p.null_treatment.is_some() {
+        return None;
+    }
+    match f.func.name() {
+        "count" | "sum" => Some(Merge::Add),
+        "min" => Some(Merge::Min),
+        "max" => Some(Merge::Max),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    /// How the columns of `sql` merge after an append to `t`, if they do: the view's
+    /// shape ([`Mergeable::of`]) and what lies between the aggregate and `t`
+    /// ([`Keyed::delta_input`]).
+    async fn merges(sql: &str) -> Option<Vec<Merge>> {
+        let ctx = SessionContext::new();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let t: Arc<dyn TableProvider> =
+            Arc::new(MemTable::try_new(schema.clone(), vec![vec![]]).expect("t"));
+        ctx.register_table("t", t.clone()).expect("register");
+        let plan = ctx.state().create_logical_plan(sql).await.expect(sql);
+        let plan = ctx.state().optimize(&plan).expect(sql);
+        let deltas = std::collections::HashMap::from([("t".to_string(), t)]);
+        let keyed = super::super::incremental::Keyed::of(&plan)?;
+        keyed.delta_input(&plan, &deltas).expect("delta input")?;
+        Mergeable::of(&plan).map(|m| m.columns)
+    }
+
+    #[tokio::test]
+    async fn counts_sums_minima_and_maxima_of_one_key_merge() {
+        use Merge::*;
+        assert_eq!(
+            merges("SELECT k, count(*) AS n, sum(v) AS s, min(v), max(v) FROM t GROUP BY k").await,
+            Some(vec![Key, Add, Add, Min, Max])
+        );
+        assert_eq!(
+            merges(
+                "SELECT max(v) AS m, k AS key, count(v) FILTER (WHERE v > 1) AS big \
+                 FROM t GROUP BY k"
+            )
+            .await,
+            Some(vec![Max, Key, Add])
+        );
+        for sql in [
+            "SELECT k, avg(v) FROM t GROUP BY k",
+            // Planned as a count over a distinct aggregate.
+            "SELECT k, count(DISTINCT v) FROM t GROUP BY k",
+            "SELECT k, count(*) FROM (SELECT DISTINCT k, v FROM t) d GROUP BY k",
+            "SELECT k, sum(v) / count(*) FROM t GROUP BY k",
+            "SELECT k, sum(v) FROM t GROUP BY k HAVING sum(v) > 1",
+            "SELECT k, v, count(*) FROM t GROUP BY k, v",
+            "SELECT k, first_value(v ORDER BY v) FROM t GROUP BY k",
+            "SELECT k, v FROM t",
+        ] {
+            assert_eq!(merges(sql).await, None, "{sql}");
+        }
+    }
+}
