@@ -154,7 +154,8 @@ async fn views_of_other_shapes_are_recomputed_whole_and_right() {
     let s = Server::start();
     let c = s.client().await;
     // A top-n (no key), a window, an outer join whose appended side may only add
-    // matches, an aggregate over an aggregate, and a keyed view laid out by ORDER BY.
+    // matches, an aggregate over an aggregate, and a keyed view laid out by ORDER BY
+    // whose changed keys are too many for its overlay (its stored rows stay in order).
     let views = [
         ("top", "SELECT customer, amount, id FROM orders ORDER BY amount DESC LIMIT 2"),
         (
@@ -248,7 +249,7 @@ fn overlay_files(data: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for dir in std::fs::read_dir(data.join("matviews")).expect("matviews") {
         let dir = dir.expect("entry").path();
-        if dir.join("_tessera_overlay.parquet").exists() {
+        if dir.join("_tessera_overlay.arrow").exists() {
             out.push(
                 dir.file_name()
                     .expect("name")

@@ -254,3 +254,50 @@ async fn a_view_larger_than_its_share_of_the_memory_pool_stays_on_disk() {
         [["2"]]
     );
 }
+
+#[tokio::test]
+async fn an_incremental_refresh_keeps_a_view_resident_through_its_overlay() {
+    let s = Server::start();
+    let c = s.client().await;
+    const SORTED: &str = "SELECT customer, count(*) AS n, sum(amount) AS total \
+                          FROM orders GROUP BY customer ORDER BY customer";
+    c.batch_execute(&format!(
+        "CREATE TABLE orders (customer TEXT, amount BIGINT);
+         INSERT INTO orders SELECT 'c' || lpad(CAST(value % 100 AS TEXT), 2, '0'), value
+           FROM generate_series(1, 300);
+         CREATE MATERIALIZED VIEW sorted AS {SORTED};"
+    ))
+    .await
+    .expect("setup");
+    wait_resident(&c, "sorted").await;
+    c.batch_execute("INSERT INTO orders VALUES ('c01', 1000), ('zz', 5)")
+        .await
+        .expect("append");
+    c.batch_execute("REFRESH MATERIALIZED VIEW sorted")
+        .await
+        .expect("refresh");
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT incremental_keys FROM tessera.materialized_views WHERE name = 'sorted'"
+        )
+        .await,
+        [["2"]],
+        "the two keys went to the overlay"
+    );
+    // From the stored rows and the overlay, then from memory again, loaded with both.
+    let lookup = "SELECT n, total FROM sorted WHERE customer = 'c01'";
+    assert_eq!(rows(&c, lookup).await, [["4", "1303"]]);
+    wait_resident(&c, "sorted").await;
+    let plan = explain(&c, lookup).await;
+    assert!(plan.contains("ResidentExec: narrowed by keys"), "{plan}");
+    assert_eq!(rows(&c, lookup).await, [["4", "1303"]]);
+    assert_eq!(
+        rows(&c, "SELECT n, total FROM sorted WHERE customer = 'zz'").await,
+        [["1", "5"]]
+    );
+    assert_eq!(
+        rows(&c, "SELECT * FROM sorted ORDER BY customer").await,
+        rows(&c, SORTED).await
+    );
+}

@@ -3,7 +3,7 @@
 //!
 //! The view's optimised plan must be [`Keyed`]: an aggregate (`GROUP BY`, `DISTINCT`)
 //! grouped by a plain column, the *key*, under projections, filters (`HAVING`) and
-//! aliases that return the key unchanged (no `ORDER BY`: see [`keyed`]); or an inner,
+//! aliases that return the key unchanged, and an `ORDER BY` (see [`keyed`]); or an inner,
 //! left or right join of two such plans on their keys (the first grouping column that
 //! fits is taken). Each result row then depends only on the aggregates' input rows with
 //! its key, so:
@@ -203,9 +203,10 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
                 .collect()
         }
         LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => under(0, path),
-        // Not a sort: a view's ORDER BY lays its stored rows out in key order, which
-        // lookups rely on (their scans are pruned by file and page statistics), and the
-        // rows an incremental refresh writes would no longer be in that order.
+        // A view's ORDER BY (its lookup keys) lays its stored rows out in key order, which
+        // lookups rely on: the recomputed rows go to the overlay, which scans read beside
+        // them, and a refresh that would write the whole result recomputes it, sorted.
+        LogicalPlan::Sort(s) if s.fetch.is_none() => under(0, path),
         LogicalPlan::Projection(p) => {
             let input = p.input.schema();
             let passes = |e: &Expr, index: usize| {
@@ -262,6 +263,17 @@ fn key_column(rows: &[RecordBatch], key: usize) -> DfResult<Vec<RecordBatch>> {
             Ok(RecordBatch::try_new(Arc::new(schema), vec![column])?)
         })
         .collect()
+}
+
+/// Whether the view's result is sorted (`ORDER BY`) above its key's aggregates.
+fn ordered(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Sort(_) => true,
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Filter(_) => {
+            ordered(plan.inputs()[0])
+        }
+        _ => false,
+    }
 }
 
 /// The node of `plan` at `path` (the input taken at each node).
@@ -515,8 +527,7 @@ impl Engine {
                 LogicalPlanBuilder::scan(STORED, provider_as_source(view), None)?.build()?;
             let (_, base) = data.tagged_snapshot();
             let layer = runtime.table.overlay().applying_to(base);
-            let fits = layer.as_ref().is_none_or(|l| l.key() == keyed.output)
-                && !runtime.table.has_lookup_keys();
+            let fits = layer.as_ref().is_none_or(|l| l.key() == keyed.output);
             let merged = overlay::merged(
                 layer.as_deref().filter(|_| fits),
                 base,
@@ -526,7 +537,7 @@ impl Engine {
                 &recomputed,
             )?;
             let new_rows: usize = recomputed.iter().map(|b| b.num_rows()).sum();
-            if fits && merged.len() as u64 <= previous.rows / FOLD_FRACTION {
+            if fits && merged.key_count() as u64 <= previous.rows / FOLD_FRACTION {
                 // The rows the changed keys had, which the overlay now replaces.
                 let replaced = match replaced {
                     Some(n) => n,
@@ -538,6 +549,10 @@ impl Engine {
                 runtime.table.overlay().replace(merged).await?;
                 rows = (rows + new_rows as u64).saturating_sub(replaced as u64);
                 debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: overlay written");
+            } else if ordered(optimized) {
+                // Its rows are stored in its ORDER BY's order (lookups rely on it when
+                // those are its keys): recomputed whole, sorted.
+                return Ok(None);
             } else {
                 // The overlay has grown (or cannot hold these rows): write the whole
                 // result, the rows of the other keys as they are and the changed keys'
@@ -652,6 +667,10 @@ mod tests {
             Some(1)
         );
         assert_eq!(key_of("SELECT DISTINCT v, k FROM t").await, Some(0));
+        assert_eq!(
+            key_of("SELECT k, sum(v) FROM t GROUP BY k ORDER BY k").await,
+            Some(0)
+        );
         // Aggregates joined on their keys.
         const SIDES: &str = "(SELECT k, count(*) AS n FROM t GROUP BY k) a \
                              {JOIN} (SELECT k, sum(v) AS s FROM u GROUP BY k) b";
@@ -694,7 +713,6 @@ mod tests {
             "SELECT sum(v) FROM t GROUP BY k",
             "SELECT upper(k), sum(v) FROM t GROUP BY upper(k)",
             "SELECT k, sum(v) FROM t GROUP BY k ORDER BY k LIMIT 2",
-            "SELECT k, sum(v) FROM t GROUP BY k ORDER BY k",
             "SELECT k, v, rank() OVER (PARTITION BY k ORDER BY v) FROM t",
             "SELECT k, sum(v) FROM t GROUP BY ROLLUP (k)",
             "SELECT k, v FROM t",

@@ -21,8 +21,9 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, JoinType, NullEquality};
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::error::Result as DfResult;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{when, Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::storage::cast_batch;
 
@@ -73,6 +74,8 @@ impl Mergeable {
                     }
                 }
                 LogicalPlan::SubqueryAlias(_) => {}
+                // An ORDER BY (the view's lookup keys) orders the merged rows too.
+                LogicalPlan::Sort(s) if s.fetch.is_none() => {}
                 LogicalPlan::Aggregate(a) => {
                     if a.group_expr.len() != 1 || !matches!(a.group_expr[0], Expr::Column(_)) {
                         return None;
@@ -137,7 +140,14 @@ impl Mergeable {
                 NullEquality::NullEqualsNull,
             )?
             .build()?;
-        let old = ctx.execute_logical_plan(old).await?.collect().await?;
+        // The join's keys filter the stored rows in the Parquet reader, so that only
+        // the rows of those keys have their other columns decoded.
+        let mut config = ctx.state().config().clone();
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let state = SessionStateBuilder::new_from_existing(ctx.state())
+            .with_config(config)
+            .build();
+        let old = DataFrame::new(state, old).collect().await?;
         let replaced = old.iter().map(|b| b.num_rows()).sum();
         let old: Vec<RecordBatch> = old
             .iter()

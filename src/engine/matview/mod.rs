@@ -31,7 +31,7 @@
 mod incremental;
 pub mod inputs;
 mod merge;
-mod overlay;
+pub mod overlay;
 pub mod parse;
 mod refresh;
 pub mod resident;

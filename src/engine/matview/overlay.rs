@@ -8,7 +8,7 @@
 //! now. A scan of the view reads the stored rows whose key the overlay does not hold,
 //! and the overlay's live rows (see [`Layer::scan`]).
 //!
-//! The overlay is one Parquet file, `_tessera_overlay.parquet` in the view's directory
+//! The overlay is one Arrow IPC file, `_tessera_overlay.arrow` in the view's directory
 //! (Delta's vacuum leaves names starting with `_` alone), written to a temporary name
 //! and renamed, so it is replaced whole or not at all; its rows are also held in
 //! memory, where scans read them. Its metadata records the *content tag* of the stored
@@ -29,6 +29,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{JoinType, NullEquality};
@@ -41,21 +43,17 @@ use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 
 use crate::engine::error::{EngineError, Result};
-use crate::storage::cast_batch;
+use crate::storage::{cast_batch, ManagedTable};
 
 /// The overlay's file, in the view's directory.
-const FILE: &str = "_tessera_overlay.parquet";
+const FILE: &str = "_tessera_overlay.arrow";
 /// The column marking a tombstone (appended to the view's columns in the file).
 const DELETED: &str = "__tessera_deleted";
 /// The name of the key column in the plan hiding the stored rows.
 const KEY: &str = "__tessera_key";
-/// File metadata: the content tag of the stored result, the key column's index, and
+/// Schema metadata in the file: the content tag of the stored result, the key column's index, and
 /// the overlay's sequence number.
 const META_BASE: &str = "tessera.overlay.base";
 const META_KEY: &str = "tessera.overlay.key";
@@ -79,7 +77,7 @@ pub struct Layer {
 
 impl Layer {
     /// How many keys it holds.
-    pub fn len(&self) -> usize {
+    pub fn key_count(&self) -> usize {
         self.keys.num_rows()
     }
 
@@ -156,6 +154,65 @@ impl Layer {
         let live =
             MemorySourceConfig::try_new_exec(&[vec![self.live.clone()]], schema, Some(wanted))?;
         UnionExec::try_new(vec![kept, live])
+    }
+}
+
+/// A view's stored rows: its Delta table and its overlay.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub data: ManagedTable,
+    pub overlay: Arc<Overlay>,
+}
+
+impl Stored {
+    /// What a scan of the view reads now. The overlay is taken before the snapshot: an
+    /// overlay taken before the stored result was rewritten does not apply to the new
+    /// one (its content tag differs), so it is left out.
+    pub fn current(&self) -> Current {
+        let layer = self.overlay.current();
+        let (snapshot, tag) = self.data.tagged_snapshot();
+        Current {
+            snapshot,
+            layer: layer.filter(|l| l.base == tag),
+        }
+    }
+}
+
+/// One state of a view's stored rows: a snapshot of its Delta table and the overlay
+/// that applies to it, if any.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub snapshot: Arc<dyn TableProvider>,
+    pub layer: Option<Arc<Layer>>,
+}
+
+impl Current {
+    /// Whether both are the same state (the same snapshot and overlay).
+    pub fn same(&self, other: &Current) -> bool {
+        Arc::ptr_eq(&self.snapshot, &other.snapshot)
+            && match (&self.layer, &other.layer) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+
+    /// A scan of the view's rows in this state (see [`Layer::scan`]).
+    pub async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match &self.layer {
+            Some(layer) => {
+                layer
+                    .scan(state, self.snapshot.as_ref(), projection, filters)
+                    .await
+            }
+            None => self.snapshot.scan(state, projection, filters, limit).await,
+        }
     }
 }
 
@@ -267,14 +324,14 @@ pub fn merged(
         .iter()
         .map(|b| cast(b.column(0), &key_type))
         .collect::<Result<_, _>>()?;
-    let mut changed_set = HashSet::new();
     let changed_rows: Vec<_> = changed
         .iter()
         .map(|a| converter.convert_columns(std::slice::from_ref(a)))
         .collect::<Result<_, _>>()?;
-    for rows in &changed_rows {
-        changed_set.extend(rows.iter().map(|r| r.as_ref().to_vec()));
-    }
+    let changed_set: HashSet<&[u8]> = changed_rows
+        .iter()
+        .flat_map(|rows| rows.iter().map(|r| r.data()))
+        .collect();
     let recomputed: Vec<RecordBatch> = recomputed
         .iter()
         .map(|b| cast_batch(b, schema))
@@ -286,24 +343,21 @@ pub fn merged(
         let old_keys = converter.convert_columns(std::slice::from_ref(p.keys.column(0)))?;
         let keep: BooleanArray = old_keys
             .iter()
-            .map(|r| Some(!changed_set.contains(r.as_ref())))
+            .map(|r| Some(!changed_set.contains(&r.data())))
             .collect();
         keys.push(filter_record_batch(&p.keys, &keep)?.column(0).clone());
         let live_keys = converter.convert_columns(std::slice::from_ref(p.live.column(key)))?;
         let keep: BooleanArray = live_keys
             .iter()
-            .map(|r| Some(!changed_set.contains(r.as_ref())))
+            .map(|r| Some(!changed_set.contains(&r.data())))
             .collect();
         live.push(filter_record_batch(&p.live, &keep)?);
     }
     live.extend(recomputed);
     // Every changed key hides the stored rows of its key, live or not.
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<&[u8]> = HashSet::new();
     for (array, rows) in changed.iter().zip(&changed_rows) {
-        let first: BooleanArray = rows
-            .iter()
-            .map(|r| Some(seen.insert(r.as_ref().to_vec())))
-            .collect();
+        let first: BooleanArray = rows.iter().map(|r| Some(seen.insert(r.data()))).collect();
         keys.push(datafusion::arrow::compute::filter(array, &first)?);
     }
     let keys_schema = keys_schema(&key_type);
@@ -335,7 +389,7 @@ fn path_text(path: &Path) -> String {
 }
 
 fn temporary(path: &Path) -> PathBuf {
-    path.with_extension("parquet.tmp")
+    path.with_extension("arrow.tmp")
 }
 
 /// The file's rows: the live ones, then one per key without a row (all columns NULL
@@ -345,17 +399,25 @@ fn write(path: &Path, layer: &Layer) -> Result<()> {
     let schema = layer.live.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new(DELETED, DataType::Boolean, false));
-    let file_schema = Arc::new(Schema::new(fields));
+    let metadata = [
+        (META_BASE, layer.base),
+        (META_KEY, layer.key as u64),
+        (META_SEQ, layer.seq),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let file_schema = Arc::new(Schema::new_with_metadata(fields, metadata));
     let live_keys = RowConverter::new(vec![SortField::new(
         schema.field(layer.key).data_type().clone(),
     )])
     .and_then(|c| {
         let live = c.convert_columns(std::slice::from_ref(layer.live.column(layer.key)))?;
         let all = c.convert_columns(std::slice::from_ref(layer.keys.column(0)))?;
-        let live: HashSet<Vec<u8>> = live.iter().map(|r| r.as_ref().to_vec()).collect();
+        let live: HashSet<&[u8]> = live.iter().map(|r| r.data()).collect();
         Ok(all
             .iter()
-            .map(|r| Some(!live.contains(r.as_ref())))
+            .map(|r| Some(!live.contains(&r.data())))
             .collect::<BooleanArray>())
     })
     .map_err(|e| storage(&e))?;
@@ -385,24 +447,21 @@ fn write(path: &Path, layer: &Layer) -> Result<()> {
         RecordBatch::try_new(file_schema.clone(), live_columns),
         RecordBatch::try_new_with_options(file_schema.clone(), tombstones, &options),
     ];
-    let metadata = vec![
-        KeyValue::new(META_BASE.to_string(), layer.base.to_string()),
-        KeyValue::new(META_KEY.to_string(), layer.key.to_string()),
-        KeyValue::new(META_SEQ.to_string(), layer.seq.to_string()),
-    ];
-    let properties = WriterProperties::builder()
-        .set_key_value_metadata(Some(metadata))
-        .build();
     let tmp = temporary(path);
     let file = std::fs::File::create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
-    let mut writer =
-        ArrowWriter::try_new(file, file_schema, Some(properties)).map_err(|e| storage(&e))?;
+    let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &file_schema)
+        .map_err(|e| storage(&e))?;
     for batch in batches {
         writer
             .write(&batch.map_err(|e| storage(&e))?)
             .map_err(|e| storage(&e))?;
     }
-    let file = writer.into_inner().map_err(|e| storage(&e))?;
+    writer.finish().map_err(|e| storage(&e))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| storage(&e))?
+        .into_inner()
+        .map_err(|e| storage(&e.into_error()))?;
     file.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))?;
     if let Some(dir) = path.parent() {
@@ -417,14 +476,13 @@ fn write(path: &Path, layer: &Layer) -> Result<()> {
 fn read(path: &Path, schema: &SchemaRef) -> Result<Layer> {
     let storage = |e: &dyn std::fmt::Display| EngineError::storage(&path_text(path), e);
     let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| storage(&e))?;
+    let reader =
+        FileReader::try_new(std::io::BufReader::new(file), None).map_err(|e| storage(&e))?;
+    let file_schema = reader.schema();
     let meta = |name: &str| -> Result<u64> {
-        builder
+        file_schema
             .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|k| k.key == name))
-            .and_then(|k| k.value.as_deref())
+            .get(name)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| storage(&format!("no {name} in the overlay's metadata")))
     };
@@ -432,11 +490,7 @@ fn read(path: &Path, schema: &SchemaRef) -> Result<Layer> {
     if key >= schema.fields().len() {
         return Err(storage(&"the overlay's key is not a column of the view"));
     }
-    let batches: Vec<RecordBatch> = builder
-        .build()
-        .map_err(|e| storage(&e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| storage(&e))?;
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| storage(&e))?;
     let width = schema.fields().len();
     let mut live = Vec::new();
     let mut keys = Vec::new();
@@ -546,7 +600,10 @@ mod tests {
             &[batch(&[(20, Some("b")), (30, None), (50, Some("e"))])],
         )
         .expect("merge");
-        assert_eq!((first.len(), first.seq(), first.live.num_rows()), (4, 1, 3));
+        assert_eq!(
+            (first.key_count(), first.seq(), first.live.num_rows()),
+            (4, 1, 3)
+        );
         let state = ctx.state();
         let all = first.scan(&state, &stored, None, &[]).await.expect("scan");
         assert_eq!(
@@ -570,7 +627,7 @@ mod tests {
             &[batch(&[(200, Some("b")), (100, Some("a"))])],
         )
         .expect("merge");
-        assert_eq!((second.len(), second.seq()), (5, 2));
+        assert_eq!((second.key_count(), second.seq()), (5, 2));
         let all = second.scan(&state, &stored, None, &[]).await.expect("scan");
         assert_eq!(
             rows(&ctx, all).await,
@@ -579,7 +636,10 @@ mod tests {
         // Over another stored result the old overlay is not carried over.
         let other =
             merged(Some(&second), 8, 1, &schema(), &[keys(&[Some("a")])], &[]).expect("merge");
-        assert_eq!((other.len(), other.seq(), other.live.num_rows()), (1, 1, 0));
+        assert_eq!(
+            (other.key_count(), other.seq(), other.live.num_rows()),
+            (1, 1, 0)
+        );
     }
 
     #[tokio::test]
@@ -602,7 +662,7 @@ mod tests {
         let again = Overlay::open(dir.path(), 7, &schema()).expect("reopen");
         let layer = again.current().expect("read back");
         assert_eq!(
-            (layer.base(), layer.key(), layer.seq(), layer.len()),
+            (layer.base(), layer.key(), layer.seq(), layer.key_count()),
             (7, 1, 1, 3)
         );
         assert_eq!(layer.live, batch(&[(20, Some("b")), (30, None)]));

@@ -18,7 +18,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::overlay::Overlay;
+use super::overlay::{Overlay, Stored};
 use super::resident::Residency;
 use crate::engine::EngineError;
 use crate::storage::ManagedTable;
@@ -27,10 +27,9 @@ use crate::storage::ManagedTable;
 pub struct MaterializedViewTable {
     name: String,
     definition: String,
-    data: ManagedTable,
+    /// Its Delta table, and the rows the last incremental refreshes recomputed over it.
+    stored: Stored,
     populated: AtomicBool,
-    /// The rows the last incremental refreshes recomputed, over `data`.
-    overlay: Overlay,
     /// Its rows in memory, for a view with lookup keys (see [`super::resident`]).
     residency: Option<Arc<Residency>>,
 }
@@ -48,8 +47,10 @@ impl MaterializedViewTable {
         MaterializedViewTable {
             name: name.to_string(),
             definition: definition.to_string(),
-            data,
-            overlay,
+            stored: Stored {
+                data,
+                overlay: Arc::new(overlay),
+            },
             populated: AtomicBool::new(populated),
             residency: Residency::new(name, keys),
         }
@@ -68,25 +69,19 @@ impl MaterializedViewTable {
 
     /// The stored result.
     pub fn data(&self) -> &ManagedTable {
-        &self.data
-    }
-
-    /// Whether it has lookup keys (its rows are held in memory, sorted by them).
-    pub fn has_lookup_keys(&self) -> bool {
-        self.residency.is_some()
+        &self.stored.data
     }
 
     /// The rows incremental refreshes recomputed since the stored result was written.
     pub fn overlay(&self) -> &Overlay {
-        &self.overlay
+        &self.stored.overlay
     }
 
     /// Its version as an input of other views: the stored result's Delta version, and
     /// the overlay's number when one applies (`v12+3`).
     pub async fn version_text(&self) -> Option<String> {
-        let version = self.data.version().await?;
-        let (_, tag) = self.data.tagged_snapshot();
-        Some(match self.overlay.applying_to(tag) {
+        let version = self.stored.data.version().await?;
+        Some(match self.stored.current().layer {
             Some(layer) => format!("v{version}+{}", layer.seq()),
             None => format!("v{version}"),
         })
@@ -110,7 +105,7 @@ impl MaterializedViewTable {
 #[async_trait]
 impl TableProvider for MaterializedViewTable {
     fn schema(&self) -> SchemaRef {
-        self.data.schema()
+        self.stored.data.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -131,32 +126,26 @@ impl TableProvider for MaterializedViewTable {
         if !self.is_populated() {
             return Err(EngineError::NotPopulated(self.name.clone()).into());
         }
-        // The overlay first, then the snapshot: an overlay taken before the stored result
-        // was rewritten does not apply to the new one.
-        if let Some(layer) = self.overlay.current() {
-            let (snapshot, tag) = self.data.tagged_snapshot();
-            if layer.base() == tag {
-                return layer
-                    .scan(state, snapshot.as_ref(), projection, filters)
-                    .await;
-            }
-        }
         if let Some(residency) = &self.residency {
             let resident = residency
-                .scan(&self.data, state, projection, filters, limit)
+                .scan(&self.stored, state, projection, filters, limit)
                 .await?;
             if let Some(plan) = resident {
                 return Ok(plan);
             }
         }
-        self.data.scan(state, projection, filters, limit).await
+        self.stored
+            .current()
+            .scan(state, projection, filters, limit)
+            .await
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.data
+        self.stored
+            .data
             .supports_filters_pushdown(filters)
             .map(super::overlay::inexact)
     }

@@ -29,7 +29,7 @@ use futures::StreamExt;
 
 use super::{generic, Residency, Resident};
 use crate::engine::compact_views::compact;
-use crate::storage::ManagedTable;
+use crate::engine::matview::overlay::Stored;
 
 /// Reads the rows `range` of a resident view (narrowed further, when it runs, by the
 /// filters pushed into it), split among `partitions`, applying those filters exactly.
@@ -44,9 +44,9 @@ pub struct ResidentExec {
     filters: Vec<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
-    /// The view's table and resident rows, to tell whether `data` is still its current
-    /// snapshot and in memory (`None`: always is, for rows that belong to no table).
-    source: Option<(ManagedTable, Arc<Residency>)>,
+    /// The view's stored rows and resident rows, to tell whether `data` is still their
+    /// current state and in memory (`None`: always is, for rows that belong to no table).
+    source: Option<(Stored, Arc<Residency>)>,
     /// In a generic plan, the scan's filters that hold parameters: `range` was narrowed
     /// with their hints, and [`ResidentExec::bind`] narrows it again with the values.
     unbound: Option<Vec<Arc<dyn PhysicalExpr>>>,
@@ -87,7 +87,7 @@ impl ResidentExec {
     /// The scan of `source`'s rows, with the scan filters that hold parameters.
     pub(super) fn of(
         mut self,
-        source: Option<(ManagedTable, Arc<Residency>)>,
+        source: Option<(Stored, Arc<Residency>)>,
         unbound: Option<Vec<Arc<dyn PhysicalExpr>>>,
     ) -> Self {
         self.source = source;
@@ -95,10 +95,10 @@ impl ResidentExec {
         self
     }
 
-    /// Whether its rows are still those of the view's current snapshot, in memory.
+    /// Whether its rows are still those of the view's current state, in memory.
     pub fn is_current(&self) -> bool {
         self.source.as_ref().is_none_or(|(table, residency)| {
-            Arc::ptr_eq(&table.snapshot(), &self.data.snapshot) && residency.holds(&self.data)
+            table.current().same(&self.data.source) && residency.holds(&self.data)
         })
     }
 

@@ -9,8 +9,9 @@
 //! join's dynamic filter (the bounds of its build side) narrows them when the scan runs.
 //! Scans keep reading the Delta table while the batch loads.
 //!
-//! The batch belongs to one snapshot of the view's Delta table: after a refresh, scans
-//! read the table again until the new snapshot is loaded. Resident batches are counted
+//! The batch belongs to one state of the view's stored rows (a snapshot of its Delta
+//! table, and the overlay of an incremental refresh over it): after a refresh, scans
+//! read the stored rows again until their new state is loaded. Resident batches are counted
 //! in the server's memory pool, and together may take at most a quarter of it
 //! ([`SHARE`]); a view that does not fit stays on disk (its scans are unchanged).
 //! Masking, consent and erasure filtering apply above the scan as for any table.
@@ -28,7 +29,7 @@ use datafusion::arrow::compute::{
     concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
@@ -45,8 +46,8 @@ use tracing::{debug, info};
 
 pub use exec::ResidentExec;
 
+use super::overlay::{Current, Stored};
 use crate::engine::compact_views::compact;
-use crate::storage::ManagedTable;
 
 /// The share of the memory pool (in quarters) that resident views may take together.
 const SHARE: usize = 4;
@@ -78,11 +79,12 @@ pub fn lookup_keys(query: &Query) -> Vec<String> {
         .collect()
 }
 
-/// One snapshot of a view's rows, sorted by its keys.
+/// One state of a view's rows, sorted by its keys.
 #[derive(Debug)]
 pub struct Resident {
-    /// The snapshot these rows are of (the Delta table's reader when they were loaded).
-    snapshot: Arc<dyn TableProvider>,
+    /// The state of the view's stored rows these are of (its Delta table's snapshot and
+    /// overlay when they were loaded).
+    source: Current,
     batch: RecordBatch,
     /// Column indexes of the keys, in sort order.
     keys: Vec<usize>,
@@ -230,8 +232,8 @@ fn comparison(expr: &Arc<dyn PhysicalExpr>, column: &str) -> Option<(Operator, S
 enum Slot {
     #[default]
     Empty,
-    /// Loading the snapshot held (or refused: it did not fit or failed to load).
-    Pending(Arc<dyn TableProvider>),
+    /// Loading the state held (or refused: it did not fit or failed to load).
+    Pending(Current),
     Ready(Arc<Resident>),
 }
 
@@ -269,28 +271,29 @@ impl Residency {
         matches!(&*slot, Slot::Ready(r) if Arc::ptr_eq(r, data))
     }
 
-    /// A scan of `snapshot` from memory if it is loaded; otherwise `None`, and its
-    /// loading is started unless it already was.
+    /// A scan of the view's rows (`source`: its stored rows) from memory if their
+    /// current state is loaded; otherwise `None`, and its loading is started unless it
+    /// already was.
     pub async fn scan(
         self: &Arc<Self>,
-        source: &ManagedTable,
+        source: &Stored,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let snapshot = &source.snapshot();
+        let current = &source.current();
         let ready = {
             let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             match &*slot {
-                Slot::Ready(r) if Arc::ptr_eq(&r.snapshot, snapshot) => Some(r.clone()),
-                Slot::Pending(s) if Arc::ptr_eq(s, snapshot) => return Ok(None),
+                Slot::Ready(r) if r.source.same(current) => Some(r.clone()),
+                Slot::Pending(s) if s.same(current) => return Ok(None),
                 _ => None,
             }
         };
         let Some(resident) = ready else {
             // The scan goes on from disk whatever becomes of the loading.
-            if let Err(e) = self.start_loading(snapshot, state).await {
+            if let Err(e) = self.start_loading(current, state).await {
                 info!("materialized view \"{}\" stays on disk: {e}", self.name);
             }
             return Ok(None);
@@ -322,22 +325,18 @@ impl Residency {
         Ok(Some(Arc::new(exec)))
     }
 
-    /// Load `snapshot` in the background, replacing what is in memory once it is loaded.
-    async fn start_loading(
-        self: &Arc<Self>,
-        snapshot: &Arc<dyn TableProvider>,
-        state: &dyn Session,
-    ) -> Result<()> {
+    /// Load `source` in the background, replacing what is in memory once it is loaded.
+    async fn start_loading(self: &Arc<Self>, source: &Current, state: &dyn Session) -> Result<()> {
         // Planned before the slot changes: a statement cancelled here leaves no load
         // pending that never runs.
-        let plan = snapshot.scan(state, None, &[], None).await?;
+        let plan = source.scan(state, None, &[], None).await?;
         let old = {
             let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             match &*slot {
-                Slot::Pending(s) if Arc::ptr_eq(s, snapshot) => return Ok(()),
-                Slot::Ready(r) if Arc::ptr_eq(&r.snapshot, snapshot) => return Ok(()),
-                // What is in memory now is of an older snapshot: let it go.
-                _ => std::mem::replace(&mut *slot, Slot::Pending(snapshot.clone())),
+                Slot::Pending(s) if s.same(source) => return Ok(()),
+                Slot::Ready(r) if r.source.same(source) => return Ok(()),
+                // What is in memory now is of an older state: let it go.
+                _ => std::mem::replace(&mut *slot, Slot::Pending(source.clone())),
             }
         };
         if matches!(old, Slot::Ready(_)) {
@@ -345,12 +344,12 @@ impl Residency {
             generic::released();
         }
         let context = state.task_ctx();
-        let (this, snapshot) = (self.clone(), snapshot.clone());
+        let (this, source) = (self.clone(), source.clone());
         tokio::spawn(async move {
-            let loaded = this.load(&snapshot, plan, context).await;
+            let loaded = this.load(&source, plan, context).await;
             let mut slot = this.slot.lock().unwrap_or_else(|e| e.into_inner());
-            // A newer snapshot may have started loading meanwhile: it wins.
-            if !matches!(&*slot, Slot::Pending(s) if Arc::ptr_eq(s, &snapshot)) {
+            // A newer state may have started loading meanwhile: it wins.
+            if !matches!(&*slot, Slot::Pending(s) if s.same(&source)) {
                 return;
             }
             match loaded {
@@ -362,10 +361,11 @@ impl Residency {
         Ok(())
     }
 
-    /// The snapshot's rows sorted by the keys, if they fit the resident share of the pool.
+    /// The rows of `source` sorted by the keys, if they fit the resident share of the
+    /// pool.
     async fn load(
         &self,
-        snapshot: &Arc<dyn TableProvider>,
+        source: &Current,
         plan: Arc<dyn ExecutionPlan>,
         context: Arc<TaskContext>,
     ) -> Result<Option<Resident>> {
@@ -430,7 +430,7 @@ impl Residency {
             started.elapsed()
         );
         Ok(Some(Resident {
-            snapshot: snapshot.clone(),
+            source: source.clone(),
             batch,
             keys,
             bytes,
@@ -516,7 +516,10 @@ mod tests {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(k1), Arc::new(k2)]).expect("batch");
         let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
         Resident {
-            snapshot: Arc::new(EmptyTable::new(schema)),
+            source: Current {
+                snapshot: Arc::new(EmptyTable::new(schema)),
+                layer: None,
+            },
             batch,
             keys: vec![0, 1],
             bytes: 0,
