@@ -453,3 +453,35 @@ async fn appended_rows_merge_into_stored_aggregates() {
     refreshes_to(&c, "by_region_totals", BY_REGION_TOTALS, "2").await;
     refreshes_to(&c, "totals", TOTALS, "1").await;
 }
+
+#[tokio::test]
+async fn an_overlay_whose_refresh_was_not_recorded_is_not_merged_twice() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE orders (id INT, customer TEXT, amount BIGINT);
+         INSERT INTO orders SELECT CAST(value AS INT), 'c' || CAST(value % 100 AS TEXT), value % 9
+           FROM generate_series(1, 300);
+         CREATE MATERIALIZED VIEW totals AS {TOTALS};
+         INSERT INTO orders VALUES (1001, 'c1', 5), (1002, 'c2', 7);"
+    ))
+    .await
+    .expect("setup");
+    // The catalog as it is before the refresh...
+    let catalog = data.join("catalog.json");
+    let before = std::fs::read(&catalog).expect("catalog");
+    refreshes_to(&c, "totals", TOTALS, "2").await;
+    assert_eq!(overlay_files(&data).len(), 1);
+    drop(c);
+    assert!(s.stop().success());
+    // ...as if the server had stopped after writing the overlay but before recording
+    // the refresh: the appended rows are already in the overlay.
+    std::fs::write(&catalog, before).expect("restore the catalog");
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    matches_query(&c, "totals", TOTALS).await;
+    refreshes_to(&c, "totals", TOTALS, "whole").await;
+    assert!(overlay_files(&data).is_empty());
+}

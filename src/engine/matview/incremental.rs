@@ -424,6 +424,7 @@ impl Engine {
             || previous.version != data.version().await
             || !previous.inputs.keys().eq(versions.keys())
             || !inputs::all_versioned(versions)
+            || previous.overlay != runtime.table.overlay_seq()
         {
             return Ok(None);
         }
@@ -573,6 +574,7 @@ impl Engine {
             version: data.version().await,
             inputs: versions.clone(),
             keys: Some(changed as u64),
+            overlay: runtime.table.overlay_seq(),
             plan: fingerprint.to_string(),
         }))
     }

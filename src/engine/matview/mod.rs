@@ -89,6 +89,12 @@ pub struct RefreshState {
     /// groups appended rows reached ([`incremental`]); `None` when it recomputed all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental_keys: Option<u64>,
+    /// The number of the view's overlay when the stored result was computed (`None`:
+    /// none applied). An overlay that is not this one (written by a refresh whose
+    /// outcome was never recorded) makes the next refresh recompute the whole view:
+    /// merging the same appended rows again would count them twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<u64>,
     /// A fingerprint of the view's optimised plan (the plain views it reads expanded)
     /// when the stored result was computed: a plain view redefined since makes the
     /// next refresh recompute everything, whatever the inputs' versions.

@@ -355,11 +355,7 @@ pub fn merged(
     }
     live.extend(recomputed);
     // Every changed key hides the stored rows of its key, live or not.
-    let mut seen: HashSet<&[u8]> = HashSet::new();
-    for (array, rows) in changed.iter().zip(&changed_rows) {
-        let first: BooleanArray = rows.iter().map(|r| Some(seen.insert(r.data()))).collect();
-        keys.push(datafusion::arrow::compute::filter(array, &first)?);
-    }
+    keys.push(distinct(&concat_arrays(&changed, &key_type)?)?);
     let keys_schema = keys_schema(&key_type);
     let keys = concat_arrays(&keys, &key_type)?;
     let live = concat_batches(schema, &live)?;
@@ -370,6 +366,15 @@ pub fn merged(
         keys: RecordBatch::try_new(keys_schema, vec![keys])?,
         live,
     })
+}
+
+/// The values of `keys`, each once (NULL matching NULL), in first-seen order.
+fn distinct(keys: &ArrayRef) -> DfResult<ArrayRef> {
+    let converter = RowConverter::new(vec![SortField::new(keys.data_type().clone())])?;
+    let rows = converter.convert_columns(std::slice::from_ref(keys))?;
+    let mut seen: HashSet<&[u8]> = HashSet::new();
+    let first: BooleanArray = rows.iter().map(|r| Some(seen.insert(r.data()))).collect();
+    Ok(datafusion::arrow::compute::filter(keys, &first)?)
 }
 
 fn keys_schema(key_type: &DataType) -> SchemaRef {
@@ -512,7 +517,10 @@ fn read(path: &Path, schema: &SchemaRef) -> Result<Layer> {
         live.push(filter_record_batch(&rows, &not_deleted).map_err(|e| storage(&e))?);
     }
     let key_type = schema.field(key).data_type().clone();
-    let keys = concat_arrays(&keys, &key_type).map_err(|e| storage(&e))?;
+    // A key with several live rows is one key.
+    let keys = concat_arrays(&keys, &key_type)
+        .and_then(|keys| distinct(&keys))
+        .map_err(|e| storage(&e))?;
     Ok(Layer {
         base,
         key,

@@ -50,6 +50,8 @@ pub(super) enum Refreshed {
         version: Option<u64>,
         inputs: std::collections::BTreeMap<String, String>,
         keys: Option<u64>,
+        /// The overlay's number after the refresh.
+        overlay: Option<u64>,
         plan: String,
     },
     /// Every input had the version recorded last time: nothing ran.
@@ -269,9 +271,11 @@ impl Engine {
                         version,
                         inputs,
                         keys,
+                        overlay,
                         plan,
                     }) => {
                         s.incremental_keys = *keys;
+                        s.overlay = *overlay;
                         s.plan = Some(plan.clone());
                         s.populated = true;
                         s.rows = *rows;
@@ -353,6 +357,7 @@ impl Engine {
             && previous.inputs == versions
             && inputs::all_versioned(&versions)
             && previous.plan.as_ref() == Some(&fingerprint)
+            && previous.overlay == runtime.table.overlay_seq()
         {
             return Ok(Refreshed::Unchanged {
                 rows: previous.rows,
@@ -417,6 +422,7 @@ impl Engine {
             version: runtime.table.data().version().await,
             inputs: versions,
             keys: None,
+            overlay: None,
             plan: fingerprint,
         })
     }
@@ -474,8 +480,6 @@ impl Engine {
         let runtime = self.runtime(name).await?;
         let _serialised = runtime.lock.lock().await;
         runtime.table.set_populated(false);
-        // The next refresh recomputes the whole view.
-        runtime.table.overlay().clear()?;
         self.record(&runtime, |s| {
             s.populated = false;
             s.rows = 0;
@@ -484,6 +488,9 @@ impl Engine {
             s.last_error = None;
         })
         .await;
+        // The next refresh recomputes the whole view (recorded first: a view recorded
+        // populated must keep its overlay).
+        runtime.table.overlay().clear()?;
         self.publish_materialized_views(&*self.catalog.lock().await);
         Ok(())
     }

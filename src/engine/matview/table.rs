@@ -77,12 +77,17 @@ impl MaterializedViewTable {
         &self.stored.overlay
     }
 
+    /// The number of the overlay that applies to its stored result, if one does.
+    pub fn overlay_seq(&self) -> Option<u64> {
+        self.stored.current().layer.map(|l| l.seq())
+    }
+
     /// Its version as an input of other views: the stored result's Delta version, and
     /// the overlay's number when one applies (`v12+3`).
     pub async fn version_text(&self) -> Option<String> {
         let version = self.stored.data.version().await?;
-        Some(match self.stored.current().layer {
-            Some(layer) => format!("v{version}+{}", layer.seq()),
+        Some(match self.overlay_seq() {
+            Some(seq) => format!("v{version}+{seq}"),
             None => format!("v{version}"),
         })
     }
