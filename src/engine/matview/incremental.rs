@@ -463,8 +463,9 @@ impl Engine {
         }
         let name = runtime.table.name();
         let started = std::time::Instant::now();
-        // What the view holds now (the stored result and the overlay).
-        let view: Arc<dyn TableProvider> = runtime.table.clone();
+        // What the view holds now (the stored result and the overlay), read without
+        // loading it into memory.
+        let view: Arc<dyn TableProvider> = Arc::new(runtime.table.current());
         // The changed keys; with merging aggregates also their new rows and how many
         // rows they had, otherwise those come below.
         let (keys, mut merged_rows) = match Mergeable::of(optimized)

@@ -216,6 +216,38 @@ impl Current {
     }
 }
 
+/// The rows of one state, as a table: what a refresh reads of the view it refreshes
+/// (pinned to the state it started from, and never loaded into memory).
+#[async_trait::async_trait]
+impl TableProvider for Current {
+    fn schema(&self) -> SchemaRef {
+        self.snapshot.schema()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Current::scan(self, state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.snapshot
+            .supports_filters_pushdown(filters)
+            .map(inexact)
+    }
+}
+
 /// A filter pushed to a view's scan is applied again above it: the overlay's rows are
 /// not filtered by the scan.
 pub fn inexact(

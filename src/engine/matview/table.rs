@@ -18,7 +18,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::overlay::{Overlay, Stored};
+use super::overlay::{Current, Overlay, Stored};
 use super::resident::Residency;
 use crate::engine::EngineError;
 use crate::storage::ManagedTable;
@@ -75,6 +75,11 @@ impl MaterializedViewTable {
     /// The rows incremental refreshes recomputed since the stored result was written.
     pub fn overlay(&self) -> &Overlay {
         &self.stored.overlay
+    }
+
+    /// The current state of its stored rows (Delta snapshot and overlay).
+    pub fn current(&self) -> Current {
+        self.stored.current()
     }
 
     /// The number of the overlay that applies to its stored result, if one does.
