@@ -53,8 +53,8 @@ const FILE: &str = "_tessera_overlay.arrow";
 const DELETED: &str = "__tessera_deleted";
 /// The name of the key column in the plan hiding the stored rows.
 const KEY: &str = "__tessera_key";
-/// Schema metadata in the file: the content tag of the stored result, the key column's index, and
-/// the overlay's sequence number.
+/// Schema metadata in the file: the content tag of the stored result, the key column's
+/// index, and the overlay's sequence number.
 const META_BASE: &str = "tessera.overlay.base";
 const META_KEY: &str = "tessera.overlay.key";
 const META_SEQ: &str = "tessera.overlay.seq";
