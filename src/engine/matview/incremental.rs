@@ -465,7 +465,8 @@ impl Engine {
         let started = std::time::Instant::now();
         // What the view holds now (the stored result and the overlay), read without
         // loading it into memory.
-        let view: Arc<dyn TableProvider> = Arc::new(runtime.table.current());
+        let state = runtime.table.current();
+        let view: Arc<dyn TableProvider> = Arc::new(state.clone());
         // The changed keys; with merging aggregates also their new rows and how many
         // rows they had, otherwise those come below.
         let (keys, mut merged_rows) = match Mergeable::of(optimized)
@@ -527,12 +528,10 @@ impl Engine {
             let key = Column::new(Some(STORED), stored.field(keyed.output).name());
             let current =
                 LogicalPlanBuilder::scan(STORED, provider_as_source(view), None)?.build()?;
-            let (_, base) = data.tagged_snapshot();
-            let layer = runtime.table.overlay().applying_to(base);
-            let fits = layer.as_ref().is_none_or(|l| l.key() == keyed.output);
+            let fits = state.layer.as_ref().is_none_or(|l| l.key() == keyed.output);
             let merged = overlay::merged(
-                layer.as_deref().filter(|_| fits),
-                base,
+                state.layer.as_deref().filter(|_| fits),
+                state.tag,
                 keyed.output,
                 &stored,
                 &keys,

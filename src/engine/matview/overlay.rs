@@ -173,6 +173,7 @@ impl Stored {
         let (snapshot, tag) = self.data.tagged_snapshot();
         Current {
             snapshot,
+            tag,
             layer: layer.filter(|l| l.base == tag),
         }
     }
@@ -183,6 +184,8 @@ impl Stored {
 #[derive(Debug, Clone)]
 pub struct Current {
     pub snapshot: Arc<dyn TableProvider>,
+    /// The snapshot's content tag.
+    pub tag: u64,
     pub layer: Option<Arc<Layer>>,
 }
 
@@ -196,28 +199,11 @@ impl Current {
                 _ => false,
             }
     }
-
-    /// A scan of the view's rows in this state (see [`Layer::scan`]).
-    pub async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match &self.layer {
-            Some(layer) => {
-                layer
-                    .scan(state, self.snapshot.as_ref(), projection, filters)
-                    .await
-            }
-            None => self.snapshot.scan(state, projection, filters, limit).await,
-        }
-    }
 }
 
-/// The rows of one state, as a table: what a refresh reads of the view it refreshes
-/// (pinned to the state it started from, and never loaded into memory).
+/// The view's rows in one state, as a table (see [`Layer::scan`]); also what a refresh
+/// reads of the view it refreshes (pinned to the state it started from, and never
+/// loaded into memory).
 #[async_trait::async_trait]
 impl TableProvider for Current {
     fn schema(&self) -> SchemaRef {
@@ -235,7 +221,14 @@ impl TableProvider for Current {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Current::scan(self, state, projection, filters, limit).await
+        match &self.layer {
+            Some(layer) => {
+                layer
+                    .scan(state, self.snapshot.as_ref(), projection, filters)
+                    .await
+            }
+            None => self.snapshot.scan(state, projection, filters, limit).await,
+        }
     }
 
     fn supports_filters_pushdown(
@@ -250,7 +243,7 @@ impl TableProvider for Current {
 
 /// A filter pushed to a view's scan is applied again above it: the overlay's rows are
 /// not filtered by the scan.
-pub fn inexact(
+fn inexact(
     pushdown: Vec<datafusion::logical_expr::TableProviderFilterPushDown>,
 ) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
     use datafusion::logical_expr::TableProviderFilterPushDown as P;
@@ -289,11 +282,6 @@ impl Overlay {
             path,
             layer: RwLock::new(layer),
         })
-    }
-
-    /// The overlay, if it applies to the stored result with content tag `base`.
-    pub fn applying_to(&self, base: u64) -> Option<Arc<Layer>> {
-        self.current().filter(|l| l.base == base)
     }
 
     /// The overlay held, whatever it applies to.
@@ -697,7 +685,7 @@ mod tests {
         )
         .expect("merge");
         overlay.replace(layer).await.expect("replace");
-        assert!(overlay.applying_to(7).is_some() && overlay.applying_to(8).is_none());
+        assert_eq!(overlay.current().map(|l| l.base()), Some(7));
 
         let again = Overlay::open(dir.path(), 7, &schema()).expect("reopen");
         let layer = again.current().expect("read back");

@@ -144,20 +144,14 @@ impl TableProvider for MaterializedViewTable {
                 return Ok(plan);
             }
         }
-        self.stored
-            .current()
-            .scan(state, projection, filters, limit)
-            .await
+        self.current().scan(state, projection, filters, limit).await
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.stored
-            .data
-            .supports_filters_pushdown(filters)
-            .map(super::overlay::inexact)
+        self.current().supports_filters_pushdown(filters)
     }
 
     async fn insert_into(

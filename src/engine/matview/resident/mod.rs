@@ -29,7 +29,7 @@ use datafusion::arrow::compute::{
     concat_batches, lexsort_to_indices, take_record_batch, SortColumn, SortOptions,
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::Session;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
@@ -518,6 +518,7 @@ mod tests {
         Resident {
             source: Current {
                 snapshot: Arc::new(EmptyTable::new(schema)),
+                tag: 0,
                 layer: None,
             },
             batch,
