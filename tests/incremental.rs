@@ -153,8 +153,9 @@ async fn appends_recompute_only_the_keys_they_reach() {
 async fn views_of_other_shapes_are_recomputed_whole_and_right() {
     let s = Server::start();
     let c = s.client().await;
-    // A top-n (no key), a window, an outer join whose appended side may only add
-    // matches, an aggregate over an aggregate, and a keyed view laid out by ORDER BY
+    // A top-n (no key), a window over everyone, an outer join whose appended side may
+    // only add matches, an aggregate over an aggregate grouped otherwise, and a keyed
+    // view laid out by ORDER BY
     // whose changed keys are too many for its overlay (its stored rows stay in order).
     let views = [
         ("top", "SELECT customer, amount, id FROM orders ORDER BY amount DESC LIMIT 2"),
@@ -164,7 +165,7 @@ async fn views_of_other_shapes_are_recomputed_whole_and_right() {
         ),
         (
             "ranked",
-            "SELECT customer, amount, rank() OVER (PARTITION BY customer ORDER BY amount) AS r FROM orders",
+            "SELECT customer, amount, rank() OVER (ORDER BY amount, customer) AS r FROM orders",
         ),
         (
             "with_region",
@@ -393,7 +394,9 @@ async fn a_few_keys_go_to_the_overlay_until_it_grows() {
 /// Counts, sums, minima and maxima merged with the aggregate of the appended rows.
 const TOTALS: &str =
     "SELECT customer, count(*) AS n, count(amount) FILTER (WHERE amount > 5) AS big, \
-                      sum(amount) AS total, min(amount) AS low, max(id) AS last \
+                      sum(amount) AS total, min(amount) AS low, max(id) AS last, \
+                      collect_distinct(amount % 4) AS rests, bool_or(amount > 7) AS any_big, \
+                      bool_and(amount > -10) AS no_refund \
                       FROM orders GROUP BY customer";
 /// The same through an inner join with a table that is not appended to.
 const BY_REGION_TOTALS: &str = "SELECT c.region, count(*) AS n, sum(o.amount) AS total, \
@@ -431,6 +434,15 @@ async fn appended_rows_merge_into_stored_aggregates() {
         )
         .await,
         [["2", "1", "8", "8", "1003"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT rests, any_big, no_refund FROM totals WHERE customer IN ('c1', 'nulls') \
+             ORDER BY customer"
+        )
+        .await,
+        [["{0,1,2,3}", "t", "t"], ["{0}", "t", "t"]]
     );
     // c1's orders reach r1, c2's r2; the others' customers are not in `customers`.
     let state = refreshed(&c, "by_region_totals").await;
@@ -483,4 +495,139 @@ async fn an_overlay_whose_refresh_was_not_recorded_is_not_merged_twice() {
     matches_query(&c, "totals", TOTALS).await;
     refreshes_to(&c, "totals", TOTALS, "whole").await;
     assert!(overlay_files(&data).is_empty());
+}
+
+const DROP_SPEND: &str =
+    "SELECT customer, sum(amount) AS total, count(*) AS orders FROM drops GROUP BY customer";
+/// Not merged (a HAVING): the keys reached are recomputed from all their rows.
+const DROP_LAST: &str = "SELECT customer, max(amount) AS most, min(amount) AS least_amount \
+                         FROM drops GROUP BY customer HAVING count(*) > 0";
+
+/// A directory source gets a file a day: the files added since the last refresh are
+/// its appended rows; a file changed or removed recomputes the whole view.
+#[tokio::test]
+async fn files_added_to_a_source_directory_are_appends() {
+    let s = Server::start();
+    let c = s.client().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let drop = |name: &str, rows: &str| {
+        std::fs::write(
+            dir.path().join(name),
+            format!("customer,amount,day\n{rows}"),
+        )
+        .expect("write");
+    };
+    drop("day1.csv", "ann,10,1\nbob,5,1\ncy,2,1\n");
+    c.batch_execute(&format!(
+        "CREATE EXTERNAL TABLE drops (customer TEXT, amount BIGINT, day INT) STORED AS CSV \
+         LOCATION '{}/' OPTIONS ('format.has_header' 'true');
+         CREATE MATERIALIZED VIEW drop_spend AS {DROP_SPEND};
+         CREATE MATERIALIZED VIEW drop_last AS {DROP_LAST};",
+        dir.path().display()
+    ))
+    .await
+    .expect("setup");
+    matches_query(&c, "drop_spend", DROP_SPEND).await;
+
+    // Day 2: ann and dee, merged (drop_spend) or recomputed (drop_last).
+    drop("day2.csv", "ann,1,2\ndee,4,2\n");
+    refreshes_to(&c, "drop_spend", DROP_SPEND, "2").await;
+    refreshes_to(&c, "drop_last", DROP_LAST, "2").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT total, orders FROM drop_spend WHERE customer = 'ann'"
+        )
+        .await,
+        [["11", "2"]]
+    );
+    // Nothing new: nothing runs.
+    assert_eq!(refreshed(&c, "drop_spend").await[1], "up to date");
+
+    // Two days at once.
+    drop("day3.csv", "bob,3,3\n");
+    drop("day4.csv", "bob,7,4\neve,1,4\n");
+    refreshes_to(&c, "drop_spend", DROP_SPEND, "2").await;
+    refreshes_to(&c, "drop_last", DROP_LAST, "2").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT most, least_amount FROM drop_last WHERE customer = 'bob'"
+        )
+        .await,
+        [["7", "3"]]
+    );
+
+    // A file corrected in place, or one taken away, is not an append.
+    drop("day1.csv", "ann,10,1\nbob,50,1\ncy,2,1\n");
+    refreshes_to(&c, "drop_spend", DROP_SPEND, "whole").await;
+    std::fs::remove_file(dir.path().join("day3.csv")).expect("remove");
+    refreshes_to(&c, "drop_spend", DROP_SPEND, "whole").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT total, orders FROM drop_spend WHERE customer = 'bob'"
+        )
+        .await,
+        [["57", "2"]]
+    );
+    // And appends work again after.
+    drop("day5.csv", "fay,6,5\n");
+    refreshes_to(&c, "drop_spend", DROP_SPEND, "1").await;
+}
+
+/// Each visitor's sessions (events less than 30 minutes apart), as the demo model's
+/// `web_sessions`: windows partitioned by the visitor under an aggregate grouped by it.
+const VISITS: &str = "SELECT visitor, session, min(at) AS started, count(*) AS events \
+     FROM (SELECT visitor, at, sum(CASE WHEN gap IS NULL OR gap > 30 THEN 1 ELSE 0 END) \
+             OVER (PARTITION BY visitor ORDER BY at ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session \
+           FROM (SELECT visitor, at, at - lag(at) OVER (PARTITION BY visitor ORDER BY at) AS gap \
+                 FROM clicks) g) s \
+     GROUP BY visitor, session";
+/// The latest click of each visitor.
+const LAST_CLICK: &str = "SELECT visitor, at, page FROM (SELECT visitor, at, page, \
+     row_number() OVER (PARTITION BY visitor ORDER BY at DESC, page) AS rn FROM clicks) l \
+     WHERE rn = 1";
+
+#[tokio::test]
+async fn windows_partitioned_by_the_key_recompute_only_its_partitions() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE clicks (visitor TEXT, at BIGINT, page TEXT);
+         INSERT INTO clicks VALUES ('a', 0, 'home'), ('a', 10, 'shoes'), ('a', 100, 'home'),
+                                   ('b', 5, 'home'), ('c', 7, 'cart'), (NULL, 1, 'home');
+         CREATE MATERIALIZED VIEW visits AS {VISITS};
+         CREATE MATERIALIZED VIEW last_click AS {LAST_CLICK};"
+    ))
+    .await
+    .expect("setup");
+    matches_query(&c, "visits", VISITS).await;
+    // a's click at 80 starts its second session earlier; b starts a second session; d
+    // is new. c is not touched.
+    c.batch_execute(
+        "INSERT INTO clicks VALUES ('a', 80, 'cart'), ('b', 90, 'shoes'), ('d', 3, 'home')",
+    )
+    .await
+    .expect("append");
+    refreshes_to(&c, "visits", VISITS, "3").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT session, started, events FROM visits WHERE visitor = 'a' ORDER BY session"
+        )
+        .await,
+        [["1", "0", "2"], ["2", "80", "2"]]
+    );
+    refreshes_to(&c, "last_click", LAST_CLICK, "3").await;
+    assert_eq!(
+        rows(&c, "SELECT at, page FROM last_click WHERE visitor = 'a'").await,
+        [["100", "home"]]
+    );
+    // NULL is a visitor like any other.
+    c.batch_execute("INSERT INTO clicks VALUES (NULL, 50, 'cart')")
+        .await
+        .expect("append");
+    refreshes_to(&c, "last_click", LAST_CLICK, "1").await;
+    refreshes_to(&c, "visits", VISITS, "1").await;
 }

@@ -328,6 +328,34 @@ async fn server_functions_answer_like_postgres() {
 }
 
 #[tokio::test]
+async fn a_source_directory_reads_the_files_added_to_it() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("day1.csv"), "id,email\n1,a@x.com\n").expect("write");
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE EXTERNAL TABLE drops (id BIGINT, email TEXT) STORED AS CSV LOCATION '{}/' \
+         OPTIONS ('format.has_header' 'true')",
+        dir.path().display()
+    ))
+    .await
+    .expect("external");
+    assert_eq!(rows(&c, "SELECT count(*) FROM drops").await, [["1"]]);
+    // The next day's file is read by the next query, not after a restart.
+    std::fs::write(
+        dir.path().join("day2.csv"),
+        "id,email\n2,b@y.com\n3,c@z.com\n",
+    )
+    .expect("write");
+    assert_eq!(
+        rows(&c, "SELECT id FROM drops ORDER BY id").await,
+        [["1"], ["2"], ["3"]]
+    );
+    std::fs::remove_file(dir.path().join("day1.csv")).expect("remove");
+    assert_eq!(rows(&c, "SELECT count(*) FROM drops").await, [["2"]]);
+}
+
+#[tokio::test]
 async fn external_csv_source_and_bad_rows() {
     let s = Server::start();
     let dir = tempfile::tempdir().expect("dir");

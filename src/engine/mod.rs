@@ -146,7 +146,11 @@ impl Engine {
         // PostgreSQL's session time zone (UTC here): `timestamptz` and `now()` are
         // instants in it, not local times (DataFusion's default has no zone).
         config.options_mut().execution.time_zone = Some("UTC".into());
-        let mut runtime = RuntimeEnvBuilder::new().with_metadata_cache_limit(METADATA_CACHE_BYTES);
+        // No cache of directory listings: DataFusion's keeps a directory's first listing
+        // for the server's life, so a file added to a source's directory was never read.
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_metadata_cache_limit(METADATA_CACHE_BYTES)
+            .with_object_list_cache_limit(0);
         if let Some(bytes) = options.memory_limit {
             runtime = runtime.with_memory_pool(memory::pool(bytes));
         }

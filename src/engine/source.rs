@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -37,16 +37,69 @@ impl SourceTable {
         }
     }
 
-    /// The URLs of the files or directories the source lists (`file:///data/crm.csv`),
-    /// or `None` when it is not a listing of files.
-    pub fn listing_urls(&self) -> Option<Vec<String>> {
-        self.inner.downcast_ref::<ListingTable>().map(|t| {
-            t.table_paths()
-                .iter()
-                .map(|u| u.as_str().to_string())
-                .collect()
-        })
+    /// The files the source reads now, listed as its scans list them (by extension,
+    /// subdirectories left out); `None` unless it is a listing of local files without
+    /// partition columns.
+    pub async fn files(&self, state: &dyn Session) -> Result<Option<Vec<SourceFile>>> {
+        let Some(table) = self.listing() else {
+            return Ok(None);
+        };
+        let mut files = Vec::new();
+        for url in table.table_paths() {
+            if url.scheme() != "file" {
+                return Ok(None);
+            }
+            let store = state.runtime_env().object_store(url)?;
+            let extension = &table.options().file_extension;
+            let mut listed = url.list_all_files(state, store.as_ref(), extension).await?;
+            while let Some(meta) = listed.try_next().await? {
+                files.push(SourceFile {
+                    url: format!("{}{}", url.object_store().as_str(), meta.location),
+                    size: meta.size,
+                    modified: meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+                });
+            }
+        }
+        files.sort_by(|a, b| a.url.cmp(&b.url));
+        files.dedup_by(|a, b| a.url == b.url);
+        Ok(Some(files))
     }
+
+    /// The source reading `files` alone (some of [`Self::files`]): as of a listing, or
+    /// the files added since one. `None` when it is not a listing or `files` is empty.
+    pub fn reading(&self, files: &[SourceFile]) -> Result<Option<SourceTable>> {
+        let Some(table) = self.listing().filter(|_| !files.is_empty()) else {
+            return Ok(None);
+        };
+        let paths = files
+            .iter()
+            .map(|f| ListingTableUrl::parse(&f.url))
+            .collect::<Result<Vec<_>>>()?;
+        let config = ListingTableConfig::new_with_multi_paths(paths)
+            .with_listing_options(table.options().clone())
+            .with_schema(table.schema());
+        Ok(Some(SourceTable {
+            inner: Arc::new(ListingTable::try_new(config)?),
+            label: self.label.clone(),
+        }))
+    }
+
+    fn listing(&self) -> Option<&ListingTable> {
+        self.inner
+            .downcast_ref::<ListingTable>()
+            .filter(|t| t.options().table_partition_cols.is_empty())
+    }
+}
+
+/// A file a source reads, as listed: a local file source's version is its files (see
+/// `crate::engine::matview::inputs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    /// `file:///data/orders/2026-12-01.csv`
+    pub url: String,
+    pub size: u64,
+    /// Its modification time, in nanoseconds since the Unix epoch.
+    pub modified: i64,
 }
 
 #[async_trait]

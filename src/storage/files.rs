@@ -86,6 +86,16 @@ impl FileScan {
         }
     }
 
+    /// The snapshot's Delta version.
+    pub(super) fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    /// The snapshot's table and delta-rs' provider of it.
+    pub(super) fn parts(&self) -> (DeltaTable, Arc<dyn TableProvider>) {
+        (self.table.clone(), self.delta.clone())
+    }
+
     /// A tag of the rows the snapshot holds: equal for two versions that read the same
     /// data files (a vacuum or a checkpoint between them), different after any write
     /// that adds or removes one. An empty table is tagged by its version.

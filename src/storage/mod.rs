@@ -250,20 +250,31 @@ impl ManagedTable {
             })?
     }
 
-    /// The rows appended since `version`: a provider reading only the files added since
-    /// then. `None` when the table changed otherwise since (rows deleted or rewritten,
-    /// files compacted), when that version is no longer in the log, or when the table
-    /// cannot be read file by file.
-    pub async fn appended_since(&self, version: u64) -> Result<Option<Arc<dyn TableProvider>>> {
-        let current = self.state.table.lock().await.clone();
+    /// The rows appended after `version` up to the snapshot `until` (one of this table's
+    /// [`Self::pinned_snapshot`]s; `None`: the latest version): a provider reading only
+    /// the files added in between. `None` when the table changed otherwise (rows
+    /// deleted or rewritten, files compacted), when `version` is no longer in the log, or
+    /// when the table cannot be read file by file.
+    pub async fn appended_since(
+        &self,
+        version: u64,
+        until: Option<&dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let (current, delta) = match until.and_then(|u| u.downcast_ref::<files::FileScan>()) {
+            Some(scan) => scan.parts(),
+            None => {
+                let current = self.state.table.lock().await.clone();
+                let delta = current
+                    .table_provider()
+                    .await
+                    .map_err(|e| EngineError::storage(&self.state.name, e))?;
+                (current, delta)
+            }
+        };
         let mut old = current.clone();
         if old.load_version(version).await.is_err() {
             return Ok(None);
         }
-        let delta = current
-            .table_provider()
-            .await
-            .map_err(|e| EngineError::storage(&self.state.name, e))?;
         Ok(files::appended(&old, &current, delta).map(|s| Arc::new(s) as Arc<dyn TableProvider>))
     }
 
@@ -282,6 +293,16 @@ impl ManagedTable {
     /// The provider of the snapshot reads see now: a new one after every commit.
     pub fn snapshot(&self) -> Arc<dyn TableProvider> {
         self.for_read().state.reader()
+    }
+
+    /// [`Self::snapshot`] and its Delta version: reads of the provider see that version,
+    /// whatever is committed after.
+    pub fn pinned_snapshot(&self) -> (Arc<dyn TableProvider>, Option<u64>) {
+        let snapshot = self.snapshot();
+        let version = snapshot
+            .downcast_ref::<files::FileScan>()
+            .and_then(|f| f.version());
+        (snapshot, version)
     }
 
     /// [`Self::snapshot`] with a tag of the rows it reads: equal for two snapshots that

@@ -2,42 +2,46 @@
 //! were only appended to its inputs, recomputes only the keys those rows reach.
 //!
 //! The view's optimised plan must be [`Keyed`]: an aggregate (`GROUP BY`, `DISTINCT`)
-//! grouped by a plain column, the *key*, under projections, filters (`HAVING`) and
-//! aliases that return the key unchanged, and an `ORDER BY` (see [`keyed`]); or an inner,
-//! left or right join of two such plans on their keys (the first grouping column that
-//! fits is taken). Each result row then depends only on the aggregates' input rows with
-//! its key, so:
+//! grouped by a plain column, the *key*, or window functions that all partition by a
+//! plain column, the key (`row_number() OVER (PARTITION BY customer ...)`, sessions of a
+//! visitor); under projections, filters (`HAVING`, `WHERE rn = 1`) and aliases that
+//! return the key unchanged, and an `ORDER BY` (see [`keyed`]); or an inner, left or
+//! right join of two such plans on their keys (the first column that fits is taken).
+//! Each result row then depends only on the input rows with its key, taken at the
+//! lowest of these *groups* (an aggregate over windows partitioned by its key, or over
+//! an aggregate grouped by it, takes them below those), so:
 //! 1. every input that changed since the versions recorded at the last refresh must be a
 //!    Delta table (a managed table, another engine's table, a materialised view) to
-//!    which files were only added (`INSERT`, `COPY`, appends);
-//! 2. the keys reached are the keys of the aggregates' inputs computed with one changed
+//!    which files were only added (`INSERT`, `COPY`, appends), or a local file source
+//!    to whose files others were only added (a new day's file in its directory);
+//! 2. the keys reached are the keys of the groups' inputs computed with one changed
 //!    scan at a time reading only the added files, the other scans reading everything.
-//!    Between an aggregate and a changed scan there may be only projections, filters,
+//!    Between a group and a changed scan there may be only projections, filters,
 //!    aliases, unions and joins where the scan is on a side whose new rows can only add
 //!    rows to the join (either side of an inner join, the preserved side of an outer,
-//!    semi or anti join), so every row the append added to an aggregate's input is
+//!    semi or anti join), so every row the append added to a group's input is
 //!    found (and some that were there before, which costs only time);
-//! 3. the view's query runs again with each aggregate's input semi-joined to those keys
-//!    (NULL matching NULL), and the stored rows of the other keys together with its rows
-//!    replace the stored result in one Delta commit.
+//! 3. the view's query runs again with each group's input semi-joined to those keys
+//!    (NULL matching NULL), and its rows replace those of the same keys (see
+//!    [`super::overlay`]).
 //!
-//! Anything else (another shape, an input with deleted or updated rows, a changed file
-//! source, a segment, an erasure) recomputes the whole view, as does a failure here.
+//! Anything else (another shape, an input with deleted or updated rows, a source file
+//! changed or removed, a segment, an erasure) recomputes the whole view, as does a failure here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, JoinType, NullEquality};
+use datafusion::common::{Column, DFSchema, JoinType, NullEquality};
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuilder};
 use tracing::debug;
 
-use super::inputs::{self, Inputs};
+use super::inputs::{self, Inputs, Pinned};
 use super::merge::Mergeable;
 use super::overlay;
 use super::refresh::Refreshed;
@@ -56,21 +60,48 @@ const FOLD_FRACTION: u64 = 8;
 
 /// A plan whose result is partitioned by a key: each result row comes from input rows
 /// with its key alone. Such a plan is an aggregate grouped by the key (a plain column;
-/// the first that works), or projections, filters and aliases over one, or an inner,
-/// left or right join of two such plans on their keys.
+/// the first that works) or windows partitioned by it, or projections, filters and
+/// aliases over one, or an inner, left or right join of two such plans on their keys.
 #[derive(Debug)]
 pub struct Keyed {
     /// The key's column in the result.
     pub output: usize,
-    /// The aggregates grouping by the key: each one's path from the top of the plan (the
-    /// input taken at each node) and its key, a column of its input.
+    /// The aggregates and windows whose input rows are taken by key (the groups): each
+    /// one's path from the top of the plan (the input taken at each node) and its key,
+    /// a column of its input.
     groups: Vec<(Vec<usize>, Column)>,
 }
 
+/// How the changed keys are found: by merging the aggregate of the appended rows (its
+/// input reading them), or by the plan that computes them.
+pub enum Change {
+    Merge(Mergeable, LogicalPlan),
+    Keys(LogicalPlan),
+}
+
 impl Keyed {
-    /// The key of an optimised plan, if it has the shape incremental refresh needs.
-    pub fn of(plan: &LogicalPlan) -> Option<Keyed> {
-        keyed(plan, &mut Vec::new()).into_iter().next()
+    /// The first key of an optimised plan by which the rows `deltas` appended can be
+    /// followed (a plan can be keyed by several columns, not all of them usable), and
+    /// how; merging is preferred.
+    pub fn choose(
+        plan: &LogicalPlan,
+        deltas: &HashMap<String, Arc<dyn TableProvider>>,
+    ) -> DfResult<Option<(Keyed, Change)>> {
+        let mut mergeable = Mergeable::of(plan);
+        let aggregate = mergeable.as_ref().map(|m| m.path().to_vec());
+        for keyed in keyed(plan, &mut Vec::new()) {
+            if let Some(path) = &aggregate {
+                if let Some(input) = keyed.delta_input(plan, path, deltas)? {
+                    if let Some(m) = mergeable.take() {
+                        return Ok(Some((keyed, Change::Merge(m, input))));
+                    }
+                }
+            }
+            if let Some(keys) = keyed.keys_plan(plan, deltas)? {
+                return Ok(Some((keyed, Change::Keys(keys))));
+            }
+        }
+        Ok(None)
     }
 
     /// The distinct keys of the rows `deltas` (appended rows by relation name) add to
@@ -109,18 +140,23 @@ impl Keyed {
         keys.map(|k| k.distinct()?.build()).transpose()
     }
 
-    /// The input of the grouping aggregate with the scan of the appended relation
-    /// reading only the appended rows: the rows the append added to that input. `None`
-    /// unless there is one grouping aggregate and one appended relation, read once, below
-    /// it, where its new rows can only add rows.
+    /// The input of the aggregate at `aggregate` (a path from the top of `plan`) with
+    /// the scan of the appended relation reading only the appended rows: the rows the
+    /// append added to that input. `None` unless that aggregate is the one group, and
+    /// one appended relation is read once, below it, where its new rows can only add
+    /// rows.
     pub fn delta_input(
         &self,
         plan: &LogicalPlan,
+        aggregate: &[usize],
         deltas: &HashMap<String, Arc<dyn TableProvider>>,
     ) -> DfResult<Option<LogicalPlan>> {
         let [(path, _)] = self.groups.as_slice() else {
             return Ok(None);
         };
+        if path != aggregate || !matches!(at(plan, path), LogicalPlan::Aggregate(_)) {
+            return Ok(None);
+        }
         if deltas.len() != 1 || scans_of(plan, deltas)? != 1 {
             return Ok(None);
         }
@@ -130,8 +166,7 @@ impl Keyed {
             .and_then(|mut v| v.pop()))
     }
 
-    /// `plan` with each grouping aggregate reading only the rows whose key is among
-    /// `keys`.
+    /// `plan` with each group reading only the rows whose key is among `keys`.
     pub fn restricted(
         &self,
         plan: &LogicalPlan,
@@ -191,14 +226,42 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
                 return vec![];
             }
             // The aggregate's result starts with its group expressions, in order.
+            let inner = under(0, path);
             let groups = a.group_expr.iter().enumerate();
             groups
                 .filter_map(|(output, e)| match e {
                     Expr::Column(key) => Some(Keyed {
                         output,
-                        groups: vec![(path.clone(), key.clone())],
+                        groups: deeper(&inner, a.input.schema(), key)
+                            .unwrap_or_else(|| vec![(path.clone(), key.clone())]),
                     }),
                     _ => None,
+                })
+                .collect()
+        }
+        // Window functions that all partition by a column (and maybe others): each row's
+        // values come from the rows of its partition, which share its value of the column.
+        LogicalPlan::Window(w) => {
+            let input = w.input.schema();
+            let inner = under(0, path);
+            let partitions: Option<Vec<&Vec<Expr>>> =
+                w.window_expr.iter().map(partition_by).collect();
+            let Some(partitions) = partitions else {
+                return vec![];
+            };
+            input
+                .columns()
+                .into_iter()
+                .enumerate()
+                .filter(|(_, key)| {
+                    partitions
+                        .iter()
+                        .all(|p| p.iter().any(|e| matches!(e, Expr::Column(c) if c == key)))
+                })
+                .map(|(output, key)| Keyed {
+                    output,
+                    groups: deeper(&inner, input, &key)
+                        .unwrap_or_else(|| vec![(path.clone(), key.clone())]),
                 })
                 .collect()
         }
@@ -252,6 +315,26 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
         }
         _ => vec![],
     }
+}
+
+/// The `PARTITION BY` of a window function (aliased or not).
+fn partition_by(e: &Expr) -> Option<&Vec<Expr>> {
+    match e {
+        Expr::Alias(a) => partition_by(&a.expr),
+        Expr::WindowFunction(f) => Some(&f.params.partition_by),
+        _ => None,
+    }
+}
+
+/// The groups of `inner` (the ways the input of an aggregate or a window is keyed) by
+/// `key`, a column of that input: the rows of a key then come from the rows with that
+/// key further down, where they are better restricted (before a window sorts them).
+fn deeper(inner: &[Keyed], input: &DFSchema, key: &Column) -> Option<Vec<(Vec<usize>, Column)>> {
+    let index = input.index_of_column(key).ok()?;
+    inner
+        .iter()
+        .find(|k| k.output == index)
+        .map(|k| k.groups.clone())
 }
 
 /// The key column of `rows` (at `key`) as the changed keys: one column named [`KEY`].
@@ -415,8 +498,9 @@ impl Engine {
         fingerprint: &str,
         inputs: &Inputs,
         previous: &RefreshState,
-        versions: &BTreeMap<String, String>,
+        pinned: &Pinned,
     ) -> Result<Option<Refreshed>> {
+        let versions = &pinned.versions;
         let data = runtime.table.data();
         if previous.plan.as_deref() != Some(fingerprint)
             || !previous.populated
@@ -434,6 +518,22 @@ impl Engine {
             if before == version {
                 continue;
             }
+            // A file source to which files were only added.
+            if let Some(files) = pinned.files.get(name) {
+                let added = previous
+                    .files
+                    .get(name)
+                    .and_then(|before| inputs::added_files(before, files));
+                let reading = match (added, inputs.source(name)) {
+                    (Some(added), Some(source)) => source.reading(&added)?,
+                    _ => None,
+                };
+                let Some(reading) = reading else {
+                    return Ok(None);
+                };
+                deltas.insert(name.clone(), Arc::new(reading) as Arc<dyn TableProvider>);
+                continue;
+            }
             // A materialised view whose overlay changed (`v12+3`) was not appended to.
             let plain = |v: &str| v.strip_prefix('v').and_then(|v| v.parse::<u64>().ok());
             let (Some(since), Some(_), Some(table)) =
@@ -441,12 +541,13 @@ impl Engine {
             else {
                 return Ok(None);
             };
-            let Some(appended) = table.appended_since(since).await? else {
+            let until = pinned.provider(name).map(|p| p.as_ref());
+            let Some(appended) = table.appended_since(since, until).await? else {
                 return Ok(None);
             };
             deltas.insert(name.clone(), appended);
         }
-        let Some(keyed) = Keyed::of(optimized) else {
+        let Some((keyed, change)) = Keyed::choose(optimized, &deltas)? else {
             return Ok(None);
         };
         // The key's stored values must be its computed ones: a type stored coarser
@@ -469,16 +570,8 @@ impl Engine {
         let view: Arc<dyn TableProvider> = Arc::new(state.clone());
         // The changed keys; with merging aggregates also their new rows and how many
         // rows they had, otherwise those come below.
-        let (keys, mut merged_rows) = match Mergeable::of(optimized)
-            .map(|m| {
-                keyed
-                    .delta_input(optimized, &deltas)
-                    .map(|i| i.map(|i| (m, i)))
-            })
-            .transpose()?
-            .flatten()
-        {
-            Some((mergeable, input)) => {
+        let (keys, mut merged_rows) = match change {
+            Change::Merge(mergeable, input) => {
                 let delta = mergeable.delta_plan(optimized, input)?;
                 let delta = self
                     .ctx
@@ -492,10 +585,7 @@ impl Engine {
                     .await?;
                 (keys, Some(merged))
             }
-            None => {
-                let Some(keys_plan) = keyed.keys_plan(optimized, &deltas)? else {
-                    return Ok(None);
-                };
+            Change::Keys(keys_plan) => {
                 let keys = self
                     .ctx
                     .execute_logical_plan(keys_plan)
@@ -573,6 +663,7 @@ impl Engine {
             rows,
             version: data.version().await,
             inputs: versions.clone(),
+            files: pinned.files.clone(),
             keys: Some(changed as u64),
             overlay: runtime.table.overlay_seq(),
             plan: fingerprint.to_string(),
@@ -624,18 +715,23 @@ mod tests {
         ctx.state().optimize(&plan).expect(sql)
     }
 
-    /// The key's column in the result, if the query can be refreshed incrementally.
+    /// The key's column in the result, if the query can be refreshed incrementally
+    /// after an append to `t`.
     async fn key_of(sql: &str) -> Option<usize> {
-        let (ctx, _) = context();
-        Keyed::of(&optimized(&ctx, sql).await).map(|g| g.output)
+        let (ctx, deltas) = context();
+        let plan = optimized(&ctx, sql).await;
+        let chosen = Keyed::choose(&plan, &deltas).expect("choose");
+        chosen.map(|(keyed, _)| keyed.output)
     }
 
     /// The keys the appended rows of `t` reach, sorted; `None` if not found that way.
     async fn keys_reached(sql: &str) -> Option<Vec<String>> {
         let (ctx, deltas) = context();
         let plan = optimized(&ctx, sql).await;
-        let keyed = Keyed::of(&plan)?;
-        let keys = keyed.keys_plan(&plan, &deltas).expect("keys plan")?;
+        let keys = match Keyed::choose(&plan, &deltas).expect("choose")? {
+            (_, Change::Keys(keys)) => keys,
+            (keyed, Change::Merge(..)) => keyed.keys_plan(&plan, &deltas).expect("keys")?,
+        };
         let batches = ctx
             .execute_logical_plan(keys)
             .await
@@ -715,12 +811,54 @@ mod tests {
             "SELECT sum(v) FROM t GROUP BY k",
             "SELECT upper(k), sum(v) FROM t GROUP BY upper(k)",
             "SELECT k, sum(v) FROM t GROUP BY k ORDER BY k LIMIT 2",
-            "SELECT k, v, rank() OVER (PARTITION BY k ORDER BY v) FROM t",
+            "SELECT k, v, rank() OVER (ORDER BY v) AS r FROM t",
+            "SELECT k, v, rank() OVER (PARTITION BY upper(k) ORDER BY v) AS r FROM t",
+            "SELECT k, v, count(*) OVER (PARTITION BY k) AS a, count(*) OVER () AS b FROM t",
             "SELECT k, sum(v) FROM t GROUP BY ROLLUP (k)",
             "SELECT k, v FROM t",
         ] {
             assert_eq!(key_of(sql).await, None, "{sql}");
         }
+    }
+
+    #[tokio::test]
+    async fn windows_partitioned_by_a_column_are_keyed_by_it() {
+        assert_eq!(
+            key_of("SELECT v, k, rank() OVER (PARTITION BY k ORDER BY v) AS r FROM t").await,
+            Some(1)
+        );
+        // The latest row of each key.
+        const LATEST: &str = "SELECT k, v FROM (SELECT k, v, row_number() OVER \
+                              (PARTITION BY k ORDER BY v DESC) AS rn FROM t) l WHERE rn = 1";
+        assert_eq!(key_of(LATEST).await, Some(0));
+        // Every window partitions by k (one by more).
+        assert_eq!(
+            key_of(
+                "SELECT k, v, count(*) OVER (PARTITION BY k, v) AS a, \
+                 lag(v) OVER (PARTITION BY k ORDER BY v) AS b FROM t"
+            )
+            .await,
+            Some(0)
+        );
+        // Sessions: an aggregate grouped by the windows' partition column (and by what
+        // they computed, which cannot be the key).
+        const SESSIONS: &str = "SELECT s, k, count(*) AS n FROM (SELECT k, v, sum(v) OVER \
+                                (PARTITION BY k ORDER BY v) AS s FROM t) w GROUP BY s, k";
+        assert_eq!(key_of(SESSIONS).await, Some(1));
+        let reached = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        for sql in [LATEST, SESSIONS] {
+            assert_eq!(keys_reached(sql).await, reached(&["b", "c"]), "{sql}");
+        }
+        // Grouped by another column than the windows': a new row changes the window
+        // values of others rows, in other groups.
+        assert_eq!(
+            keys_reached(
+                "SELECT v, max(r) FROM (SELECT k, v, rank() OVER (PARTITION BY k ORDER BY v) \
+                 AS r FROM t) w GROUP BY v"
+            )
+            .await,
+            None
+        );
     }
 
     #[tokio::test]
@@ -775,8 +913,16 @@ mod tests {
                 "SELECT k, count(*) FROM (SELECT k, count(*) AS n FROM t GROUP BY k) s GROUP BY k"
             )
             .await,
+            reached(&["b", "c"]),
+            "an aggregate below the key's, grouped by it too"
+        );
+        assert_eq!(
+            keys_reached(
+                "SELECT n, count(*) FROM (SELECT k, count(*) AS n FROM t GROUP BY k) s GROUP BY n"
+            )
+            .await,
             None,
-            "an aggregate below the key's"
+            "an aggregate below the key's, grouped otherwise"
         );
     }
 }

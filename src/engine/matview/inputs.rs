@@ -10,20 +10,23 @@
 //! - anything else (object-store sources, system tables, table functions such as
 //!   `resolve_identities`) has no version, nor has a query calling a function that is not
 //!   immutable (`now()`, `random()`): such a view is recomputed on every refresh.
+//!
+//! A refresh reads managed tables and local file sources as of the versions it records
+//! ([`Pinned`]): a commit or a file landing while it runs is for the next refresh, which
+//! can then take the rows added since the recorded version for the appended ones.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::datasource::source_as_provider;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use twox_hash::XxHash3_128;
 
 use super::table::MaterializedViewTable;
-use crate::engine::source::SourceTable;
+use crate::engine::source::{SourceFile, SourceTable};
 use crate::storage::ManagedTable;
 use crate::system::delta::ReadOnlyTable;
 
@@ -95,28 +98,108 @@ impl Inputs {
         delta_table_of(provider.as_ref())
     }
 
-    /// The current version of every input, by relation (and unstable function).
-    pub async fn versions(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
+    /// The file source read as input `name`, if it is one.
+    pub fn source(&self, name: &str) -> Option<&SourceTable> {
+        let (_, provider) = self.scans.iter().find(|(n, _)| n == name)?;
+        provider.downcast_ref::<SourceTable>()
+    }
+
+    /// The current version of every input, by relation (and unstable function), with
+    /// providers that read the managed tables and local file sources as of that version.
+    pub async fn pin(&self, state: &dyn Session) -> Result<Pinned> {
+        let mut pinned = Pinned::default();
         for (name, provider) in &self.scans {
             let version = if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
-                m.version_text()
-                    .await
-                    .unwrap_or_else(|| UNVERSIONED.to_string())
+                // Written by its own refreshes only, which this one runs first.
+                m.version_text().await
             } else if let Some(t) = delta_table_of(provider.as_ref()) {
-                delta_version(t).await
+                let (snapshot, version) = t.pinned_snapshot();
+                version.map(|v| {
+                    pinned.providers.insert(name.clone(), snapshot);
+                    format!("v{v}")
+                })
             } else if let Some(s) = provider.downcast_ref::<SourceTable>() {
-                files_version(s.listing_urls()).await
+                match s.files(state).await? {
+                    Some(files) => {
+                        if let Some(reading) = s.reading(&files)? {
+                            pinned.providers.insert(name.clone(), Arc::new(reading));
+                        }
+                        let version = files_version(&files);
+                        pinned.files.insert(name.clone(), files);
+                        Some(version)
+                    }
+                    None => None,
+                }
             } else {
-                UNVERSIONED.to_string()
+                None
             };
-            out.insert(name.clone(), version);
+            let version = version.unwrap_or_else(|| UNVERSIONED.to_string());
+            pinned.versions.insert(name.clone(), version);
         }
         for f in &self.unstable_functions {
-            out.insert(f.clone(), UNVERSIONED.to_string());
+            pinned.versions.insert(f.clone(), UNVERSIONED.to_string());
         }
-        out
+        Ok(pinned)
     }
+}
+
+/// The inputs of a refresh as it reads them (see [`Inputs::pin`]).
+#[derive(Debug, Default)]
+pub struct Pinned {
+    /// The version of every input, by relation (and unstable function).
+    pub versions: BTreeMap<String, String>,
+    /// Providers reading managed tables and local file sources as of their version:
+    /// rows committed and files added after are left to the next refresh (which would
+    /// otherwise take them for new and merge them a second time).
+    providers: HashMap<String, Arc<dyn TableProvider>>,
+    /// The files of each local file source.
+    pub files: BTreeMap<String, Vec<SourceFile>>,
+}
+
+impl Pinned {
+    /// `plan` (an optimised plan) with its scans of pinned inputs reading the pinned
+    /// providers. (The relations' guards are put back when the plan is run: they go by
+    /// the relation's name, see `crate::access::mask`.)
+    pub fn apply(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        if self.providers.is_empty() {
+            return Ok(plan);
+        }
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(mut scan) => {
+                match self.providers.get(&scan.table_name.to_string()) {
+                    Some(p) => {
+                        scan.source = provider_as_source(p.clone());
+                        Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::TableScan(scan))),
+                }
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+    }
+
+    /// The pinned provider of input `name`, if it has one.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn TableProvider>> {
+        self.providers.get(name)
+    }
+}
+
+/// The files added to a source since an earlier listing (`before`) when the change
+/// from `before` to `after` only added files; `None` if any file went or changed.
+pub fn added_files(before: &[SourceFile], after: &[SourceFile]) -> Option<Vec<SourceFile>> {
+    let now: HashMap<&str, &SourceFile> = after.iter().map(|f| (f.url.as_str(), f)).collect();
+    if before.iter().any(|f| now.get(f.url.as_str()) != Some(&f)) {
+        return None;
+    }
+    let known: std::collections::HashSet<&str> = before.iter().map(|f| f.url.as_str()).collect();
+    Some(
+        after
+            .iter()
+            .filter(|f| !known.contains(f.url.as_str()))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// The Delta table behind a provider: a managed table, a materialised view's result, or
@@ -151,94 +234,157 @@ pub fn describe(versions: &BTreeMap<String, String>) -> String {
         .join(", ")
 }
 
-async fn delta_version(t: &ManagedTable) -> String {
-    t.version()
-        .await
-        .map_or_else(|| UNVERSIONED.to_string(), |v| format!("v{v}"))
-}
-
-/// A hash of the names, sizes and modification times of a local source's files; a
-/// source on an object store has no version.
-async fn files_version(urls: Option<Vec<String>>) -> String {
-    let Some(urls) = urls else {
-        return UNVERSIONED.to_string();
-    };
-    let listing = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        for u in &urls {
-            let path = url::Url::parse(u)
-                .ok()
-                .filter(|u| u.scheme() == "file")
-                .and_then(|u| u.to_file_path().ok())?;
-            list_files(&path, &mut lines).ok()?;
-        }
-        lines.sort();
-        Some(lines.join("\n"))
-    })
-    .await
-    .ok()
-    .flatten();
-    match listing {
-        Some(text) => format!("files:{:032x}", XxHash3_128::oneshot(text.as_bytes())),
-        None => UNVERSIONED.to_string(),
-    }
-}
-
-fn list_files(path: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            list_files(&entry?.path(), out)?;
-        }
-    } else {
-        let modified = meta
-            .modified()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        out.push(format!("{}\t{}\t{modified}", path.display(), meta.len()));
-    }
-    Ok(())
+/// A hash of the names, sizes and modification times of a local source's files.
+fn files_version(files: &[SourceFile]) -> String {
+    let text: String = files
+        .iter()
+        .map(|f| format!("{}\t{}\t{}\n", f.url, f.size, f.modified))
+        .collect();
+    format!("files:{:032x}", XxHash3_128::oneshot(text.as_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::prelude::{CsvReadOptions, SessionContext};
+
+    /// A source over directory `dir`, as `CREATE EXTERNAL TABLE` makes it.
+    async fn source(ctx: &SessionContext, dir: &std::path::Path) -> SourceTable {
+        let location = format!("{}/", dir.display());
+        ctx.register_csv("s", &location, CsvReadOptions::new())
+            .await
+            .expect("register");
+        let table = ctx
+            .deregister_table("s")
+            .expect("deregister")
+            .expect("table");
+        SourceTable::new(table, "s", &location)
+    }
 
     #[tokio::test]
-    async fn file_versions_follow_changes() {
+    async fn a_file_source_is_versioned_by_its_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("a.csv");
-        std::fs::write(&file, "x\n1\n").expect("write");
-        let url = url::Url::from_directory_path(dir.path())
-            .expect("url")
-            .to_string();
-        let first = files_version(Some(vec![url.clone()])).await;
-        assert!(first.starts_with("files:"), "{first}");
-        assert_eq!(first, files_version(Some(vec![url.clone()])).await);
-        std::fs::write(&file, "x\n1\n2\n").expect("rewrite");
-        assert_ne!(first, files_version(Some(vec![url.clone()])).await);
-        assert_eq!(files_version(None).await, UNVERSIONED);
-        let remote = files_version(Some(vec!["s3://bucket/x.csv".into()])).await;
-        assert_eq!(remote, UNVERSIONED);
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n").expect("write");
+        // Without a cache of listings, as the engine (see `Engine::open_with`).
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_object_list_cache_limit(0)
+            .build_arc()
+            .expect("runtime");
+        let ctx = SessionContext::new_with_config_rt(Default::default(), runtime);
+        let source = source(&ctx, dir.path()).await;
+        let state = ctx.state();
+        let first = source.files(&state).await.expect("list").expect("local");
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(files_version(&first).starts_with("files:"));
+        // Another kind of file, or one in a subdirectory, is not read, so not listed.
+        std::fs::write(dir.path().join("notes.txt"), "x").expect("write");
+        std::fs::create_dir(dir.path().join("old")).expect("mkdir");
+        std::fs::write(dir.path().join("old/z.csv"), "x\n9\n").expect("write");
+        let same = source.files(&state).await.expect("list").expect("local");
+        assert_eq!(files_version(&same), files_version(&first));
+        // A new file is an addition; a changed or removed one is not.
+        std::fs::write(dir.path().join("b.csv"), "x\n2\n3\n").expect("write");
+        let second = source.files(&state).await.expect("list").expect("local");
+        let added = added_files(&first, &second).expect("only added");
+        assert_eq!(added.len(), 1);
+        assert!(added[0].url.ends_with("/b.csv"), "{added:?}");
+        let rows = ctx
+            .read_table(Arc::new(
+                source.reading(&added).expect("provider").expect("files"),
+            ))
+            .expect("read")
+            .count()
+            .await
+            .expect("count");
+        assert_eq!(rows, 2, "the added file's rows alone");
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n4\n").expect("rewrite");
+        let third = source.files(&state).await.expect("list").expect("local");
+        assert_ne!(files_version(&third), files_version(&second));
+        assert_eq!(added_files(&second, &third), None);
+        std::fs::remove_file(dir.path().join("b.csv")).expect("remove");
+        let fourth = source.files(&state).await.expect("list").expect("local");
+        assert_eq!(added_files(&third, &fourth), None);
+        assert_eq!(added_files(&fourth, &fourth), Some(Vec::new()));
+    }
+
+    #[tokio::test]
+    async fn a_pinned_plan_reads_its_inputs_as_of_their_version() {
+        use datafusion::arrow::array::{Int64Array, RecordBatch};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = |r: std::ops::Range<i64>| {
+            let values = Int64Array::from(r.collect::<Vec<_>>());
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).expect("batch")
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let table = ManagedTable::create("t", dir.path(), schema.clone())
+            .await
+            .expect("create");
+        table.append(vec![batch(0..3)]).await.expect("append");
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(table.clone()))
+            .expect("register");
+        let plan = ctx
+            .state()
+            .create_logical_plan("SELECT sum(n) AS s FROM t")
+            .await
+            .expect("plan");
+        let optimized = ctx.state().optimize(&plan).expect("optimize");
+        let inputs = Inputs::of(&plan).expect("inputs");
+        let pinned = inputs.pin(&ctx.state()).await.expect("pin");
+        let version = pinned.versions["t"].clone();
+        // Rows committed while the refresh runs are not read by it...
+        table.append(vec![batch(3..5)]).await.expect("append");
+        let sum = |plan: LogicalPlan| {
+            let ctx = ctx.clone();
+            async move {
+                let rows = ctx
+                    .execute_logical_plan(plan)
+                    .await
+                    .expect("run")
+                    .collect()
+                    .await
+                    .expect("collect");
+                datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+                    .expect("format")
+                    .to_string()
+            }
+        };
+        let pinned_sum = sum(pinned.apply(optimized.clone()).expect("apply")).await;
+        assert!(pinned_sum.contains("| 3 |"), "{pinned_sum}");
+        assert!(sum(optimized).await.contains("| 10 |"));
+        // ...but by the next one, as appended since the version recorded.
+        let since = version.trim_start_matches('v').parse().expect("version");
+        let later = inputs.pin(&ctx.state()).await.expect("pin");
+        let until = later.provider("t").map(|p| p.as_ref());
+        let appended = table
+            .appended_since(since, until)
+            .await
+            .expect("appended")
+            .expect("only appends");
+        let rows = ctx
+            .read_table(appended)
+            .expect("read")
+            .count()
+            .await
+            .expect("count");
+        assert_eq!(rows, 2);
     }
 
     #[tokio::test]
     async fn unstable_functions_make_a_plan_unversioned() {
-        let ctx = datafusion::prelude::SessionContext::new();
-        let plan = ctx
-            .state()
-            .create_logical_plan("SELECT now() AS t")
-            .await
-            .expect("plan");
-        let versions = Inputs::of(&plan).expect("inputs").versions().await;
+        let ctx = SessionContext::new();
+        let versions_of = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let plan = ctx.state().create_logical_plan(sql).await.expect("plan");
+                let inputs = Inputs::of(&plan).expect("inputs");
+                inputs.pin(&ctx.state()).await.expect("pin").versions
+            }
+        };
+        let versions = versions_of("SELECT now() AS t").await;
         assert!(!all_versioned(&versions), "{versions:?}");
-        let plan = ctx
-            .state()
-            .create_logical_plan("SELECT abs(-1) AS t")
-            .await
-            .expect("plan");
-        let versions = Inputs::of(&plan).expect("inputs").versions().await;
+        let versions = versions_of("SELECT abs(-1) AS t").await;
         assert!(
             all_versioned(&versions) && versions.is_empty(),
             "{versions:?}"

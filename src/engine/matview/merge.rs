@@ -1,17 +1,20 @@
 //! Merging aggregates: a view that is one aggregate grouped by its key, whose columns
-//! are the key and `count`, `sum`, `min` or `max` aggregates, is refreshed after an
-//! append to one of its inputs without reading that input again. The aggregate runs over
-//! the appended rows only (the *delta*: one row per key they reach), and each of those
-//! keys' new row is its stored row merged with its delta row: counts and sums added,
-//! the smaller minimum and the larger maximum kept (NULL, an aggregate over no value,
-//! gives way to the other side).
+//! are the key and `count`, `sum`, `min`, `max`, `bool_or`, `bool_and` or
+//! `collect_distinct` aggregates, is refreshed after an append to one of its inputs
+//! without reading that input again. The aggregate runs over the appended rows only
+//! (the *delta*: one row per key they reach), and each of those keys' new row is its
+//! stored row merged with its delta row: counts and sums added, the smaller minimum and
+//! the larger maximum kept, the booleans or-ed and and-ed, the lists united (sorted,
+//! without duplicates, as `collect_distinct` gives them); NULL, an aggregate over no
+//! value, gives way to the other side.
 //!
 //! This holds when the appended rows are exactly the rows the append added to the
 //! aggregate's input: one appended relation, read once, below the aggregate through
 //! nodes whose new input rows only add rows (see [`super::incremental`]), with every
 //! other relation unchanged. A `HAVING`, an expression over an aggregate (`sum(x) /
-//! count(*)`), `DISTINCT` or another function (`avg`, `latest`) recomputes the keys from
-//! all their input rows instead.
+//! count(*)`), `DISTINCT` or another function (`avg`, `latest`, whose stored result
+//! alone cannot be merged with the delta's) recomputes the keys from all their input
+//! rows instead.
 
 use std::sync::Arc;
 
@@ -22,6 +25,8 @@ use datafusion::common::{Column, JoinType, NullEquality};
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::functions_nested::expr_fn::array_union;
+use datafusion::functions_nested::sort::array_sort_udf;
 use datafusion::logical_expr::{when, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{DataFrame, SessionContext};
 
@@ -40,6 +45,11 @@ enum Merge {
     Add,
     Min,
     Max,
+    /// `collect_distinct`: the sorted union of both lists.
+    Union,
+    /// `bool_or`, `bool_and`.
+    Or,
+    And,
 }
 
 /// A view whose rows merge with the aggregate of appended rows.
@@ -94,6 +104,11 @@ impl Mergeable {
             path.push(0);
             node = node.inputs()[0];
         }
+    }
+
+    /// The aggregate's path from the top of the plan.
+    pub fn path(&self) -> &[usize] {
+        &self.path
     }
 
     /// The view's plan with the aggregate reading `input` (its input with the appended
@@ -175,6 +190,11 @@ impl Mergeable {
                     Merge::Max => {
                         either(when(o.clone().gt(d.clone()), o.clone()).otherwise(d.clone())?)
                     }
+                    Merge::Union => {
+                        either(array_sort_udf().call(vec![array_union(o.clone(), d.clone())]))
+                    }
+                    Merge::Or => either(o.clone().or(d.clone())),
+                    Merge::And => either(o.clone().and(d.clone())),
                 }?;
                 Ok(e.alias(field.name()))
             })
@@ -222,6 +242,9 @@ fn merge_of(e: &Expr) -> Option<Merge> {
         "count" | "sum" => Some(Merge::Add),
         "min" => Some(Merge::Min),
         "max" => Some(Merge::Max),
+        "collect_distinct" => Some(Merge::Union),
+        "bool_or" => Some(Merge::Or),
+        "bool_and" => Some(Merge::And),
         _ => None,
     }
 }
@@ -236,6 +259,7 @@ mod tests {
     /// ([`Keyed::delta_input`]).
     async fn merges(sql: &str) -> Option<Vec<Merge>> {
         let ctx = SessionContext::new();
+        udfs::register_all(&ctx);
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, true),
             Field::new("v", DataType::Int64, true),
@@ -246,13 +270,15 @@ mod tests {
         let plan = ctx.state().create_logical_plan(sql).await.expect(sql);
         let plan = ctx.state().optimize(&plan).expect(sql);
         let deltas = std::collections::HashMap::from([("t".to_string(), t)]);
-        let keyed = super::super::incremental::Keyed::of(&plan)?;
-        keyed.delta_input(&plan, &deltas).expect("delta input")?;
-        Mergeable::of(&plan).map(|m| m.columns)
+        use super::super::incremental::{Change, Keyed};
+        match Keyed::choose(&plan, &deltas).expect("choose")? {
+            (_, Change::Merge(m, _)) => Some(m.columns),
+            (_, Change::Keys(_)) => None,
+        }
     }
 
     #[tokio::test]
-    async fn counts_sums_minima_and_maxima_of_one_key_merge() {
+    async fn counts_sums_extrema_booleans_and_value_lists_of_one_key_merge() {
         use Merge::*;
         assert_eq!(
             merges("SELECT k, count(*) AS n, sum(v) AS s, min(v), max(v) FROM t GROUP BY k").await,
@@ -266,6 +292,13 @@ mod tests {
             .await,
             Some(vec![Max, Key, Add])
         );
+        assert_eq!(
+            merges(
+                "SELECT k, bool_or(v > 1), bool_and(v > 1), collect_distinct(v) FROM t GROUP BY k"
+            )
+            .await,
+            Some(vec![Key, Or, And, Union])
+        );
         for sql in [
             "SELECT k, avg(v) FROM t GROUP BY k",
             // Planned as a count over a distinct aggregate.
@@ -275,6 +308,7 @@ mod tests {
             "SELECT k, sum(v) FROM t GROUP BY k HAVING sum(v) > 1",
             "SELECT k, v, count(*) FROM t GROUP BY k, v",
             "SELECT k, first_value(v ORDER BY v) FROM t GROUP BY k",
+            "SELECT k, latest(v, v) FROM t GROUP BY k",
             "SELECT k, v FROM t",
         ] {
             assert_eq!(merges(sql).await, None, "{sql}");

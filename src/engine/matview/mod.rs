@@ -71,6 +71,10 @@ pub struct RefreshState {
     /// The version of every input when the stored result was computed (see [`inputs`]).
     #[serde(default)]
     pub inputs: BTreeMap<String, String>,
+    /// The files of each local file source among the inputs, as read then: files added
+    /// since are the rows appended to it (see [`incremental`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, Vec<crate::engine::source::SourceFile>>,
     /// When the stored result was computed (microseconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_refresh: Option<i64>,

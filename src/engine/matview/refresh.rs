@@ -29,6 +29,7 @@ use super::table::MaterializedViewTable;
 use super::{now_micros, CreateMaterializedView, Definition, RefreshState, Runtime, Status};
 use crate::engine::catalog::{Catalog, Entry, RelationKind};
 use crate::engine::error::{EngineError, Result};
+use crate::engine::source::SourceFile;
 use crate::engine::{bare, unique_suffix, upsert, Engine, Outcome};
 use crate::storage::ManagedTable;
 
@@ -49,6 +50,8 @@ pub(super) enum Refreshed {
         rows: u64,
         version: Option<u64>,
         inputs: std::collections::BTreeMap<String, String>,
+        /// The files of the local file sources read.
+        files: std::collections::BTreeMap<String, Vec<SourceFile>>,
         keys: Option<u64>,
         /// The overlay's number after the refresh.
         overlay: Option<u64>,
@@ -270,10 +273,12 @@ impl Engine {
                         rows,
                         version,
                         inputs,
+                        files,
                         keys,
                         overlay,
                         plan,
                     }) => {
+                        s.files = files.clone();
                         s.incremental_keys = *keys;
                         s.overlay = *overlay;
                         s.plan = Some(plan.clone());
@@ -344,18 +349,22 @@ impl Engine {
                 self.refresh(&input, depth + 1).await?;
             }
         }
-        let mut versions = inputs.versions().await;
+        let mut pinned = inputs.pin(&self.ctx.state()).await?;
         // The suppression list filters every scan: a view computed before an erasure is
         // out of date after it, whatever its inputs' versions.
         if !self.suppression.is_empty() {
-            versions.insert(ERASURES.to_string(), self.suppression.len().to_string());
+            pinned
+                .versions
+                .insert(ERASURES.to_string(), self.suppression.len().to_string());
         }
+        let versions = &pinned.versions;
         let optimized = self.ctx.state().optimize(&plan)?;
         let fingerprint = inputs::plan_fingerprint(&optimized);
+        let optimized = pinned.apply(optimized)?;
         if previous.populated
             && runtime.table.is_populated()
-            && previous.inputs == versions
-            && inputs::all_versioned(&versions)
+            && previous.inputs == *versions
+            && inputs::all_versioned(versions)
             && previous.plan.as_ref() == Some(&fingerprint)
             && previous.overlay == runtime.table.overlay_seq()
         {
@@ -392,7 +401,7 @@ impl Engine {
                 &fingerprint,
                 &inputs,
                 &previous,
-                &versions,
+                &pinned,
             )
             .await
         };
@@ -403,7 +412,7 @@ impl Engine {
                 warn!("incremental refresh of materialized view \"{name}\" failed, recomputing it whole: {e}")
             }
         }
-        let result = self.ctx.execute_logical_plan(plan).await?;
+        let result = self.ctx.execute_logical_plan(optimized).await?;
         self.vacuum_old_results(runtime).await;
         let rows = if def.segment {
             // A segment's members are compared with the stored ones before the commit.
@@ -420,7 +429,8 @@ impl Engine {
         Ok(Refreshed::Written {
             rows,
             version: runtime.table.data().version().await,
-            inputs: versions,
+            inputs: pinned.versions.clone(),
+            files: pinned.files.clone(),
             keys: None,
             overlay: None,
             plan: fingerprint,
