@@ -631,3 +631,103 @@ async fn windows_partitioned_by_the_key_recompute_only_its_partitions() {
     refreshes_to(&c, "last_click", LAST_CLICK, "1").await;
     refreshes_to(&c, "visits", VISITS, "1").await;
 }
+
+/// Survivorship: the most recent, the first and the most trusted value of each key.
+const GOLDEN: &str =
+    "SELECT customer, latest(email, at) AS email, earliest(email, at) AS first_email, \
+     first_by_priority(phone, 1, at) AS phone, first_by_priority(phone, 2) AS any_phone, \
+     count(*) AS n FROM contacts GROUP BY customer";
+
+#[tokio::test]
+async fn picked_values_merge_with_their_stored_ranking() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE contacts (customer TEXT, email TEXT, phone TEXT, at BIGINT);
+         INSERT INTO contacts VALUES ('ann', 'a1', '+1', 10), ('ann', 'a2', NULL, 20),
+                                     ('bob', 'b1', '+2', NULL), ('bob', NULL, '+3', 5),
+                                     ('cy', 'c1', '+4', 7), (NULL, 'n1', '+5', 1);
+         CREATE MATERIALIZED VIEW golden AS {GOLDEN};"
+    ))
+    .await
+    .expect("setup");
+    // What the view holds is its own columns; the ranking it stores is not read.
+    let columns = rows(
+        &c,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'golden'",
+    )
+    .await;
+    assert_eq!(columns, [["6"]]);
+    // It is stored, after them, in the Delta table's files (and in the overlay later).
+    let stored = std::fs::read_dir(data.join("matviews"))
+        .expect("matviews")
+        .flat_map(|d| std::fs::read_dir(d.expect("entry").path()).expect("view dir"))
+        .map(|f| f.expect("file").path())
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .map(|f| std::fs::read(f).expect("read"))
+        .any(|bytes| {
+            let name = b"__tessera_state_email";
+            bytes.windows(name.len()).any(|w| w == name)
+        });
+    assert!(stored, "the ranking of golden.email is stored");
+    let e = c
+        .batch_execute("CREATE MATERIALIZED VIEW bad AS SELECT 1 AS __tessera_state_x")
+        .await
+        .expect_err("a reserved name");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
+    assert_eq!(
+        rows(&c, "SELECT * FROM golden WHERE customer = 'ann'").await,
+        [["ann", "a2", "a1", "+1", "+1", "2"]]
+    );
+    let rounds = [
+        // Newer and older values, a tie on time settled by the value, a time where there
+        // was none, NULL values that change nothing, a NULL key and a new key.
+        (
+            "('ann', 'a0', '+0', 30), ('ann', 'a9', NULL, 1), ('bob', 'b0', '+1', 5), \
+             ('cy', NULL, NULL, 99), (NULL, 'n2', NULL, 1), ('dee', NULL, '+9', NULL)",
+            "5",
+        ),
+        // Ties with the stored value, on both sides of it.
+        (
+            "('ann', 'a1', '+0', 30), ('ann', 'zz', '+00', 30), ('bob', 'b9', '+0', 5), \
+             ('dee', 'd1', '+8', NULL)",
+            "3",
+        ),
+    ];
+    for (values, keys) in rounds {
+        c.batch_execute(&format!("INSERT INTO contacts VALUES {values}"))
+            .await
+            .expect("append");
+        refreshes_to(&c, "golden", GOLDEN, keys).await;
+    }
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT * FROM golden WHERE customer IN ('ann', 'bob') ORDER BY 1"
+        )
+        .await,
+        [
+            ["ann", "zz", "a9", "+0", "+0", "6"],
+            ["bob", "b9", "b0", "+0", "+0", "4"]
+        ]
+    );
+    // The stored ranking survives a restart, and merges again after it.
+    drop(c);
+    assert!(s.stop().success());
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute("INSERT INTO contacts VALUES ('cy', 'c0', '+7', 8)")
+        .await
+        .expect("append");
+    refreshes_to(&c, "golden", GOLDEN, "1").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT email, first_email, phone FROM golden WHERE customer = 'cy'"
+        )
+        .await,
+        [["c0", "c1", "+7"]]
+    );
+}

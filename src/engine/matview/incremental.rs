@@ -360,7 +360,7 @@ fn ordered(plan: &LogicalPlan) -> bool {
 }
 
 /// The node of `plan` at `path` (the input taken at each node).
-fn at<'a>(plan: &'a LogicalPlan, path: &[usize]) -> &'a LogicalPlan {
+pub(super) fn at<'a>(plan: &'a LogicalPlan, path: &[usize]) -> &'a LogicalPlan {
     path.iter().fold(plan, |node, i| node.inputs()[*i])
 }
 

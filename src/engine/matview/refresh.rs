@@ -23,6 +23,7 @@ use futures::future::BoxFuture;
 use tracing::{debug, info, warn};
 
 use super::inputs::{self, Inputs};
+use super::merge::{Mergeable, STATE_PREFIX};
 use super::overlay::Overlay;
 use super::segments;
 use super::table::MaterializedViewTable;
@@ -88,6 +89,29 @@ impl Engine {
             {
                 return Err(segments::missing_member_column(&name));
             }
+            if let Some(f) = plan
+                .schema()
+                .fields()
+                .iter()
+                .find(|f| f.name().starts_with(STATE_PREFIX))
+            {
+                return Err(EngineError::NotSupported(format!(
+                    "a materialized view column named \"{}\" (tessera keeps names starting with {STATE_PREFIX} for its own)",
+                    f.name()
+                )));
+            }
+            // A view whose aggregates merge stores their state after its columns.
+            let plan = match (def.segment, self.ctx.state().optimize(&plan)) {
+                (false, Ok(optimized)) => match Mergeable::stateful(&optimized) {
+                    Ok(Some(stateful)) => stateful,
+                    Ok(None) => plan,
+                    Err(e) => {
+                        warn!("materialized view \"{name}\" stores no merging state: {e}");
+                        plan
+                    }
+                },
+                _ => plan,
+            };
             let fields: Vec<_> = plan
                 .schema()
                 .fields()
@@ -360,7 +384,6 @@ impl Engine {
         let versions = &pinned.versions;
         let optimized = self.ctx.state().optimize(&plan)?;
         let fingerprint = inputs::plan_fingerprint(&optimized);
-        let optimized = pinned.apply(optimized)?;
         if previous.populated
             && runtime.table.is_populated()
             && previous.inputs == *versions
@@ -385,13 +408,28 @@ impl Engine {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        if stored != computed {
+        // A view that stores the state of its merging aggregates computes it too.
+        let data_schema = runtime.table.data().schema();
+        let stateful = data_schema.fields().len() > stored.len();
+        let optimized = match stateful {
+            false => Some(optimized),
+            true => Mergeable::stateful(&optimized)?.filter(|p| {
+                p.schema().fields().len() == data_schema.fields().len()
+                    && p.schema()
+                        .fields()
+                        .iter()
+                        .zip(data_schema.fields())
+                        .all(|(a, b)| a.name() == b.name())
+            }),
+        };
+        let Some(optimized) = optimized.filter(|_| stored == computed) else {
             return Err(EngineError::NotSupported(format!(
                 "a result with other columns than those stored: the query of \"{name}\" now returns ({}), the view has ({}); drop it and create it again",
                 computed.join(", "),
                 stored.join(", ")
             )));
-        }
+        };
+        let optimized = pinned.apply(optimized)?;
         let incremental = if def.segment {
             Ok(None)
         } else {

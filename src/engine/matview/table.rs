@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::merge::STATE_PREFIX;
 use super::overlay::{Current, Overlay, Stored};
 use super::resident::Residency;
 use crate::engine::EngineError;
@@ -32,6 +33,9 @@ pub struct MaterializedViewTable {
     populated: AtomicBool,
     /// Its rows in memory, for a view with lookup keys (see [`super::resident`]).
     residency: Option<Arc<Residency>>,
+    /// Its columns: the stored ones but the state kept for merging (see
+    /// [`super::merge::state_column`]), which come last.
+    schema: SchemaRef,
 }
 
 impl MaterializedViewTable {
@@ -44,7 +48,16 @@ impl MaterializedViewTable {
         populated: bool,
         keys: Vec<String>,
     ) -> Self {
+        let stored = data.schema();
+        let own: Vec<_> = stored
+            .fields()
+            .iter()
+            .filter(|f| !f.name().starts_with(STATE_PREFIX))
+            .cloned()
+            .collect();
+        let schema = Arc::new(Schema::new_with_metadata(own, stored.metadata().clone()));
         MaterializedViewTable {
+            schema,
             name: name.to_string(),
             definition: definition.to_string(),
             stored: Stored {
@@ -115,7 +128,7 @@ impl MaterializedViewTable {
 #[async_trait]
 impl TableProvider for MaterializedViewTable {
     fn schema(&self) -> SchemaRef {
-        self.stored.data.schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -136,6 +149,15 @@ impl TableProvider for MaterializedViewTable {
         if !self.is_populated() {
             return Err(EngineError::NotPopulated(self.name.clone()).into());
         }
+        // The state columns stored after the view's own are not read.
+        let own: Vec<usize>;
+        let projection = match projection {
+            None if self.schema.fields().len() < self.stored.data.schema().fields().len() => {
+                own = (0..self.schema.fields().len()).collect();
+                Some(&own)
+            }
+            p => p,
+        };
         if let Some(residency) = &self.residency {
             let resident = residency
                 .scan(&self.stored, state, projection, filters, limit)
