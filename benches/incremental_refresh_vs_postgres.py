@@ -20,6 +20,13 @@ On a throwaway PostgreSQL 15 and a throwaway tessera server, each:
      `incremental_keys` read back.
 Prints the seconds of each step and the ratios incremental / full (target: at most 0.1)
 and PostgreSQL / tessera incremental.
+
+Two more views are refreshed on tessera alone, each after the same append and checked the
+same way (their functions or their refresh have no PostgreSQL counterpart to compare):
+`customer_golden`, picked values (latest, earliest, first_by_priority: merged with the
+ranking stored beside them), and `customer_gaps`, the longest gap between a customer's
+orders (a window partitioned by customer under an aggregate: the changed customers'
+orders are read again).
 """
 
 import os
@@ -41,6 +48,22 @@ VIEW = """SELECT customer,
        min(ordered_at) AS first_order_at,
        max(ordered_at) AS last_order_at
   FROM orders GROUP BY customer"""
+
+# tessera only: (name, query) refreshed after the append like customer_spend.
+MORE_VIEWS = [
+    ("customer_golden", """SELECT customer,
+       latest(status, ordered_at) AS last_status,
+       earliest(amount, ordered_at) AS first_amount,
+       first_by_priority(amount, 1, ordered_at) AS last_amount,
+       collect_distinct(status) AS statuses,
+       count(*) AS orders
+  FROM orders GROUP BY customer"""),
+    ("customer_gaps", """SELECT customer, count(*) AS orders, max(gap) AS longest_gap
+  FROM (SELECT customer, date_part('epoch', ordered_at)
+                         - lag(date_part('epoch', ordered_at)) OVER (PARTITION BY customer ORDER BY ordered_at) AS gap
+          FROM orders) g
+ GROUP BY customer"""),
+]
 
 DDL = "CREATE TABLE orders (id BIGINT, customer TEXT, amount DOUBLE PRECISION, status TEXT, ordered_at TIMESTAMP)"
 
@@ -76,17 +99,24 @@ def bench(name, dsn):
         conn.execute(DDL)
         out["load"] = timed(conn, rows_sql(SERIES[name], 0, ORDERS))
         out["create"] = timed(conn, f"CREATE MATERIALIZED VIEW customer_spend AS {VIEW}")
+        views = [("customer_spend", VIEW)] + (MORE_VIEWS if name == "tessera" else [])
+        for view, query in views[1:]:
+            out[f"{view} create"] = timed(conn, f"CREATE MATERIALIZED VIEW {view} AS {query}")
         out["append"] = timed(conn, rows_sql(SERIES[name], ORDERS, APPENDED, new_customers=1000))
         out["refresh"] = timed(conn, "REFRESH MATERIALIZED VIEW customer_spend")
         if name == "tessera":
-            out["keys"] = conn.execute(
-                "SELECT incremental_keys FROM tessera.materialized_views WHERE name = 'customer_spend'"
-            ).fetchone()[0]
-            out["full"] = timed(conn, f"CREATE MATERIALIZED VIEW customer_spend_full AS {VIEW}")
-            for a, b in (("customer_spend", "customer_spend_full"), ("customer_spend_full", "customer_spend")):
-                extra = conn.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT SELECT * FROM {b}) d").fetchone()[0]
-                if extra:
-                    raise SystemExit(f"tessera: {extra} rows of {a} are not in {b}")
+            for view, query in views:
+                prefix = "" if view == "customer_spend" else f"{view} "
+                if prefix:
+                    out[f"{prefix}refresh"] = timed(conn, f"REFRESH MATERIALIZED VIEW {view}")
+                out[f"{prefix}keys"] = conn.execute(
+                    f"SELECT incremental_keys FROM tessera.materialized_views WHERE name = '{view}'"
+                ).fetchone()[0]
+                out[f"{prefix}full"] = timed(conn, f"CREATE MATERIALIZED VIEW {view}_full AS {query}")
+                for a, b in ((view, f"{view}_full"), (f"{view}_full", view)):
+                    extra = conn.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT SELECT * FROM {b}) d").fetchone()[0]
+                    if extra:
+                        raise SystemExit(f"tessera: {extra} rows of {a} are not in {b}")
         out["rows"] = conn.execute("SELECT count(*) FROM customer_spend").fetchone()[0]
     return out
 
@@ -106,6 +136,12 @@ def main():
     print(f"keys recomputed: {ts['keys']:,} of {ts['rows']:,} rows")
     print(f"tessera incremental / tessera full: {ts['refresh'] / ts['full']:.3f} (target <= 0.1)")
     print(f"PostgreSQL refresh / tessera incremental: {pg['refresh'] / ts['refresh']:.2f}x")
+    for view, _ in MORE_VIEWS:
+        keys = ts[f"{view} keys"]
+        keys = "whole" if keys is None else f"{keys:,} keys"
+        print(f"{view}: fill {ts[f'{view} create']:.2f} s, incremental {ts[f'{view} refresh']:.2f} s "
+              f"({keys}), full {ts[f'{view} full']:.2f} s: "
+              f"{ts[f'{view} refresh'] / ts[f'{view} full']:.3f}")
 
 
 if __name__ == "__main__":

@@ -383,9 +383,9 @@ async fn a_few_keys_go_to_the_overlay_until_it_grows() {
         .expect("append");
     assert_eq!(refreshed(&c, "spend").await[1..], ["refreshed", "1"]);
     assert_eq!(overlay_files(&data).len(), 1);
-    c.batch_execute("DELETE FROM orders WHERE id = 3001")
+    c.batch_execute("UPDATE orders SET amount = amount + 1")
         .await
-        .expect("delete");
+        .expect("update every row");
     assert_eq!(refreshed(&c, "spend").await[1..], ["refreshed", "whole"]);
     assert!(overlay_files(&data).is_empty());
     matches_query(&c, "spend", SPEND).await;
@@ -730,4 +730,67 @@ async fn picked_values_merge_with_their_stored_ranking() {
         .await,
         [["c0", "c1", "+7"]]
     );
+}
+
+const EVENT_TOTALS: &str =
+    "SELECT customer, sum(amount) AS total, count(*) AS n FROM events GROUP BY customer";
+
+/// Rows deleted or updated in a few of an input's files: the keys of the rewritten
+/// files' rows, before and after, are recomputed; a change to much of the input
+/// recomputes the whole view.
+#[tokio::test]
+async fn deletes_and_updates_in_a_few_files_recompute_their_keys() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE events (customer TEXT, amount BIGINT)")
+        .await
+        .expect("table");
+    // Ten files, each with two customers' five rows.
+    for file in 0..10 {
+        let rows: Vec<String> = (0..10)
+            .map(|r| format!("('c{file}{}', {r})", if r % 2 == 0 { 'a' } else { 'b' }))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO events VALUES {}", rows.join(", ")))
+            .await
+            .expect("insert");
+    }
+    c.batch_execute(&format!(
+        "CREATE MATERIALIZED VIEW event_totals AS {EVENT_TOTALS}"
+    ))
+    .await
+    .expect("view");
+    // c3a's file is rewritten without it: c3a goes, c3b is recomputed as it was.
+    c.batch_execute("DELETE FROM events WHERE customer = 'c3a'")
+        .await
+        .expect("delete");
+    refreshes_to(&c, "event_totals", EVENT_TOTALS, "2").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) FROM event_totals WHERE customer LIKE 'c3%'"
+        )
+        .await,
+        [["1"]]
+    );
+    c.batch_execute("UPDATE events SET amount = amount + 100 WHERE customer = 'c7b'")
+        .await
+        .expect("update");
+    refreshes_to(&c, "event_totals", EVENT_TOTALS, "2").await;
+    // An update and an append together.
+    c.batch_execute(
+        "UPDATE events SET customer = 'c1z' WHERE customer = 'c1a';
+         INSERT INTO events VALUES ('c9a', 1), ('new', 5)",
+    )
+    .await
+    .expect("update and append");
+    refreshes_to(&c, "event_totals", EVENT_TOTALS, "5").await;
+    // Most of the rows rewritten: the whole view.
+    c.batch_execute("UPDATE events SET amount = 0 WHERE amount > 2")
+        .await
+        .expect("update all");
+    refreshes_to(&c, "event_totals", EVENT_TOTALS, "whole").await;
+    c.batch_execute("TRUNCATE events; INSERT INTO events VALUES ('x', 1)")
+        .await
+        .expect("refill");
+    refreshes_to(&c, "event_totals", EVENT_TOTALS, "whole").await;
 }

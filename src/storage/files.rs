@@ -170,6 +170,75 @@ pub(super) fn appended(
     })
 }
 
+/// The rows of `old` that `new` (a later version of the same table) no longer holds,
+/// and those it holds that `old` did not, as scans of the files removed and of the
+/// files added between them (a file rewritten by `UPDATE` or `DELETE` is both), with
+/// the rows in the removed files and in all of `new`'s, when counted. `None` when a
+/// version cannot be read file by file. `old_delta`, `new_delta`: delta-rs' providers.
+pub(super) fn changed(
+    old: &DeltaTable,
+    new: &DeltaTable,
+    old_delta: Arc<dyn TableProvider>,
+    new_delta: Arc<dyn TableProvider>,
+) -> Option<Changed> {
+    let before = list_all(old)?;
+    let after = list_all(new)?;
+    let paths = |l: &Listing| -> std::collections::HashSet<StorePath> {
+        l.files
+            .iter()
+            .map(|f| f.object_meta.location.clone())
+            .collect()
+    };
+    let (was, is) = (paths(&before), paths(&after));
+    let only =
+        |l: &Listing, other: &std::collections::HashSet<StorePath>| -> Vec<PartitionedFile> {
+            l.files
+                .iter()
+                .filter(|f| !other.contains(&f.object_meta.location))
+                .cloned()
+                .collect()
+        };
+    let (removed, added) = (only(&before, &is), only(&after, &was));
+    let scan =
+        |table: &DeltaTable, delta: Arc<dyn TableProvider>, files: Vec<PartitionedFile>| FileScan {
+            table: table.clone(),
+            delta,
+            listing: OnceLock::from(Some(Arc::new(Listing { files, rows: None }))),
+            tag: OnceLock::new(),
+        };
+    let removed_rows = removed_rows(old, &removed);
+    Some(Changed {
+        removed: scan(old, old_delta, removed),
+        added: scan(new, new_delta, added),
+        removed_rows,
+        rows: after.rows,
+    })
+}
+
+/// What [`changed`] finds.
+pub(super) struct Changed {
+    pub removed: FileScan,
+    pub added: FileScan,
+    pub removed_rows: Option<usize>,
+    pub rows: Option<usize>,
+}
+
+/// The rows in `files` of `table`, when its log counts them.
+fn removed_rows(table: &DeltaTable, files: &[PartitionedFile]) -> Option<usize> {
+    let state = table.snapshot().ok()?;
+    let root = table.table_url().to_file_path().ok()?;
+    let wanted: std::collections::HashSet<&StorePath> =
+        files.iter().map(|f| &f.object_meta.location).collect();
+    let mut rows = 0;
+    for file in state.log_data().iter() {
+        let location = StorePath::from_absolute_path(root.join(file.path().as_ref())).ok()?;
+        if wanted.contains(&location) {
+            rows += file.num_records()?;
+        }
+    }
+    Some(rows)
+}
+
 /// [`list`], empty tables included.
 fn list_all(table: &DeltaTable) -> Option<Listing> {
     let state = table.snapshot().ok()?;

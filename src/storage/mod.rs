@@ -278,6 +278,45 @@ impl ManagedTable {
         Ok(files::appended(&old, &current, delta).map(|s| Arc::new(s) as Arc<dyn TableProvider>))
     }
 
+    /// The rows removed and the rows added after `version` up to the snapshot `until`
+    /// (as in [`Self::appended_since`]): scans of the data files removed (read from the
+    /// earlier version; a file rewritten by `UPDATE` or `DELETE` is removed whole, its
+    /// other rows added again) and of those added. `None` when `version` is no longer in
+    /// the log or the table cannot be read file by file, or when the files removed hold
+    /// more than `1/most` of the table's rows (or do not say how many).
+    pub async fn changed_since(
+        &self,
+        version: u64,
+        until: Option<&dyn TableProvider>,
+        most: usize,
+    ) -> Result<Option<(Arc<dyn TableProvider>, Arc<dyn TableProvider>)>> {
+        let Some(scan) = until.and_then(|u| u.downcast_ref::<files::FileScan>()) else {
+            return Ok(None);
+        };
+        let (current, new_delta) = scan.parts();
+        let mut old = current.clone();
+        if old.load_version(version).await.is_err() {
+            return Ok(None);
+        }
+        let old_delta = old
+            .table_provider()
+            .await
+            .map_err(|e| EngineError::storage(&self.state.name, e))?;
+        let Some(changed) = files::changed(&old, &current, old_delta, new_delta) else {
+            return Ok(None);
+        };
+        let few = match (changed.removed_rows, changed.rows) {
+            (Some(removed), Some(rows)) => removed.saturating_mul(most) <= rows,
+            _ => false,
+        };
+        Ok(few.then(|| {
+            (
+                Arc::new(changed.removed) as Arc<dyn TableProvider>,
+                Arc::new(changed.added) as Arc<dyn TableProvider>,
+            )
+        }))
+    }
+
     /// Delete the rows matching `predicate` in one commit; returns how many went.
     pub async fn delete_where(&self, predicate: Expr) -> Result<u64> {
         self.state

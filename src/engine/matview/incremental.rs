@@ -13,9 +13,12 @@
 //! 1. every input that changed since the versions recorded at the last refresh must be a
 //!    Delta table (a managed table, another engine's table, a materialised view) to
 //!    which files were only added (`INSERT`, `COPY`, appends), or a local file source
-//!    to whose files others were only added (a new day's file in its directory);
+//!    to whose files others were only added (a new day's file in its directory); or,
+//!    for one input at most, a Delta table whose rows were deleted or updated in files
+//!    holding at most 1/`FOLD_FRACTION` of its rows (its removed files' rows and its
+//!    added files' rows are then its changed rows, and nothing merges);
 //! 2. the keys reached are the keys of the groups' inputs computed with one changed
-//!    scan at a time reading only the added files, the other scans reading everything.
+//!    scan at a time reading only the changed rows, the other scans reading everything.
 //!    Between a group and a changed scan there may be only projections, filters,
 //!    aliases, unions and joins where the scan is on a side whose new rows can only add
 //!    rows to the join (either side of an inner join, the preserved side of an outer,
@@ -25,8 +28,8 @@
 //!    (NULL matching NULL), and its rows replace those of the same keys (see
 //!    [`super::overlay`]).
 //!
-//! Anything else (another shape, an input with deleted or updated rows, a source file
-//! changed or removed, a segment, an erasure) recomputes the whole view, as does a failure here.
+//! Anything else (another shape, more deletes or updates, a source file changed or
+//! removed, a segment, an erasure) recomputes the whole view, as does a failure here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,14 +83,16 @@ pub enum Change {
 }
 
 impl Keyed {
-    /// The first key of an optimised plan by which the rows `deltas` appended can be
-    /// followed (a plan can be keyed by several columns, not all of them usable), and
-    /// how; merging is preferred.
+    /// The first key of an optimised plan by which the rows `deltas` appended (or
+    /// removed and added) can be followed (a plan can be keyed by several columns, not
+    /// all of them usable), and how; merging, when `merge` allows it (only appends), is
+    /// preferred.
     pub fn choose(
         plan: &LogicalPlan,
         deltas: &HashMap<String, Arc<dyn TableProvider>>,
+        merge: bool,
     ) -> DfResult<Option<(Keyed, Change)>> {
-        let mut mergeable = Mergeable::of(plan);
+        let mut mergeable = Mergeable::of(plan).filter(|_| merge);
         let aggregate = mergeable.as_ref().map(|m| m.path().to_vec());
         for keyed in keyed(plan, &mut Vec::new()) {
             if let Some(path) = &aggregate {
@@ -185,6 +190,47 @@ impl Keyed {
             })?;
         }
         Ok(plan)
+    }
+}
+
+/// The rows an input lost and those it gained, read as one relation: which keys they
+/// reach is all the keys plan asks of them.
+#[derive(Debug)]
+struct Changes {
+    removed: Arc<dyn TableProvider>,
+    added: Arc<dyn TableProvider>,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for Changes {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.added.schema()
+    }
+
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        datafusion::logical_expr::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let removed = self.removed.scan(state, projection, filters, limit).await?;
+        let added = self.added.scan(state, projection, filters, limit).await?;
+        datafusion::physical_plan::union::UnionExec::try_new(vec![removed, added])
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        Ok(vec![
+            datafusion::logical_expr::TableProviderFilterPushDown::Inexact;
+            filters.len()
+        ])
     }
 }
 
@@ -513,6 +559,7 @@ impl Engine {
             return Ok(None);
         }
         let mut deltas = HashMap::new();
+        let mut removals = false;
         for (name, version) in versions {
             let before = &previous.inputs[name];
             if before == version {
@@ -542,12 +589,27 @@ impl Engine {
                 return Ok(None);
             };
             let until = pinned.provider(name).map(|p| p.as_ref());
-            let Some(appended) = table.appended_since(since, until).await? else {
-                return Ok(None);
+            let delta = match table.appended_since(since, until).await? {
+                Some(appended) => appended,
+                // Rows deleted or updated (in a few of its files): the keys of the rows
+                // removed and of those added are reached, for one such input at most
+                // (the others, unchanged or appended to, hold every row a removed one
+                // joined with); nothing merges.
+                None if !removals => {
+                    let changed = table
+                        .changed_since(since, until, FOLD_FRACTION as usize)
+                        .await?;
+                    let Some((removed, added)) = changed else {
+                        return Ok(None);
+                    };
+                    removals = true;
+                    Arc::new(Changes { removed, added })
+                }
+                None => return Ok(None),
             };
-            deltas.insert(name.clone(), appended);
+            deltas.insert(name.clone(), delta);
         }
-        let Some((keyed, change)) = Keyed::choose(optimized, &deltas)? else {
+        let Some((keyed, change)) = Keyed::choose(optimized, &deltas, !removals)? else {
             return Ok(None);
         };
         // The key's stored values must be its computed ones: a type stored coarser
@@ -720,7 +782,7 @@ mod tests {
     async fn key_of(sql: &str) -> Option<usize> {
         let (ctx, deltas) = context();
         let plan = optimized(&ctx, sql).await;
-        let chosen = Keyed::choose(&plan, &deltas).expect("choose");
+        let chosen = Keyed::choose(&plan, &deltas, true).expect("choose");
         chosen.map(|(keyed, _)| keyed.output)
     }
 
@@ -728,7 +790,7 @@ mod tests {
     async fn keys_reached(sql: &str) -> Option<Vec<String>> {
         let (ctx, deltas) = context();
         let plan = optimized(&ctx, sql).await;
-        let keys = match Keyed::choose(&plan, &deltas).expect("choose")? {
+        let keys = match Keyed::choose(&plan, &deltas, true).expect("choose")? {
             (_, Change::Keys(keys)) => keys,
             (keyed, Change::Merge(..)) => keyed.keys_plan(&plan, &deltas).expect("keys")?,
         };

@@ -524,7 +524,7 @@ mod tests {
         let plan = Mergeable::stateful(&plan).expect("state").unwrap_or(plan);
         let deltas = std::collections::HashMap::from([("t".to_string(), t)]);
         use super::super::incremental::{Change, Keyed};
-        match Keyed::choose(&plan, &deltas).expect("choose")? {
+        match Keyed::choose(&plan, &deltas, true).expect("choose")? {
             (_, Change::Merge(m, _)) => Some(m.columns),
             (_, Change::Keys(_)) => None,
         }
