@@ -734,6 +734,8 @@ async fn picked_values_merge_with_their_stored_ranking() {
 
 const EVENT_TOTALS: &str =
     "SELECT customer, sum(amount) AS total, count(*) AS n FROM events GROUP BY customer";
+const EVENT_PAIRS: &str = "SELECT a.customer, count(*) AS pairs, sum(b.amount) AS total \
+     FROM events a JOIN events b ON a.customer = b.customer GROUP BY a.customer";
 
 /// Rows deleted or updated in a few of an input's files: the keys of the rewritten
 /// files' rows, before and after, are recomputed; a change to much of the input
@@ -755,15 +757,19 @@ async fn deletes_and_updates_in_a_few_files_recompute_their_keys() {
             .expect("insert");
     }
     c.batch_execute(&format!(
-        "CREATE MATERIALIZED VIEW event_totals AS {EVENT_TOTALS}"
+        "CREATE MATERIALIZED VIEW event_totals AS {EVENT_TOTALS};
+         CREATE MATERIALIZED VIEW event_pairs AS {EVENT_PAIRS};"
     ))
     .await
-    .expect("view");
+    .expect("views");
     // c3a's file is rewritten without it: c3a goes, c3b is recomputed as it was.
     c.batch_execute("DELETE FROM events WHERE customer = 'c3a'")
         .await
         .expect("delete");
     refreshes_to(&c, "event_totals", EVENT_TOTALS, "2").await;
+    // Read twice, a removed row's partners are gone from the other reading too: the
+    // whole view is recomputed.
+    refreshes_to(&c, "event_pairs", EVENT_PAIRS, "whole").await;
     assert_eq!(
         rows(
             &c,
@@ -793,4 +799,83 @@ async fn deletes_and_updates_in_a_few_files_recompute_their_keys() {
         .await
         .expect("refill");
     refreshes_to(&c, "event_totals", EVENT_TOTALS, "whole").await;
+}
+
+/// Per customer, those with a positive balance only (a customer can leave the view).
+const BALANCES: &str = "SELECT customer, sum(amount) AS balance, count(*) AS n FROM ledger \
+                        GROUP BY customer HAVING sum(amount) > 0";
+/// Read from `balances`: per region, and its customers with a balance over 10.
+const REGION_BALANCES: &str = "SELECT r.region, count(*) AS customers, sum(b.balance) AS total \
+     FROM balances b JOIN regions r ON r.customer = b.customer GROUP BY r.region";
+const RICH: &str = "SELECT customer, max(balance) AS balance, max(n) AS entries FROM balances \
+                    WHERE balance > 10 GROUP BY customer";
+
+/// A view reading another that was refreshed through its overlay recomputes only the
+/// keys the other's changed rows reach, before and after the change.
+#[tokio::test]
+async fn views_reading_an_incrementally_refreshed_view_follow_its_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE ledger (customer TEXT, amount BIGINT);
+         CREATE TABLE regions (customer TEXT, region TEXT);
+         INSERT INTO ledger SELECT 'c' || CAST(value % 100 AS TEXT), value % 7 + 1
+           FROM generate_series(1, 1000);
+         INSERT INTO regions SELECT 'c' || CAST(value AS TEXT), 'r' || CAST(value % 20 AS TEXT)
+           FROM generate_series(0, 99);
+         CREATE MATERIALIZED VIEW balances AS {BALANCES};
+         CREATE MATERIALIZED VIEW region_balances AS {REGION_BALANCES};
+         CREATE MATERIALIZED VIEW rich AS {RICH};"
+    ))
+    .await
+    .expect("setup");
+    // c1 falls to zero (it leaves balances: its row in rich must go too), c2 drops
+    // under 10, c3 grows, new arrives without a region.
+    c.batch_execute(
+        "INSERT INTO ledger SELECT 'c1', -1000; INSERT INTO ledger VALUES ('c2', -35), ('c3', 5), ('new', 50)",
+    )
+    .await
+    .expect("append");
+    // Refreshing rich refreshes balances first (4 keys, through its overlay).
+    refreshes_to(&c, "rich", RICH, "4").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT rows, incremental_keys FROM tessera.materialized_views WHERE name = 'balances'"
+        )
+        .await,
+        [["100", "4"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) FROM rich WHERE customer IN ('c1', 'c2')"
+        )
+        .await,
+        [["0"]]
+    );
+    // c1, c2 and c3 are in regions r1, r2, r3; new in none.
+    refreshes_to(&c, "region_balances", REGION_BALANCES, "3").await;
+    // Another round, the views one overlay behind, then two.
+    c.batch_execute("INSERT INTO ledger VALUES ('c4', 1)")
+        .await
+        .expect("append");
+    refreshes_to(&c, "rich", RICH, "1").await;
+    c.batch_execute("INSERT INTO ledger VALUES ('c5', -500)")
+        .await
+        .expect("append");
+    refreshes_to(&c, "rich", RICH, "1").await;
+    refreshes_to(&c, "region_balances", REGION_BALANCES, "2").await;
+    // After a restart the change files are read back.
+    drop(c);
+    assert!(s.stop().success());
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute("INSERT INTO ledger VALUES ('c6', 3)")
+        .await
+        .expect("append");
+    refreshes_to(&c, "region_balances", REGION_BALANCES, "1").await;
+    refreshes_to(&c, "rich", RICH, "1").await;
 }

@@ -51,6 +51,7 @@ use super::refresh::Refreshed;
 use super::{RefreshState, Runtime};
 use crate::engine::error::Result;
 use crate::engine::Engine;
+use crate::storage::cast_batch;
 
 /// The name of the changed keys' relation in the recomputing plan, and of its column.
 const KEYS: &str = "__changed_keys";
@@ -191,6 +192,15 @@ impl Keyed {
         }
         Ok(plan)
     }
+}
+
+/// A materialised view's version (`v12+3`): its Delta version and overlay number.
+fn overlaid(version: &str) -> Option<(u64, Option<u64>)> {
+    let version = version.strip_prefix('v')?;
+    Some(match version.split_once('+') {
+        Some((delta, overlay)) => (delta.parse().ok()?, Some(overlay.parse().ok()?)),
+        None => (version.parse().ok()?, None),
+    })
 }
 
 /// The rows an input lost and those it gained, read as one relation: which keys they
@@ -559,7 +569,12 @@ impl Engine {
             return Ok(None);
         }
         let mut deltas = HashMap::new();
-        let mut removals = false;
+        // The input whose rows were deleted or updated, if one was; whether the appended
+        // rows may be merged (not when rows went, nor when a materialised view, which
+        // this refresh does not pin, was appended to: an append it read already would
+        // be merged again).
+        let mut removed: Option<String> = None;
+        let mut merge = true;
         for (name, version) in versions {
             let before = &previous.inputs[name];
             if before == version {
@@ -581,7 +596,31 @@ impl Engine {
                 deltas.insert(name.clone(), Arc::new(reading) as Arc<dyn TableProvider>);
                 continue;
             }
-            // A materialised view whose overlay changed (`v12+3`) was not appended to.
+            // A materialised view refreshed through its overlay since (`v12` or `v12+2`
+            // to `v12+3`): its changed rows are the rows its keys had before, kept in the
+            // overlay's change files, and the rows they have now (nothing merges).
+            if let (Some(view), Some((a, after)), Some((b, Some(upto)))) = (
+                inputs.materialized_view(name),
+                overlaid(before),
+                overlaid(version),
+            ) {
+                if removed.is_some() || a != b || after.is_some_and(|s| s >= upto) {
+                    return Ok(None);
+                }
+                let Some((schema, before, now)) = view.changes(after, upto)? else {
+                    return Ok(None);
+                };
+                removed = Some(name.clone());
+                merge = false;
+                let gone = Arc::new(MemTable::try_new(schema.clone(), vec![before])?);
+                let added = Arc::new(MemTable::try_new(schema, vec![now])?);
+                let changes = Changes {
+                    removed: gone,
+                    added,
+                };
+                deltas.insert(name.clone(), Arc::new(changes));
+                continue;
+            }
             let plain = |v: &str| v.strip_prefix('v').and_then(|v| v.parse::<u64>().ok());
             let (Some(since), Some(_), Some(table)) =
                 (plain(before), plain(version), inputs.delta_table(name))
@@ -590,26 +629,43 @@ impl Engine {
             };
             let until = pinned.provider(name).map(|p| p.as_ref());
             let delta = match table.appended_since(since, until).await? {
-                Some(appended) => appended,
+                Some(appended) => {
+                    merge &= inputs.materialized_view(name).is_none();
+                    appended
+                }
                 // Rows deleted or updated (in a few of its files): the keys of the rows
                 // removed and of those added are reached, for one such input at most
                 // (the others, unchanged or appended to, hold every row a removed one
                 // joined with); nothing merges.
-                None if !removals => {
+                None if removed.is_none() => {
                     let changed = table
                         .changed_since(since, until, FOLD_FRACTION as usize)
                         .await?;
-                    let Some((removed, added)) = changed else {
+                    let Some((gone, added)) = changed else {
                         return Ok(None);
                     };
-                    removals = true;
-                    Arc::new(Changes { removed, added })
+                    let changes = Changes {
+                        removed: gone,
+                        added,
+                    };
+                    removed = Some(name.clone());
+                    merge = false;
+                    Arc::new(changes)
                 }
                 None => return Ok(None),
             };
             deltas.insert(name.clone(), delta);
         }
-        let Some((keyed, change)) = Keyed::choose(optimized, &deltas, !removals)? else {
+        // The rows removed from an input are found through each of its scans with the
+        // others reading the input as it is now, without them: a relation read twice
+        // (joined with itself) would miss a removed row's partners.
+        if let Some(name) = removed.as_ref() {
+            let one = HashMap::from([(name.clone(), deltas[name].clone())]);
+            if scans_of(optimized, &one)? != 1 {
+                return Ok(None);
+            }
+        }
+        let Some((keyed, change)) = Keyed::choose(optimized, &deltas, merge)? else {
             return Ok(None);
         };
         // The key's stored values must be its computed ones: a type stored coarser
@@ -664,7 +720,7 @@ impl Engine {
             let changed_keys: Arc<dyn TableProvider> =
                 Arc::new(MemTable::try_new(schema, vec![keys.clone()])?);
             let (recomputed, replaced) = match merged_rows.take() {
-                Some((rows, replaced)) => (rows, Some(replaced)),
+                Some((rows, before)) => (rows, Some(before)),
                 None => {
                     let recompute = keyed.restricted(optimized, &changed_keys)?;
                     let rows = self
@@ -691,15 +747,21 @@ impl Engine {
             )?;
             let new_rows: usize = recomputed.iter().map(|b| b.num_rows()).sum();
             if fits && merged.key_count() as u64 <= previous.rows / FOLD_FRACTION {
-                // The rows the changed keys had, which the overlay now replaces.
-                let replaced = match replaced {
-                    Some(n) => n,
+                // The rows the changed keys had, which the overlay now replaces: kept for
+                // the views reading this one.
+                let before = match replaced {
+                    Some(before) => before,
                     None => {
                         let plan = with_keys(current, key, &changed_keys, JoinType::LeftSemi)?;
-                        self.ctx.execute_logical_plan(plan).await?.count().await?
+                        let before = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                        before
+                            .iter()
+                            .map(|b| cast_batch(b, &stored))
+                            .collect::<DfResult<_>>()?
                     }
                 };
-                runtime.table.overlay().replace(merged).await?;
+                let replaced: usize = before.iter().map(|b| b.num_rows()).sum();
+                runtime.table.overlay().replace(merged, before).await?;
                 rows = (rows + new_rows as u64).saturating_sub(replaced as u64);
                 debug!(view = %name, elapsed = ?started.elapsed(), "materialized view: overlay written");
             } else if ordered(optimized) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
@@ -98,6 +99,12 @@ impl Inputs {
         delta_table_of(provider.as_ref())
     }
 
+    /// The materialised view read as input `name`, if it is one.
+    pub fn materialized_view(&self, name: &str) -> Option<&MaterializedViewTable> {
+        let (_, provider) = self.scans.iter().find(|(n, _)| n == name)?;
+        provider.downcast_ref::<MaterializedViewTable>()
+    }
+
     /// The file source read as input `name`, if it is one.
     pub fn source(&self, name: &str) -> Option<&SourceTable> {
         let (_, provider) = self.scans.iter().find(|(n, _)| n == name)?;
@@ -121,9 +128,12 @@ impl Inputs {
             } else if let Some(s) = provider.downcast_ref::<SourceTable>() {
                 match s.files(state).await? {
                     Some(files) => {
-                        if let Some(reading) = s.reading(&files)? {
-                            pinned.providers.insert(name.clone(), Arc::new(reading));
-                        }
+                        // No file yet: no row, rather than a file landing before the scan.
+                        let reading: Arc<dyn TableProvider> = match s.reading(&files)? {
+                            Some(reading) => Arc::new(reading),
+                            None => Arc::new(EmptyTable::new(s.schema())),
+                        };
+                        pinned.providers.insert(name.clone(), reading);
                         let version = files_version(&files);
                         pinned.files.insert(name.clone(), files);
                         Some(version)

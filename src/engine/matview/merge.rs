@@ -179,10 +179,12 @@ impl Mergeable {
                 other => other.with_new_exprs(other.expressions(), vec![node])?,
             };
         }
-        // The aggregate at the top: its state columns named.
-        if m.path.is_empty() {
-            let fields = node.schema().clone();
-            let width = fields.fields().len() - states.len();
+        // No projection above the aggregate (it is the top, or only an alias or a sort
+        // is): its state columns named at the top.
+        let fields = node.schema().clone();
+        let width = fields.fields().len() - states.len();
+        let named = (0..states.len()).all(|k| *fields.field(width + k).name() == states[k].0);
+        if !named {
             let exprs: Vec<Expr> = (0..fields.fields().len())
                 .map(|i| {
                     let c = Expr::Column(Column::from(fields.qualified_field(i)));
@@ -272,15 +274,15 @@ impl Mergeable {
     }
 
     /// The new rows of the keys in `delta` (the delta plan's rows): each merged with the
-    /// stored row of its key, read from `view`; and how many stored rows those keys
-    /// had. `stored`: the view's stored columns, to which both sides are cast.
+    /// stored row of its key, read from `view`; and the stored rows those keys had.
+    /// `stored`: the view's stored columns, to which both sides are cast.
     pub async fn merged(
         &self,
         ctx: &SessionContext,
         view: Arc<dyn TableProvider>,
         stored: &SchemaRef,
         delta: Vec<RecordBatch>,
-    ) -> DfResult<(Vec<RecordBatch>, usize)> {
+    ) -> DfResult<(Vec<RecordBatch>, Vec<RecordBatch>)> {
         let key = self
             .columns
             .iter()
@@ -315,12 +317,12 @@ impl Mergeable {
             .with_config(config)
             .build();
         let old = DataFrame::new(state, old).collect().await?;
-        let replaced = old.iter().map(|b| b.num_rows()).sum();
-        let old: Vec<RecordBatch> = old
+        let before: Vec<RecordBatch> = old
             .iter()
             .map(|b| cast_batch(b, stored))
             .collect::<DfResult<_>>()?;
-        let old: Arc<dyn TableProvider> = Arc::new(MemTable::try_new(stored.clone(), vec![old])?);
+        let old: Arc<dyn TableProvider> =
+            Arc::new(MemTable::try_new(stored.clone(), vec![before.clone()])?);
         let side = |table: &str, name: &str| Expr::Column(Column::new(Some(table), name));
         let merged: Vec<Expr> =
             self.columns
@@ -389,7 +391,7 @@ impl Mergeable {
             .iter()
             .map(|b| cast_batch(b, stored))
             .collect::<DfResult<_>>()?;
-        Ok((rows, replaced))
+        Ok((rows, before))
     }
 }
 
@@ -586,6 +588,16 @@ mod tests {
                 State,
                 State
             ])
+        );
+        // Under an ORDER BY with no projection between (the optimizer drops one that
+        // only passes columns through), and under an alias.
+        assert_eq!(
+            merges("SELECT k, latest(v, v) FROM t GROUP BY k ORDER BY k").await,
+            Some(vec![Key, Pick(latest), State])
+        );
+        assert_eq!(
+            merges("SELECT * FROM (SELECT k, earliest(v, v) FROM t GROUP BY k) s").await,
+            Some(vec![Key, Pick(earliest), State])
         );
         // Through an alias, a projection and an ORDER BY.
         assert_eq!(

@@ -49,6 +49,12 @@ use crate::storage::{cast_batch, ManagedTable};
 
 /// The overlay's file, in the view's directory.
 const FILE: &str = "_tessera_overlay.arrow";
+/// The prefix of the change files: `_tessera_changes_3.arrow` holds the rows the keys
+/// of overlay 3 had before it.
+const CHANGES: &str = "_tessera_changes_";
+/// The column of a change file marking a row its key had before (the other rows only
+/// name a key recomputed).
+const BEFORE: &str = "__tessera_before";
 /// The column marking a tombstone (appended to the view's columns in the file).
 const DELETED: &str = "__tessera_deleted";
 /// The name of the key column in the plan hiding the stored rows.
@@ -73,6 +79,8 @@ pub struct Layer {
     keys: RecordBatch,
     /// The live rows, with the view's columns.
     live: RecordBatch,
+    /// The keys the refresh that wrote it recomputed (empty when read back).
+    changed: ArrayRef,
 }
 
 impl Layer {
@@ -93,6 +101,20 @@ impl Layer {
 
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Its rows of the keys `keys` (in the view's stored columns).
+    pub fn live_of(&self, keys: &[ArrayRef]) -> DfResult<RecordBatch> {
+        let key_type = self.live.schema().field(self.key).data_type().clone();
+        let converter = RowConverter::new(vec![SortField::new(key_type.clone())])?;
+        let keys = converter.convert_columns(&[concat_arrays(keys, &key_type)?])?;
+        let wanted: HashSet<&[u8]> = keys.iter().map(|r| r.data()).collect();
+        let live = converter.convert_columns(std::slice::from_ref(self.live.column(self.key)))?;
+        let keep: BooleanArray = live
+            .iter()
+            .map(|r| Some(wanted.contains(&r.data())))
+            .collect();
+        Ok(filter_record_batch(&self.live, &keep)?)
     }
 
     /// The view's rows: the stored result (`stored`, a snapshot of it) without the rows
@@ -272,7 +294,7 @@ impl Overlay {
             if layer.base == base {
                 Some(Arc::new(layer))
             } else {
-                std::fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
+                remove_files(&path)?;
                 None
             }
         } else {
@@ -293,28 +315,80 @@ impl Overlay {
     }
 
     /// Replace the overlay by `layer` (its file first, then the rows in memory).
-    pub async fn replace(&self, layer: Layer) -> Result<()> {
+    /// `before`: the rows its keys had before it (the view's stored columns), kept as
+    /// its change file for the views that read this one (see [`Self::changes`]).
+    pub async fn replace(&self, layer: Layer, before: Vec<RecordBatch>) -> Result<()> {
         let path = self.path.clone();
+        let changes = self.changes_file(layer.seq);
         let layer = Arc::new(layer);
         let written = layer.clone();
-        tokio::task::spawn_blocking(move || write(&path, &written))
-            .await
-            .map_err(|e| EngineError::storage(&path_text(&self.path), e))??;
+        tokio::task::spawn_blocking(move || {
+            write_changes(&changes, &written, &before)?;
+            write(&path, &written)
+        })
+        .await
+        .map_err(|e| EngineError::storage(&path_text(&self.path), e))??;
         self.set(Some(layer));
         Ok(())
     }
 
-    /// Delete the overlay (the stored result was rewritten).
-    pub fn clear(&self) -> Result<()> {
-        self.set(None);
-        for path in [self.path.clone(), temporary(&self.path)] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    /// The keys recomputed by the overlays after number `after` (none: from the first)
+    /// up to `upto` (key column `key`), and the rows they had before each of them (a key
+    /// recomputed twice has both its earlier rows), cut to the first `width` columns;
+    /// `None` when a change file is missing (written by a version without them, or
+    /// cleared).
+    pub fn changes(
+        &self,
+        after: Option<u64>,
+        upto: u64,
+        key: usize,
+        width: usize,
+    ) -> Result<Option<(Vec<ArrayRef>, Vec<RecordBatch>)>> {
+        let (mut keys, mut out) = (Vec::new(), Vec::new());
+        for seq in after.map_or(1, |a| a + 1)..=upto {
+            let path = self.changes_file(seq);
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(EngineError::io(&path, e)),
+            };
+            let storage = |e: &dyn std::fmt::Display| EngineError::storage(&path_text(&path), e);
+            let reader = FileReader::try_new(std::io::BufReader::new(file), None)
+                .map_err(|e| storage(&e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| storage(&e))?;
+                let Some(before) = batch
+                    .column_by_name(BEFORE)
+                    .and_then(|c| datafusion::arrow::array::AsArray::as_boolean_opt(c.as_ref()))
+                    .cloned()
+                else {
+                    return Ok(None);
+                };
+                let recomputed =
+                    datafusion::arrow::compute::not(&before).map_err(|e| storage(&e))?;
+                let columns: Vec<usize> = (0..width.min(batch.num_columns() - 1)).collect();
+                let rows = batch.project(&columns).map_err(|e| storage(&e))?;
+                let rows = filter_record_batch(&rows, &before).map_err(|e| storage(&e))?;
+                if rows.num_rows() > 0 {
+                    out.push(rows);
+                }
+                let k = filter_record_batch(&batch, &recomputed).map_err(|e| storage(&e))?;
+                if k.num_rows() > 0 {
+                    keys.push(k.column(key).clone());
+                }
             }
         }
-        Ok(())
+        Ok(Some((keys, out)))
+    }
+
+    fn changes_file(&self, seq: u64) -> PathBuf {
+        self.path.with_file_name(format!("{CHANGES}{seq}.arrow"))
+    }
+
+    /// Delete the overlay (the stored result was rewritten), and its change files.
+    pub fn clear(&self) -> Result<()> {
+        self.set(None);
+        remove_files(&self.path)
     }
 
     fn set(&self, layer: Option<Arc<Layer>>) {
@@ -322,6 +396,29 @@ impl Overlay {
             Ok(mut l) => *l = layer,
             Err(poisoned) => *poisoned.into_inner() = layer,
         }
+    }
+}
+
+/// Delete the overlay file `path` and the change files beside it.
+fn remove_files(path: &Path) -> Result<()> {
+    {
+        let mut paths = vec![path.to_path_buf(), temporary(path)];
+        if let Some(dir) = path.parent() {
+            let entries = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(CHANGES) {
+                    paths.push(entry.path());
+                }
+            }
+        }
+        for path in paths {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(EngineError::io(&path, e)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -375,7 +472,8 @@ pub fn merged(
     }
     live.extend(recomputed);
     // Every changed key hides the stored rows of its key, live or not.
-    keys.push(distinct(&concat_arrays(&changed, &key_type)?)?);
+    let changed = distinct(&concat_arrays(&changed, &key_type)?)?;
+    keys.push(changed.clone());
     let keys_schema = keys_schema(&key_type);
     let keys = concat_arrays(&keys, &key_type)?;
     let live = concat_batches(schema, &live)?;
@@ -385,6 +483,7 @@ pub fn merged(
         seq: previous.filter(|p| p.base == base).map_or(1, |p| p.seq + 1),
         keys: RecordBatch::try_new(keys_schema, vec![keys])?,
         live,
+        changed,
     })
 }
 
@@ -471,15 +570,57 @@ fn write(path: &Path, layer: &Layer) -> Result<()> {
     let batches = [
         RecordBatch::try_new(file_schema.clone(), live_columns),
         RecordBatch::try_new_with_options(file_schema.clone(), tombstones, &options),
-    ];
+    ]
+    .into_iter()
+    .collect::<std::result::Result<Vec<_>, _>>()
+    .map_err(|e| storage(&e))?;
+    write_batches(path, &file_schema, &batches)
+}
+
+/// The change file `path` of `layer`: the rows its keys had before (`before`, marked
+/// [`BEFORE`]), then one row per key it recomputed (all columns NULL but the key).
+fn write_changes(path: &Path, layer: &Layer, before: &[RecordBatch]) -> Result<()> {
+    let storage = |e: &dyn std::fmt::Display| EngineError::storage(&path_text(path), e);
+    let schema = layer.live.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(BEFORE, DataType::Boolean, false));
+    let file_schema = Arc::new(Schema::new(fields));
+    let mut batches = Vec::new();
+    for rows in before {
+        let rows = cast_batch(rows, &schema).map_err(|e| storage(&e))?;
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(BooleanArray::from(vec![true; rows.num_rows()])));
+        batches.push(RecordBatch::try_new(file_schema.clone(), columns).map_err(|e| storage(&e))?);
+    }
+    let n = layer.changed.len();
+    let mut columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match i == layer.key {
+            true => layer.changed.clone(),
+            false => new_null_array(f.data_type(), n),
+        })
+        .collect();
+    columns.push(Arc::new(BooleanArray::from(vec![false; n])));
+    let options = RecordBatchOptions::new().with_row_count(Some(n));
+    batches.push(
+        RecordBatch::try_new_with_options(file_schema.clone(), columns, &options)
+            .map_err(|e| storage(&e))?,
+    );
+    write_batches(path, &file_schema, &batches)
+}
+
+/// `batches` as the Arrow IPC file `path`: written to a temporary file, fsynced, and
+/// renamed into place (with its directory fsynced).
+fn write_batches(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    let storage = |e: &dyn std::fmt::Display| EngineError::storage(&path_text(path), e);
     let tmp = temporary(path);
     let file = std::fs::File::create(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
-    let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), &file_schema)
-        .map_err(|e| storage(&e))?;
+    let mut writer =
+        FileWriter::try_new(std::io::BufWriter::new(file), schema).map_err(|e| storage(&e))?;
     for batch in batches {
-        writer
-            .write(&batch.map_err(|e| storage(&e))?)
-            .map_err(|e| storage(&e))?;
+        writer.write(batch).map_err(|e| storage(&e))?;
     }
     writer.finish().map_err(|e| storage(&e))?;
     let file = writer
@@ -547,6 +688,7 @@ fn read(path: &Path, schema: &SchemaRef) -> Result<Layer> {
         seq,
         keys: RecordBatch::try_new(keys_schema(&key_type), vec![keys]).map_err(|e| storage(&e))?,
         live: concat_batches(schema, &live).map_err(|e| storage(&e))?,
+        changed: new_null_array(&key_type, 0),
     })
 }
 
@@ -684,8 +826,34 @@ mod tests {
             &[batch(&[(20, Some("b")), (30, None)])],
         )
         .expect("merge");
-        overlay.replace(layer).await.expect("replace");
+        // What b had before; d had no row.
+        let before = vec![batch(&[(2, Some("b"))])];
+        overlay
+            .replace(layer, before.clone())
+            .await
+            .expect("replace");
         assert_eq!(overlay.current().map(|l| l.base()), Some(7));
+        let (keys, rows) = overlay.changes(None, 1, 1, 2).expect("read").expect("kept");
+        assert_eq!(rows, before);
+        let keys: Vec<Option<&str>> = keys
+            .iter()
+            .flat_map(|k| {
+                datafusion::arrow::array::AsArray::as_string::<i32>(k.as_ref())
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(keys, [Some("b"), None, Some("d")], "the keys recomputed");
+        let later = overlay
+            .changes(Some(1), 1, 1, 2)
+            .expect("read")
+            .expect("none after 1");
+        assert!(later.0.is_empty() && later.1.is_empty());
+        assert_eq!(
+            overlay.changes(None, 2, 1, 2).expect("read"),
+            None,
+            "not kept"
+        );
 
         let again = Overlay::open(dir.path(), 7, &schema()).expect("reopen");
         let layer = again.current().expect("read back");
@@ -699,6 +867,11 @@ mod tests {
         let stale = Overlay::open(dir.path(), 9, &schema()).expect("reopen");
         assert!(stale.current().is_none());
         assert!(!dir.path().join(FILE).exists());
+        assert_eq!(
+            stale.changes(None, 1, 1, 2).expect("read"),
+            None,
+            "its changes go too"
+        );
 
         overlay.clear().expect("clear");
         assert!(overlay.current().is_none());

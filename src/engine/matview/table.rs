@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::{DataFusionError, Result};
@@ -23,6 +24,10 @@ use super::overlay::{Current, Overlay, Stored};
 use super::resident::Residency;
 use crate::engine::EngineError;
 use crate::storage::ManagedTable;
+
+/// The rows a view's overlay changed (see [`MaterializedViewTable::changes`]): their
+/// columns, the rows before and the rows now.
+pub type ViewChanges = (SchemaRef, Vec<RecordBatch>, Vec<RecordBatch>);
 
 #[derive(Debug)]
 pub struct MaterializedViewTable {
@@ -108,6 +113,31 @@ impl MaterializedViewTable {
             Some(seq) => format!("v{version}+{seq}"),
             None => format!("v{version}"),
         })
+    }
+
+    /// The rows its overlay changed after overlay number `after` (none: since its
+    /// stored result was written) up to `upto`, as (the rows those keys had before,
+    /// the rows the keys changed since the stored result have now); `None` when that
+    /// history is not kept (the overlay went or was replaced since, a change file is
+    /// missing). Both cut to the view's columns.
+    pub fn changes(
+        &self,
+        after: Option<u64>,
+        upto: u64,
+    ) -> crate::engine::error::Result<Option<ViewChanges>> {
+        let Some(layer) = self.current().layer.filter(|l| l.seq() >= upto) else {
+            return Ok(None);
+        };
+        let width = self.schema.fields().len();
+        let Some((keys, before)) = self.overlay().changes(after, upto, layer.key(), width)? else {
+            return Ok(None);
+        };
+        let columns: Vec<usize> = (0..width).collect();
+        let now = layer
+            .live_of(&keys)
+            .and_then(|rows| Ok(rows.project(&columns)?))
+            .map_err(|e| EngineError::storage(&self.name, e))?;
+        Ok(Some((now.schema(), before, vec![now])))
     }
 
     pub fn is_populated(&self) -> bool {
