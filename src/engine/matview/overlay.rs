@@ -401,25 +401,27 @@ impl Overlay {
 
 /// Delete the overlay file `path` and the change files beside it.
 fn remove_files(path: &Path) -> Result<()> {
-    {
-        let mut paths = vec![path.to_path_buf(), temporary(path)];
-        if let Some(dir) = path.parent() {
-            let entries = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(CHANGES) {
-                    paths.push(entry.path());
-                }
-            }
+    let mut paths = vec![path.to_path_buf(), temporary(path)];
+    if let Some(dir) = path.parent() {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => paths.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(CHANGES))
+                    .map(|e| e.path()),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io(dir, e)),
         }
-        for path in paths {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(EngineError::io(&path, e)),
-            }
-        }
-        Ok(())
     }
+    for path in paths {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io(&path, e)),
+        }
+    }
+    Ok(())
 }
 
 /// The overlay after a refresh recomputed `changed` keys (one column, any type castable
