@@ -62,6 +62,8 @@ struct Listing {
     files: Vec<PartitionedFile>,
     /// Rows in all files, when every file's log entry counts them.
     rows: Option<usize>,
+    /// Rows in each file, when its log entry counts them (for [`difference`]).
+    counts: Vec<Option<usize>>,
 }
 
 /// A scan provider over one committed snapshot of a managed table.
@@ -132,55 +134,12 @@ fn list(table: &DeltaTable) -> Option<Listing> {
     list_all(table).filter(|l| !l.files.is_empty())
 }
 
-/// A scan of the files `new` holds that `old` (an earlier version of the same table)
-/// did not, if `new` only added files to `old` (appended rows): the rows appended
-/// between the two versions. `delta`: delta-rs' provider of `new`.
-pub(super) fn appended(
-    old: &DeltaTable,
-    new: &DeltaTable,
-    delta: Arc<dyn TableProvider>,
-) -> Option<FileScan> {
-    let before = list_all(old)?;
-    let after = list_all(new)?;
-    let known: std::collections::HashSet<&StorePath> = before
-        .files
-        .iter()
-        .map(|f| &f.object_meta.location)
-        .collect();
-    let (kept, added): (Vec<_>, Vec<_>) = after
-        .files
-        .iter()
-        .partition(|f| known.contains(&f.object_meta.location));
-    if kept.len() != before.files.len() {
-        return None;
-    }
-    let rows = after
-        .rows
-        .zip(before.rows)
-        .and_then(|(a, b)| a.checked_sub(b));
-    let listing = Listing {
-        files: added.into_iter().cloned().collect(),
-        rows,
-    };
-    Some(FileScan {
-        table: new.clone(),
-        delta,
-        listing: OnceLock::from(Some(Arc::new(listing))),
-        tag: OnceLock::new(),
-    })
-}
-
-/// The rows of `old` that `new` (a later version of the same table) no longer holds,
-/// and those it holds that `old` did not, as scans of the files removed and of the
-/// files added between them (a file rewritten by `UPDATE` or `DELETE` is both), with
-/// the rows in the removed files and in all of `new`'s, when counted. `None` when a
-/// version cannot be read file by file. `old_delta`, `new_delta`: delta-rs' providers.
-pub(super) fn changed(
-    old: &DeltaTable,
-    new: &DeltaTable,
-    old_delta: Arc<dyn TableProvider>,
-    new_delta: Arc<dyn TableProvider>,
-) -> Option<Changed> {
+/// How `new` (a later version of the same table) differs from `old`, file by file: the
+/// files it no longer holds (a file rewritten by `UPDATE` or `DELETE` is removed whole,
+/// its other rows added again) and those it holds anew, with the rows in each set and
+/// in all of `new`, when the log counts them. `None` when a version cannot be read file
+/// by file.
+pub(super) fn difference(old: &DeltaTable, new: &DeltaTable) -> Option<Difference> {
     let before = list_all(old)?;
     let after = list_all(new)?;
     let paths = |l: &Listing| -> std::collections::HashSet<StorePath> {
@@ -190,53 +149,63 @@ pub(super) fn changed(
             .collect()
     };
     let (was, is) = (paths(&before), paths(&after));
-    let only =
-        |l: &Listing, other: &std::collections::HashSet<StorePath>| -> Vec<PartitionedFile> {
-            l.files
-                .iter()
-                .filter(|f| !other.contains(&f.object_meta.location))
-                .cloned()
-                .collect()
-        };
-    let (removed, added) = (only(&before, &is), only(&after, &was));
-    let scan =
-        |table: &DeltaTable, delta: Arc<dyn TableProvider>, files: Vec<PartitionedFile>| FileScan {
-            table: table.clone(),
-            delta,
-            listing: OnceLock::from(Some(Arc::new(Listing { files, rows: None }))),
-            tag: OnceLock::new(),
-        };
-    let removed_rows = removed_rows(old, &removed);
-    Some(Changed {
-        removed: scan(old, old_delta, removed),
-        added: scan(new, new_delta, added),
-        removed_rows,
+    let only = |l: &Listing, other: &std::collections::HashSet<StorePath>| {
+        let (mut files, mut rows) = (Vec::new(), Some(0usize));
+        for (file, count) in l.files.iter().zip(&l.counts) {
+            if !other.contains(&file.object_meta.location) {
+                files.push(file.clone());
+                rows = rows.zip(*count).map(|(a, b)| a + b);
+            }
+        }
+        Listing {
+            files,
+            rows,
+            counts: Vec::new(),
+        }
+    };
+    Some(Difference {
+        removed: only(&before, &is),
+        added: only(&after, &was),
         rows: after.rows,
     })
 }
 
-/// What [`changed`] finds.
-pub(super) struct Changed {
-    pub removed: FileScan,
-    pub added: FileScan,
-    pub removed_rows: Option<usize>,
-    pub rows: Option<usize>,
+/// What [`difference`] finds.
+pub(super) struct Difference {
+    removed: Listing,
+    added: Listing,
+    rows: Option<usize>,
 }
 
-/// The rows in `files` of `table`, when its log counts them.
-fn removed_rows(table: &DeltaTable, files: &[PartitionedFile]) -> Option<usize> {
-    let state = table.snapshot().ok()?;
-    let root = table.table_url().to_file_path().ok()?;
-    let wanted: std::collections::HashSet<&StorePath> =
-        files.iter().map(|f| &f.object_meta.location).collect();
-    let mut rows = 0;
-    for file in state.log_data().iter() {
-        let location = StorePath::from_absolute_path(root.join(file.path().as_ref())).ok()?;
-        if wanted.contains(&location) {
-            rows += file.num_records()?;
-        }
+impl Difference {
+    /// Whether files were only added (rows appended).
+    pub fn appended(&self) -> bool {
+        self.removed.files.is_empty()
     }
-    Some(rows)
+
+    /// The rows in the removed files and in all of the later version, when counted.
+    pub fn removed_rows(&self) -> (Option<usize>, Option<usize>) {
+        (self.removed.rows, self.rows)
+    }
+
+    /// A scan of the removed files (of `old`, with delta-rs' provider `delta`) and one of
+    /// the added files (of `new`, with `new_delta`).
+    pub fn scans(
+        self,
+        (old, delta): (&DeltaTable, Arc<dyn TableProvider>),
+        (new, new_delta): (&DeltaTable, Arc<dyn TableProvider>),
+    ) -> (FileScan, FileScan) {
+        let scan = |table: &DeltaTable, delta, listing| FileScan {
+            table: table.clone(),
+            delta,
+            listing: OnceLock::from(Some(Arc::new(listing))),
+            tag: OnceLock::new(),
+        };
+        (
+            scan(old, delta, self.removed),
+            scan(new, new_delta, self.added),
+        )
+    }
 }
 
 /// [`list`], empty tables included.
@@ -269,7 +238,7 @@ fn list_all(table: &DeltaTable) -> Option<Listing> {
         return None;
     }
     let root = table.table_url().to_file_path().ok()?;
-    let mut files = Vec::new();
+    let (mut files, mut counts) = (Vec::new(), Vec::new());
     let mut rows = Some(0usize);
     for file in state.log_data().iter() {
         let relative = file.path();
@@ -279,6 +248,7 @@ fn list_all(table: &DeltaTable) -> Option<Listing> {
         let location = StorePath::from_absolute_path(root.join(relative.as_ref())).ok()?;
         let size = u64::try_from(file.size()).ok()?;
         rows = rows.zip(file.num_records()).map(|(a, b)| a + b);
+        counts.push(file.num_records());
         // From the store path itself: `PartitionedFile::new` would parse its text again
         // and encode the escapes of a directory name with spaces a second time.
         files.push(PartitionedFile::from(ObjectMeta {
@@ -289,7 +259,11 @@ fn list_all(table: &DeltaTable) -> Option<Listing> {
             version: None,
         }));
     }
-    Some(Listing { files, rows })
+    Some(Listing {
+        files,
+        rows,
+        counts,
+    })
 }
 
 /// Whether `data_type` holds a non-nullable field at any depth.

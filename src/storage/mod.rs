@@ -250,24 +250,25 @@ impl ManagedTable {
             })?
     }
 
-    /// The rows appended after `version` up to the snapshot `until` (one of this table's
-    /// [`Self::pinned_snapshot`]s; `None`: the latest version): a provider reading only
-    /// the files added in between. `None` when the table changed otherwise (rows
-    /// deleted or rewritten, files compacted), when `version` is no longer in the log, or
-    /// when the table cannot be read file by file.
-    pub async fn appended_since(
+    /// How the table changed after `version` up to the snapshot `until` (one of this
+    /// table's [`Self::pinned_snapshot`]s; `None`: the latest version), as scans of the
+    /// data files: only rows appended, or rows removed (the files removed, read from the
+    /// earlier version; a file rewritten by `UPDATE` or `DELETE` is removed whole, its
+    /// other rows added again) and rows added. `None` when `version` is no longer in the
+    /// log or the table cannot be read file by file, or, when files were removed, when
+    /// they hold more than `1/most` of the table's rows (or do not say how many).
+    pub async fn changed_since(
         &self,
         version: u64,
         until: Option<&dyn TableProvider>,
-    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        most: usize,
+    ) -> Result<Option<TableChange>> {
+        let storage = |e| EngineError::storage(&self.state.name, e);
         let (current, delta) = match until.and_then(|u| u.downcast_ref::<files::FileScan>()) {
             Some(scan) => scan.parts(),
             None => {
                 let current = self.state.table.lock().await.clone();
-                let delta = current
-                    .table_provider()
-                    .await
-                    .map_err(|e| EngineError::storage(&self.state.name, e))?;
+                let delta = current.table_provider().await.map_err(storage)?;
                 (current, delta)
             }
         };
@@ -275,45 +276,25 @@ impl ManagedTable {
         if old.load_version(version).await.is_err() {
             return Ok(None);
         }
-        Ok(files::appended(&old, &current, delta).map(|s| Arc::new(s) as Arc<dyn TableProvider>))
-    }
-
-    /// The rows removed and the rows added after `version` up to the snapshot `until`
-    /// (as in [`Self::appended_since`]): scans of the data files removed (read from the
-    /// earlier version; a file rewritten by `UPDATE` or `DELETE` is removed whole, its
-    /// other rows added again) and of those added. `None` when `version` is no longer in
-    /// the log or the table cannot be read file by file, or when the files removed hold
-    /// more than `1/most` of the table's rows (or do not say how many).
-    pub async fn changed_since(
-        &self,
-        version: u64,
-        until: Option<&dyn TableProvider>,
-        most: usize,
-    ) -> Result<Option<(Arc<dyn TableProvider>, Arc<dyn TableProvider>)>> {
-        let Some(scan) = until.and_then(|u| u.downcast_ref::<files::FileScan>()) else {
+        let Some(difference) = files::difference(&old, &current) else {
             return Ok(None);
         };
-        let (current, new_delta) = scan.parts();
-        let mut old = current.clone();
-        if old.load_version(version).await.is_err() {
-            return Ok(None);
+        if difference.appended() {
+            let (_, added) = difference.scans((&old, delta.clone()), (&current, delta));
+            return Ok(Some(TableChange::Appended(Arc::new(added))));
         }
-        let old_delta = old
-            .table_provider()
-            .await
-            .map_err(|e| EngineError::storage(&self.state.name, e))?;
-        let Some(changed) = files::changed(&old, &current, old_delta, new_delta) else {
-            return Ok(None);
-        };
-        let few = match (changed.removed_rows, changed.rows) {
+        let few = match difference.removed_rows() {
             (Some(removed), Some(rows)) => removed.saturating_mul(most) <= rows,
             _ => false,
         };
-        Ok(few.then(|| {
-            (
-                Arc::new(changed.removed) as Arc<dyn TableProvider>,
-                Arc::new(changed.added) as Arc<dyn TableProvider>,
-            )
+        if !few {
+            return Ok(None);
+        }
+        let old_delta = old.table_provider().await.map_err(storage)?;
+        let (removed, added) = difference.scans((&old, old_delta), (&current, delta));
+        Ok(Some(TableChange::Rewritten {
+            removed: Arc::new(removed),
+            added: Arc::new(added),
         }))
     }
 
@@ -632,6 +613,17 @@ impl TableState {
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
+}
+
+/// How a table changed between two versions (see [`ManagedTable::changed_since`]).
+pub enum TableChange {
+    /// Only rows appended: a scan of them.
+    Appended(Arc<dyn TableProvider>),
+    /// Rows removed and rows added, in a few files.
+    Rewritten {
+        removed: Arc<dyn TableProvider>,
+        added: Arc<dyn TableProvider>,
+    },
 }
 
 /// What a sink does with the table when its plan runs.

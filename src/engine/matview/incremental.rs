@@ -51,7 +51,7 @@ use super::refresh::Refreshed;
 use super::{RefreshState, Runtime};
 use crate::engine::error::Result;
 use crate::engine::Engine;
-use crate::storage::cast_batch;
+use crate::storage::{cast_batch, TableChange};
 
 /// The name of the changed keys' relation in the recomputing plan, and of its column.
 const KEYS: &str = "__changed_keys";
@@ -628,8 +628,11 @@ impl Engine {
                 return Ok(None);
             };
             let until = pinned.provider(name).map(|p| p.as_ref());
-            let delta = match table.appended_since(since, until).await? {
-                Some(appended) => {
+            let change = table
+                .changed_since(since, until, FOLD_FRACTION as usize)
+                .await?;
+            let delta: Arc<dyn TableProvider> = match change {
+                Some(TableChange::Appended(appended)) => {
                     merge &= inputs.materialized_view(name).is_none();
                     appended
                 }
@@ -637,22 +640,18 @@ impl Engine {
                 // removed and of those added are reached, for one such input at most
                 // (the others, unchanged or appended to, hold every row a removed one
                 // joined with); nothing merges.
-                None if removed.is_none() => {
-                    let changed = table
-                        .changed_since(since, until, FOLD_FRACTION as usize)
-                        .await?;
-                    let Some((gone, added)) = changed else {
-                        return Ok(None);
-                    };
-                    let changes = Changes {
-                        removed: gone,
-                        added,
-                    };
+                Some(TableChange::Rewritten {
+                    removed: gone,
+                    added,
+                }) if removed.is_none() => {
                     removed = Some(name.clone());
                     merge = false;
-                    Arc::new(changes)
+                    Arc::new(Changes {
+                        removed: gone,
+                        added,
+                    })
                 }
-                None => return Ok(None),
+                _ => return Ok(None),
             };
             deltas.insert(name.clone(), delta);
         }

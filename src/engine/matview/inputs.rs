@@ -367,11 +367,11 @@ mod tests {
         let since = version.trim_start_matches('v').parse().expect("version");
         let later = inputs.pin(&ctx.state()).await.expect("pin");
         let until = later.provider("t").map(|p| p.as_ref());
-        let appended = table
-            .appended_since(since, until)
-            .await
-            .expect("appended")
-            .expect("only appends");
+        let Some(crate::storage::TableChange::Appended(appended)) =
+            table.changed_since(since, until, 8).await.expect("changed")
+        else {
+            panic!("only appends");
+        };
         let rows = ctx
             .read_table(appended)
             .expect("read")

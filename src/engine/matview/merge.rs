@@ -92,6 +92,8 @@ pub struct Mergeable {
     columns: Vec<Merge>,
     /// The aggregate's path from the top of the plan (the input taken at each node).
     path: Vec<usize>,
+    /// Per view column, its index in the aggregate's output.
+    at: Vec<usize>,
 }
 
 impl Mergeable {
@@ -125,7 +127,6 @@ impl Mergeable {
             return Ok(None);
         }
         // The view columns whose aggregate needs a state, and the aggregate computing it.
-        let at = m.aggregate_columns(plan);
         let LogicalPlan::Aggregate(aggregate) = super::incremental::at(plan, &m.path) else {
             return Ok(None);
         };
@@ -134,7 +135,7 @@ impl Mergeable {
             let Merge::Pick(Pick { key: Some(_), .. }) = merge else {
                 continue;
             };
-            let Some(state) = at[i]
+            let Some(state) = m.at[i]
                 .checked_sub(aggregate.group_expr.len())
                 .and_then(|j| aggregate.aggr_expr.get(j))
                 .and_then(pick_of)
@@ -199,24 +200,6 @@ impl Mergeable {
         Ok(Some(node))
     }
 
-    /// Per view column, its index in the output of the aggregate.
-    fn aggregate_columns(&self, plan: &LogicalPlan) -> Vec<usize> {
-        let mut at: Vec<usize> = (0..plan.schema().fields().len()).collect();
-        let mut node = plan;
-        for _ in &self.path {
-            if let LogicalPlan::Projection(p) = node {
-                let input = p.input.schema();
-                for index in at.iter_mut() {
-                    if let Expr::Column(c) = unaliased(&p.expr[*index]) {
-                        *index = input.index_of_column(c).unwrap_or(*index);
-                    }
-                }
-            }
-            node = node.inputs()[0];
-        }
-        at
-    }
-
     /// [`Self::of`] without the check that picking columns have their state.
     fn shape(plan: &LogicalPlan) -> Option<Mergeable> {
         let width = plan.schema().fields().len();
@@ -251,7 +234,7 @@ impl Mergeable {
                             Some(j) => merge_of(a.aggr_expr.get(j)?),
                         })
                         .collect::<Option<Vec<_>>>()?;
-                    return Some(Mergeable { columns, path });
+                    return Some(Mergeable { columns, path, at });
                 }
                 _ => return None,
             }
