@@ -203,6 +203,14 @@ impl ManagedTable {
         self.state.commit(WriteOp::Overwrite, rows).await
     }
 
+    /// Append the rows of `stream` as one commit, writing them as they come; returns the
+    /// number of rows written. Nothing is committed if the stream fails or the caller is
+    /// dropped first.
+    pub async fn append_stream(&self, stream: SendableRecordBatchStream) -> Result<u64> {
+        let (rows, _abandon) = Rows::query(stream);
+        self.state.commit(WriteOp::Append, rows).await
+    }
+
     /// Delete the data files that older versions still reference once they have been
     /// out of the latest version for `retention` (a query still reading such a version
     /// would fail, so keep it longer than queries run); returns how many went. Commits
@@ -319,10 +327,15 @@ impl ManagedTable {
     /// whatever is committed after.
     pub fn pinned_snapshot(&self) -> (Arc<dyn TableProvider>, Option<u64>) {
         let snapshot = self.snapshot();
-        let version = snapshot
-            .downcast_ref::<files::FileScan>()
-            .and_then(|f| f.version());
+        let version = Self::version_of(snapshot.as_ref());
         (snapshot, version)
+    }
+
+    /// The Delta version a snapshot of this table (from [`Self::snapshot`]) reads.
+    pub fn version_of(snapshot: &dyn TableProvider) -> Option<u64> {
+        snapshot
+            .downcast_ref::<files::FileScan>()
+            .and_then(|f| f.version())
     }
 
     /// [`Self::snapshot`] with a tag of the rows it reads: equal for two snapshots that

@@ -28,6 +28,9 @@
 //!    (NULL matching NULL), and its rows replace those of the same keys (see
 //!    [`super::overlay`]).
 //!
+//! A view with no key whose rows each come from one row of each input gains instead the
+//! rows the appended ones give (see [`super::append`]).
+//!
 //! Anything else (another shape, more deletes or updates, a source file changed or
 //! removed, a segment, an erasure) recomputes the whole view, as does a failure here.
 
@@ -405,7 +408,7 @@ fn key_column(rows: &[RecordBatch], key: usize) -> DfResult<Vec<RecordBatch>> {
 }
 
 /// Whether the view's result is sorted (`ORDER BY`) above its key's aggregates.
-fn ordered(plan: &LogicalPlan) -> bool {
+pub(super) fn ordered(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::Sort(_) => true,
         LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Filter(_) => {
@@ -471,6 +474,7 @@ fn grows_with(node: &LogicalPlan, child: usize) -> bool {
         | LogicalPlan::Filter(_)
         | LogicalPlan::SubqueryAlias(_)
         | LogicalPlan::Union(_)
+        | LogicalPlan::Unnest(_)
         | LogicalPlan::Repartition(_) => true,
         LogicalPlan::Sort(s) => s.fetch.is_none(),
         LogicalPlan::Join(j) => match j.join_type {
@@ -490,7 +494,7 @@ fn grows_with(node: &LogicalPlan, child: usize) -> bool {
 /// `plan` once per scan of a relation in `deltas`, with that scan reading the appended
 /// rows only; `None` if such a scan sits under a node its new rows could shrink or
 /// change.
-fn swapped(
+pub(super) fn swapped(
     plan: &LogicalPlan,
     deltas: &HashMap<String, Arc<dyn TableProvider>>,
 ) -> DfResult<Option<Vec<LogicalPlan>>> {
@@ -526,7 +530,7 @@ fn swapped(
 }
 
 /// How many scans of relations in `deltas` the plan holds, subqueries included.
-fn scans_of(
+pub(super) fn scans_of(
     plan: &LogicalPlan,
     deltas: &HashMap<String, Arc<dyn TableProvider>>,
 ) -> DfResult<usize> {
@@ -570,9 +574,8 @@ impl Engine {
         }
         let mut deltas = HashMap::new();
         // The input whose rows were deleted or updated, if one was; whether the appended
-        // rows may be merged (not when rows went, nor when a materialised view, which
-        // this refresh does not pin, was appended to: an append it read already would
-        // be merged again).
+        // rows may be merged (not when rows went, nor when an input this refresh does
+        // not pin was appended to: an append it read already would be merged again).
         let mut removed: Option<String> = None;
         let mut merge = true;
         for (name, version) in versions {
@@ -627,13 +630,13 @@ impl Engine {
             else {
                 return Ok(None);
             };
-            let until = pinned.provider(name).map(|p| p.as_ref());
+            let until = pinned.snapshot(name);
             let change = table
                 .changed_since(since, until, FOLD_FRACTION as usize)
                 .await?;
             let delta: Arc<dyn TableProvider> = match change {
                 Some(TableChange::Appended(appended)) => {
-                    merge &= inputs.materialized_view(name).is_none();
+                    merge &= until.is_some();
                     appended
                 }
                 // Rows deleted or updated (in a few of its files): the keys of the rows
@@ -665,6 +668,11 @@ impl Engine {
             }
         }
         let Some((keyed, change)) = Keyed::choose(optimized, &deltas, merge)? else {
+            // A view of its inputs' rows one by one (no key) gains the rows of theirs.
+            if removed.is_none() {
+                let run = (optimized, fingerprint, previous, pinned);
+                return self.append_to_view(runtime, run, &deltas).await;
+            }
             return Ok(None);
         };
         // The key's stored values must be its computed ones: a type stored coarser
@@ -795,14 +803,15 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::common::ScalarValue;
     use datafusion::prelude::SessionContext;
 
-    fn table(rows: &[(&str, i64)]) -> Arc<MemTable> {
+    /// A table of (k text, v bigint) rows.
+    pub(in crate::engine::matview) fn table(rows: &[(&str, i64)]) -> Arc<MemTable> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, true),
             Field::new("v", DataType::Int64, true),

@@ -11,9 +11,10 @@
 //!   `resolve_identities`) has no version, nor has a query calling a function that is not
 //!   immutable (`now()`, `random()`): such a view is recomputed on every refresh.
 //!
-//! A refresh reads managed tables and local file sources as of the versions it records
-//! ([`Pinned`]): a commit or a file landing while it runs is for the next refresh, which
-//! can then take the rows added since the recorded version for the appended ones.
+//! A refresh reads managed tables, local file sources and materialised views without an
+//! overlay as of the versions it records ([`Pinned`]): a commit or a file landing while
+//! it runs is for the next refresh, which can then take the rows added since the
+//! recorded version for the appended ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use twox_hash::XxHash3_128;
 
+use super::overlay::Current;
 use super::table::MaterializedViewTable;
 use crate::engine::source::{SourceFile, SourceTable};
 use crate::storage::ManagedTable;
@@ -117,8 +119,15 @@ impl Inputs {
         let mut pinned = Pinned::default();
         for (name, provider) in &self.scans {
             let version = if let Some(m) = provider.downcast_ref::<MaterializedViewTable>() {
-                // Written by its own refreshes only, which this one runs first.
-                m.version_text().await
+                // Refreshed before this one (a later refresh may write it again while
+                // this one runs: it is read as of now, when it has no overlay).
+                match m.pinned() {
+                    Some((current, version)) => {
+                        pinned.providers.insert(name.clone(), Arc::new(current));
+                        Some(format!("v{version}"))
+                    }
+                    None => m.version_text().await,
+                }
             } else if let Some(t) = delta_table_of(provider.as_ref()) {
                 let (snapshot, version) = t.pinned_snapshot();
                 version.map(|v| {
@@ -158,7 +167,8 @@ impl Inputs {
 pub struct Pinned {
     /// The version of every input, by relation (and unstable function).
     pub versions: BTreeMap<String, String>,
-    /// Providers reading managed tables and local file sources as of their version:
+    /// Providers reading managed tables, local file sources and materialised views (those
+    /// without an overlay) as of their version:
     /// rows committed and files added after are left to the next refresh (which would
     /// otherwise take them for new and merge them a second time).
     providers: HashMap<String, Arc<dyn TableProvider>>,
@@ -192,6 +202,16 @@ impl Pinned {
     /// The pinned provider of input `name`, if it has one.
     pub fn provider(&self, name: &str) -> Option<&Arc<dyn TableProvider>> {
         self.providers.get(name)
+    }
+
+    /// The snapshot of the Delta table behind input `name` as pinned (a managed table's,
+    /// or a materialised view's stored result), for finding the rows it gained.
+    pub fn snapshot(&self, name: &str) -> Option<&dyn TableProvider> {
+        let provider = self.providers.get(name)?;
+        Some(match provider.downcast_ref::<Current>() {
+            Some(view) => view.snapshot.as_ref(),
+            None => provider.as_ref(),
+        })
     }
 }
 

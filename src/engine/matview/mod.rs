@@ -28,6 +28,7 @@
 //! `tessera.materialized_views` shows every view's definition and refresh state;
 //! `pg_matviews` and `pg_class` (relkind `m`, for psql's `\dm`) are derived from it.
 
+mod append;
 mod incremental;
 pub mod inputs;
 mod merge;
@@ -90,7 +91,8 @@ pub struct RefreshState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// How many keys the last refresh that ran recomputed, when it recomputed only the
-    /// groups appended rows reached ([`incremental`]); `None` when it recomputed all.
+    /// groups appended rows reached ([`incremental`]), or how many rows it appended to
+    /// a view with no key ([`append`]); `None` when it recomputed all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental_keys: Option<u64>,
     /// The number of the view's overlay when the stored result was computed (`None`:

@@ -46,7 +46,8 @@ const MAX_DEPTH: usize = 64;
 /// What a refresh did.
 pub(super) enum Refreshed {
     /// The query ran and its rows replaced the stored result (or, with `keys`, those of
-    /// that many keys: see [`super::incremental`]).
+    /// that many keys: see [`super::incremental`]; or were that many rows appended to
+    /// it: see [`super::append`]).
     Written {
         rows: u64,
         version: Option<u64>,

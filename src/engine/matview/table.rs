@@ -101,6 +101,21 @@ impl MaterializedViewTable {
     }
 
     /// The number of the overlay that applies to its stored result, if one does.
+    /// The view as it is now, as a table that keeps reading these rows whatever later
+    /// refreshes write, with its Delta version; `None` when it has an overlay or stores
+    /// columns it does not show (then only the view itself reads it right).
+    pub fn pinned(&self) -> Option<(Current, u64)> {
+        if self.schema.fields().len() != self.stored.data.schema().fields().len() {
+            return None;
+        }
+        let current = self.current();
+        if current.layer.is_some() {
+            return None;
+        }
+        let version = ManagedTable::version_of(current.snapshot.as_ref())?;
+        Some((current, version))
+    }
+
     pub fn overlay_seq(&self) -> Option<u64> {
         self.stored.current().layer.map(|l| l.seq())
     }
