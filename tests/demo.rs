@@ -85,6 +85,45 @@ async fn demo_model_resolves_identities_against_the_ground_truth() {
         .await,
         vec![vec!["t", "1"]]
     );
+    // A file dropped into a source's directory is read as appended rows: the staging
+    // view of identifiers gains only theirs.
+    let tickets = s.data_dir.join("demo/sources/support_tickets");
+    let header = "ticket_id,name,phone,subject,opened_at,status";
+    std::fs::write(
+        tickets.join("day-2.csv"),
+        format!(
+            "{header}\nT-NEW-1,Ann Lee,+44 20 7946 0958,Refund,2024-05-01 10:00:00,open\n\
+             T-NEW-2,Bo Chan,,Delivery,2024-05-01 11:00:00,closed\n"
+        ),
+    )
+    .expect("drop a file");
+    c.batch_execute("REFRESH MATERIALIZED VIEW identifiers")
+        .await
+        .expect("refresh");
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT incremental_keys FROM tessera.materialized_views WHERE name = 'identifiers'"
+        )
+        .await,
+        vec![vec!["2"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT record_key, id_type, id_value FROM identifiers
+              WHERE record_key LIKE 'T-NEW-%' ORDER BY record_key"
+        )
+        .await,
+        vec![
+            vec!["T-NEW-1", "phone", "+442079460958"],
+            vec!["T-NEW-2", "phone", "NULL"]
+        ]
+    );
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM identifiers").await,
+        rows(&c, "SELECT count(*) FROM identity_edges").await
+    );
     // Family emails shared by two customers were refused, not merged.
     assert_eq!(
         rows(

@@ -59,9 +59,13 @@ impl Demo {
             );
             existing_sources(&dir)
         };
+        // Each source is a directory holding its generated file: a file dropped in
+        // beside it (a day's new orders) is read as more rows, appended.
+        let linked = dir.join("sources");
         for (name, file, format) in sources {
+            let location = source_dir(&linked, &name, &file, &format, summary_needed)?;
             engine
-                .run_script(&external_table_sql(&name, &file, &format)?)
+                .run_script(&external_table_sql(&name, &location, &file, &format)?)
                 .await?;
         }
         apply_model(engine, &self.sql_dir).await?;
@@ -69,11 +73,39 @@ impl Demo {
     }
 }
 
-/// `CREATE EXTERNAL TABLE` for one generated file. CSV columns are declared as text:
-/// type inference over the first rows would read a column of phone numbers as integers
-/// and then fail on a later `+49 ...`; the SQL model casts what it needs.
-fn external_table_sql(name: &str, file: &Path, format: &str) -> Result<String, EngineError> {
-    let location = file.display().to_string().replace('\'', "''");
+/// The directory `sources/<name>/` that source `name` is read from, holding its generated
+/// `file` (linked, or copied where links are not possible) under the extension its
+/// format reads (`.json` for NDJSON). Made again when the data was generated again.
+fn source_dir(
+    linked: &Path,
+    name: &str,
+    file: &Path,
+    format: &str,
+    regenerated: bool,
+) -> Result<PathBuf, EngineError> {
+    let dir = linked.join(name);
+    if regenerated && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+    let target = dir.join(format!("{name}.{format}"));
+    if !target.exists() && std::fs::hard_link(file, &target).is_err() {
+        std::fs::copy(file, &target).map_err(|e| EngineError::io(&target, e))?;
+    }
+    Ok(dir)
+}
+
+/// `CREATE EXTERNAL TABLE` for one source directory (`location`) holding a generated
+/// `file`. CSV columns are declared as text: type inference over the first rows would
+/// read a column of phone numbers as integers and then fail on a later `+49 ...`; the
+/// SQL model casts what it needs.
+fn external_table_sql(
+    name: &str,
+    location: &Path,
+    file: &Path,
+    format: &str,
+) -> Result<String, EngineError> {
+    let location = format!("{}/", location.display()).replace('\'', "''");
     if format != "csv" {
         return Ok(format!(
             "CREATE EXTERNAL TABLE IF NOT EXISTS {name} STORED AS {} LOCATION '{location}'",
