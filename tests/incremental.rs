@@ -998,3 +998,132 @@ async fn a_join_of_two_appended_relations_is_recomputed_whole() {
         .expect("append");
     refreshes_to(&c, "joined", JOINED, "1").await;
 }
+
+/// The identity map over `edges`: a view whose input has no version, declared with a key.
+const IDMAP: &str = "SELECT record_key, source, unified_id FROM resolve_identities('edges')";
+const SIZES: &str = "SELECT unified_id, count(*) AS records, min(record_key) AS first \
+                     FROM idmap GROUP BY unified_id";
+
+/// A view declared with a key that is recomputed whole (resolve_identities, whose edges
+/// changed) writes only the keys whose rows changed; views reading it follow them.
+#[tokio::test]
+async fn a_view_with_a_declared_key_writes_only_the_keys_whose_rows_changed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE edges (source TEXT, record_key TEXT, id_type TEXT, id_value TEXT);
+         INSERT INTO edges VALUES
+           ('crm', 'c1', 'email', 'a@x.com'), ('shop', 'o1', 'email', 'a@x.com'),
+           ('crm', 'c2', 'email', 'b@x.com'), ('shop', 'o2', 'email', 'b@x.com'),
+           ('crm', 'c3', 'email', 'c@x.com'), ('shop', 'o3', 'phone', '+4915112345678');
+         INSERT INTO edges SELECT 'web', 'w' || CAST(value AS TEXT), 'anonymous_id',
+                                  'anon-' || CAST(value AS TEXT) FROM generate_series(1, 100);
+         CREATE MATERIALIZED VIEW idmap WITH (key = 'record_key') AS {IDMAP};
+         CREATE MATERIALIZED VIEW sizes AS {SIZES};"
+    ))
+    .await
+    .expect("setup");
+    let version = version_of(&c, "idmap").await;
+    // resolve_identities is versioned by its edges: unchanged, nothing runs.
+    assert_eq!(refreshed(&c, "idmap").await[1], "up to date");
+    // A row it already had: recomputed, nothing written.
+    c.batch_execute("INSERT INTO edges VALUES ('crm', 'c1', 'email', 'a@x.com')")
+        .await
+        .expect("same again");
+    assert_eq!(refreshed(&c, "idmap").await, ["106", "refreshed", "0"]);
+    assert_eq!(version_of(&c, "idmap").await, version);
+    assert_eq!(refreshed(&c, "sizes").await[1], "up to date");
+
+    // o3 joins c3's profile (one of the two records changes id), a new record arrives.
+    c.batch_execute(
+        "INSERT INTO edges VALUES ('shop', 'o3', 'email', 'c@x.com'),
+                                  ('web', 'w101', 'anonymous_id', 'anon-101')",
+    )
+    .await
+    .expect("append");
+    refreshes_to(&c, "idmap", IDMAP, "2").await;
+    assert_eq!(
+        version_of(&c, "idmap").await,
+        version,
+        "written to the overlay"
+    );
+    // The profile o3 or c3 left, the one it joined, and w101's.
+    refreshes_to(&c, "sizes", SIZES, "3").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT records, first FROM sizes s JOIN idmap m USING (unified_id) WHERE m.record_key = 'o3'"
+        )
+        .await,
+        [["2", "c3"]]
+    );
+
+    // After a restart, more changes than the overlay holds (an eighth of the rows): the
+    // whole result is written, and the reader recomputes whole.
+    drop(c);
+    assert!(s.stop().success());
+    let s = Server::start_in(&data);
+    let c = s.client().await;
+    c.batch_execute(
+        "INSERT INTO edges SELECT 'web', 'x' || CAST(value AS TEXT), 'anonymous_id',
+                                  'anon-' || CAST(value AS TEXT) FROM generate_series(1, 20)",
+    )
+    .await
+    .expect("link 20");
+    refreshes_to(&c, "idmap", IDMAP, "20").await;
+    assert_ne!(
+        version_of(&c, "idmap").await,
+        version,
+        "the Delta table rewritten"
+    );
+    refreshes_to(&c, "sizes", SIZES, "whole").await;
+
+    // The key must be one of the view's columns; a segment takes none.
+    for (sql, code) in [
+        (format!("CREATE MATERIALIZED VIEW bad WITH (key = 'nope') AS {IDMAP}"), "42703"),
+        (
+            "CREATE MATERIALIZED VIEW bad WITH (segment = true, key = 'unified_id') AS SELECT 'x' AS unified_id".to_string(),
+            "22023",
+        ),
+    ] {
+        let e = c.batch_execute(&sql).await.expect_err(&sql);
+        assert_eq!(crate::common::sqlstate(&e), code, "{sql}: {e:?}");
+    }
+}
+
+/// A view over resolve_identities('<a materialised view>') refreshes that view first,
+/// and is up to date while it is.
+#[tokio::test]
+async fn a_view_over_resolve_identities_follows_the_edges_it_reads() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(
+        "CREATE TABLE raw (source TEXT, record_key TEXT, id_type TEXT, id_value TEXT);
+         INSERT INTO raw VALUES ('crm', 'c1', 'email', 'a@x.com'), ('shop', 'o1', 'email', 'a@x.com');
+         CREATE MATERIALIZED VIEW staged_edges AS SELECT * FROM raw WHERE id_value <> '';
+         CREATE MATERIALIZED VIEW people AS
+           SELECT count(DISTINCT unified_id) AS people, count(*) AS records
+             FROM resolve_identities('staged_edges');",
+    )
+    .await
+    .expect("setup");
+    assert_eq!(refreshed(&c, "people").await, ["1", "up to date", "whole"]);
+    c.batch_execute("INSERT INTO raw VALUES ('web', 'w1', 'anonymous_id', 'anon-1')")
+        .await
+        .expect("append");
+    assert_eq!(refreshed(&c, "people").await, ["1", "refreshed", "whole"]);
+    assert_eq!(
+        rows(&c, "SELECT people, records FROM people").await,
+        [["2", "3"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT incremental_keys FROM tessera.materialized_views WHERE name = 'staged_edges'"
+        )
+        .await,
+        [["1"]]
+    );
+}

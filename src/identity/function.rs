@@ -296,6 +296,24 @@ struct IdentityTable {
     job: Job,
 }
 
+/// The relations (name, provider) a `resolve_identities` call reads, its edges and rules;
+/// `None` for any other relation. Given the same rows, a run gives every record the id
+/// the last run gave it, so a materialised view over the call is out of date only when
+/// they change (or after an erasure, which a refresh checks apart).
+pub fn relations_read(
+    provider: &dyn TableProvider,
+) -> Option<Vec<(String, Arc<dyn TableProvider>)>> {
+    match &provider.downcast_ref::<IdentityTable>()?.job {
+        Job::Resolve { edges, rules, .. } => Some(
+            std::iter::once(edges)
+                .chain(rules)
+                .map(|r| (r.name.clone(), r.provider.clone()))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl TableProvider for IdentityTable {
     fn schema(&self) -> SchemaRef {

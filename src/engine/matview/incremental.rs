@@ -63,7 +63,7 @@ const KEY: &str = "__key";
 const STORED: &str = "__stored";
 /// The overlay is folded into the stored result once it holds more keys than this
 /// fraction of the stored rows (1/8).
-const FOLD_FRACTION: u64 = 8;
+pub(super) const FOLD_FRACTION: u64 = 8;
 
 /// A plan whose result is partitioned by a key: each result row comes from input rows
 /// with its key alone. Such a plan is an aggregate grouped by the key (a plain column;

@@ -7,9 +7,11 @@
 //!   its stored result and the number of its overlay (`v12+3`, see `super::overlay`);
 //! - a local file source (CSV, JSON, Parquet) by the names, sizes and modification times
 //!   of its files;
-//! - anything else (object-store sources, system tables, table functions such as
-//!   `resolve_identities`) has no version, nor has a query calling a function that is not
-//!   immutable (`now()`, `random()`): such a view is recomputed on every refresh.
+//! - `resolve_identities(...)` by the versions of the relations it reads (its edges and
+//!   rules): a run over the same rows gives every record the same id;
+//! - anything else (object-store sources, system tables, other table functions) has no
+//!   version, nor has a query calling a function that is not immutable (`now()`,
+//!   `random()`): such a view is recomputed on every refresh.
 //!
 //! A refresh reads managed tables, local file sources and materialised views without an
 //! overlay as of the versions it records ([`Pinned`]): a commit or a file landing while
@@ -60,7 +62,18 @@ impl Inputs {
                     Some(view) => self.walk(&view)?,
                     None => {
                         if let Ok(provider) = source_as_provider(&scan.source) {
-                            self.scans.push((scan.table_name.to_string(), provider));
+                            match crate::identity::function::relations_read(provider.as_ref()) {
+                                // resolve_identities: what matters is what it reads.
+                                Some(relations) => {
+                                    for (name, provider) in relations {
+                                        match provider.get_logical_plan() {
+                                            Some(view) => self.walk(&view)?,
+                                            None => self.scans.push((name, provider)),
+                                        }
+                                    }
+                                }
+                                None => self.scans.push((scan.table_name.to_string(), provider)),
+                            }
                         } else {
                             self.unstable_functions
                                 .push(format!("{} (not a table)", scan.table_name));

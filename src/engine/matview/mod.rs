@@ -29,6 +29,7 @@
 //! `pg_matviews` and `pg_class` (relkind `m`, for psql's `\dm`) are derived from it.
 
 mod append;
+mod diff;
 mod incremental;
 pub mod inputs;
 mod merge;

@@ -89,6 +89,11 @@ impl Layer {
         self.keys.num_rows()
     }
 
+    /// How many keys the refresh that wrote it recomputed.
+    pub fn changed_count(&self) -> usize {
+        self.changed.len()
+    }
+
     /// The content tag of the stored result it applies to.
     pub fn base(&self) -> u64 {
         self.base

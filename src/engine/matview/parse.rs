@@ -42,6 +42,10 @@ pub struct Definition {
     /// `WITH (segment = true)`: a segment, one row per member (its `unified_id`); each
     /// refresh records who entered and who left in `tessera.segment_changes`.
     pub segment: bool,
+    /// `WITH (key = 'column')`: a column by which a refresh that recomputes the whole
+    /// view compares its rows with those stored, writing only the keys whose rows
+    /// changed (see `super::diff`).
+    pub key: Option<String>,
     /// The statement kept in the catalog: `CREATE MATERIALIZED VIEW name ... AS query`.
     pub sql: String,
 }
@@ -85,6 +89,7 @@ impl Definition {
             columns: v.columns.iter().map(|c| sql::ident_name(&c.name)).collect(),
             refresh_interval: options.refresh_interval,
             segment: options.segment,
+            key: options.key,
             sql: Statement::CreateView(v.clone()).to_string(),
             query: v.query,
         })
@@ -203,6 +208,7 @@ fn with_data_tail(p: &mut Parser) -> Result<bool> {
 struct Options {
     refresh_interval: Option<(Duration, String)>,
     segment: bool,
+    key: Option<String>,
 }
 
 impl Options {
@@ -219,7 +225,7 @@ impl Options {
                     Value::Boolean(b) => b.to_string(),
                     _ => String::new(),
                 },
-                Expr::Identifier(i) => i.value.clone(),
+                Expr::Identifier(i) => sql::ident_name(i),
                 _ => String::new(),
             };
             match sql::ident_name(key).as_str() {
@@ -238,8 +244,15 @@ impl Options {
                         }
                     }
                 }
+                "key" if !text.is_empty() => parsed.key = Some(text),
                 _ => return Err(unknown_option(o)),
             }
+        }
+        if parsed.segment && parsed.key.is_some() {
+            return Err(EngineError::InvalidParameter(
+                "a segment takes no key (its members, unified_id, are compared at every refresh)"
+                    .into(),
+            ));
         }
         Ok(parsed)
     }
@@ -247,7 +260,7 @@ impl Options {
 
 fn unknown_option(o: &SqlOption) -> EngineError {
     EngineError::InvalidParameter(format!(
-        "unrecognized parameter \"{o}\" (materialized views take refresh_interval and segment)"
+        "unrecognized parameter \"{o}\" (materialized views take refresh_interval, segment and key)"
     ))
 }
 

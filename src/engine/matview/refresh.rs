@@ -90,6 +90,17 @@ impl Engine {
             {
                 return Err(segments::missing_member_column(&name));
             }
+            if let Some(key) = def
+                .key
+                .as_ref()
+                .filter(|k| plan.schema().field_with_unqualified_name(k).is_err())
+            {
+                return Err(EngineError::UndefinedColumn {
+                    relation: name.clone(),
+                    column: key.clone(),
+                    detail: " (the key of a materialized view is one of its columns)".into(),
+                });
+            }
             if let Some(f) = plan
                 .schema()
                 .fields()
@@ -449,6 +460,14 @@ impl Engine {
             Ok(None) => {}
             Err(e) => {
                 warn!("incremental refresh of materialized view \"{name}\" failed, recomputing it whole: {e}")
+            }
+        }
+        // A view with a declared key: recomputed whole, but only the keys whose rows
+        // changed are written.
+        if let Some(key) = def.key.as_ref() {
+            let run = (&optimized, fingerprint.as_str(), &previous, &pinned);
+            if let Some(done) = self.refresh_by_difference(runtime, run, key).await? {
+                return Ok(done);
             }
         }
         let result = self.ctx.execute_logical_plan(optimized).await?;
