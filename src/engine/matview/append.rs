@@ -57,7 +57,7 @@ pub fn appended_rows(
 
 /// Whether a node other than a union reads relations of `deltas` through more than one
 /// of its inputs.
-fn joins_appended(
+pub(super) fn joins_appended(
     plan: &LogicalPlan,
     deltas: &HashMap<String, Arc<dyn TableProvider>>,
 ) -> DfResult<bool> {

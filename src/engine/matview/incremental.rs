@@ -13,10 +13,13 @@
 //! 1. every input that changed since the versions recorded at the last refresh must be a
 //!    Delta table (a managed table, another engine's table, a materialised view) to
 //!    which files were only added (`INSERT`, `COPY`, appends), or a local file source
-//!    to whose files others were only added (a new day's file in its directory); or,
-//!    for one input at most, a Delta table whose rows were deleted or updated in files
-//!    holding at most 1/`FOLD_FRACTION` of its rows (its removed files' rows and its
-//!    added files' rows are then its changed rows, and nothing merges);
+//!    to whose files others were only added (a new day's file in its directory); or a
+//!    Delta table whose rows were deleted or updated in files holding at most
+//!    1/`FOLD_FRACTION` of its rows (its removed files' rows and its added files' rows
+//!    are then its changed rows, and nothing merges), or a materialised view refreshed
+//!    through its overlay (its change files say which rows went and came); no join
+//!    below a group may read such inputs (with rows removed) on both sides, since a
+//!    removed row's removed partners would not be found;
 //! 2. the keys reached are the keys of the groups' inputs computed with one changed
 //!    scan at a time reading only the changed rows, the other scans reading everything.
 //!    Between a group and a changed scan there may be only projections, filters,
@@ -47,6 +50,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, LogicalPlanBuilder};
 use tracing::debug;
 
+use super::append::joins_appended;
 use super::inputs::{self, Inputs, Pinned};
 use super::merge::Mergeable;
 use super::overlay;
@@ -173,6 +177,24 @@ impl Keyed {
         Ok(swapped(input, deltas)?
             .filter(|v| v.len() == 1)
             .and_then(|mut v| v.pop()))
+    }
+
+    /// Whether a node below a group (other than a union) reads relations of `changed`
+    /// through more than one of its inputs.
+    pub fn joins_changed(
+        &self,
+        plan: &LogicalPlan,
+        changed: &HashMap<String, Arc<dyn TableProvider>>,
+    ) -> DfResult<bool> {
+        if changed.is_empty() {
+            return Ok(false);
+        }
+        for (path, _) in &self.groups {
+            if joins_appended(at(plan, path).inputs()[0], changed)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `plan` with each group reading only the rows whose key is among `keys`.
@@ -573,10 +595,10 @@ impl Engine {
             return Ok(None);
         }
         let mut deltas = HashMap::new();
-        // The input whose rows were deleted or updated, if one was; whether the appended
-        // rows may be merged (not when rows went, nor when an input this refresh does
-        // not pin was appended to: an append it read already would be merged again).
-        let mut removed: Option<String> = None;
+        // The inputs whose rows were deleted or updated; whether the appended rows may be
+        // merged (not when rows went, nor when an input this refresh does not pin was
+        // appended to: an append it read already would be merged again).
+        let mut removed: HashMap<String, Arc<dyn TableProvider>> = HashMap::new();
         let mut merge = true;
         for (name, version) in versions {
             let before = &previous.inputs[name];
@@ -607,21 +629,21 @@ impl Engine {
                 overlaid(before),
                 overlaid(version),
             ) {
-                if removed.is_some() || a != b || after.is_some_and(|s| s >= upto) {
+                if a != b || after.is_some_and(|s| s >= upto) {
                     return Ok(None);
                 }
                 let Some((schema, before, now)) = view.changes(after, upto)? else {
                     return Ok(None);
                 };
-                removed = Some(name.clone());
                 merge = false;
                 let gone = Arc::new(MemTable::try_new(schema.clone(), vec![before])?);
                 let added = Arc::new(MemTable::try_new(schema, vec![now])?);
-                let changes = Changes {
+                let changes: Arc<dyn TableProvider> = Arc::new(Changes {
                     removed: gone,
                     added,
-                };
-                deltas.insert(name.clone(), Arc::new(changes));
+                });
+                removed.insert(name.clone(), changes.clone());
+                deltas.insert(name.clone(), changes);
                 continue;
             }
             let plain = |v: &str| v.strip_prefix('v').and_then(|v| v.parse::<u64>().ok());
@@ -640,41 +662,39 @@ impl Engine {
                     appended
                 }
                 // Rows deleted or updated (in a few of its files): the keys of the rows
-                // removed and of those added are reached, for one such input at most
-                // (the others, unchanged or appended to, hold every row a removed one
-                // joined with); nothing merges.
+                // removed and of those added are reached; nothing merges.
                 Some(TableChange::Rewritten {
                     removed: gone,
                     added,
-                }) if removed.is_none() => {
-                    removed = Some(name.clone());
+                }) => {
                     merge = false;
-                    Arc::new(Changes {
+                    let changes: Arc<dyn TableProvider> = Arc::new(Changes {
                         removed: gone,
                         added,
-                    })
+                    });
+                    removed.insert(name.clone(), changes.clone());
+                    changes
                 }
                 _ => return Ok(None),
             };
             deltas.insert(name.clone(), delta);
         }
-        // The rows removed from an input are found through each of its scans with the
-        // others reading the input as it is now, without them: a relation read twice
-        // (joined with itself) would miss a removed row's partners.
-        if let Some(name) = removed.as_ref() {
-            let one = HashMap::from([(name.clone(), deltas[name].clone())]);
-            if scans_of(optimized, &one)? != 1 {
-                return Ok(None);
-            }
-        }
         let Some((keyed, change)) = Keyed::choose(optimized, &deltas, merge)? else {
             // A view of its inputs' rows one by one (no key) gains the rows of theirs.
-            if removed.is_none() {
+            if removed.is_empty() {
                 let run = (optimized, fingerprint, previous, pinned);
                 return self.append_to_view(runtime, run, &deltas).await;
             }
             return Ok(None);
         };
+        // The rows removed from an input are found through each of its scans with the
+        // other inputs read as they are now: a join below a group reading such inputs on
+        // both sides (a relation joined with itself, two changed relations joined) would
+        // miss a removed row's removed partners. Appended inputs hold every row a
+        // removed one joined with.
+        if keyed.joins_changed(optimized, &removed)? {
+            return Ok(None);
+        }
         // The key's stored values must be its computed ones: a type stored coarser
         // (nanoseconds as microseconds) would keep a changed key's old rows.
         let stored = data.schema();
