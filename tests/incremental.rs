@@ -1176,3 +1176,39 @@ async fn deletes_in_several_inputs_recompute_their_keys_unless_joined_below_a_gr
     refreshes_to(&c, "unioned", UNIONED, "3").await;
     refreshes_to(&c, "joined", JOINED, "3").await;
 }
+
+/// `balances` read as it is, beside an aggregate on the same key.
+const REPORT: &str = "SELECT o.customer, o.entries, b.balance \
+     FROM balances b RIGHT JOIN (SELECT customer, count(*) AS entries FROM ledger GROUP BY customer) o \
+     ON o.customer = b.customer";
+
+/// A view joining another view's rows as they are with an aggregate on their key
+/// follows both: the other's overlay changes and its own input's appends.
+#[tokio::test]
+async fn a_view_read_as_it_is_beside_an_aggregate_is_followed_by_key() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE TABLE ledger (customer TEXT, amount BIGINT);
+         INSERT INTO ledger SELECT 'c' || CAST(value % 100 AS TEXT), value % 7 + 1
+           FROM generate_series(1, 1000);
+         CREATE MATERIALIZED VIEW balances AS {BALANCES};
+         CREATE MATERIALIZED VIEW report AS {REPORT};"
+    ))
+    .await
+    .expect("setup");
+    // c1 leaves balances, c2 changes, new arrives: refreshing report refreshes balances
+    // through its overlay first.
+    c.batch_execute("INSERT INTO ledger VALUES ('c1', -1000), ('c2', 3), ('new', 4)")
+        .await
+        .expect("append");
+    refreshes_to(&c, "report", REPORT, "3").await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT entries, balance FROM report WHERE customer = 'c1'"
+        )
+        .await,
+        [["11", "NULL"]]
+    );
+}

@@ -10,7 +10,8 @@
 //! fingerprints differ are the changed keys: their new rows (read back from the file)
 //! and the rows they had (read again from the stored result) go to the overlay. When the
 //! overlay would grow past its bound, the file is written to the Delta table whole.
-//! Holding the fingerprints costs about 40 bytes per key.
+//! Holding the fingerprints costs about 40 bytes per key (up to twice that while the
+//! table grows).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;

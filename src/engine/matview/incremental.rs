@@ -72,15 +72,19 @@ pub(super) const FOLD_FRACTION: u64 = 8;
 /// A plan whose result is partitioned by a key: each result row comes from input rows
 /// with its key alone. Such a plan is an aggregate grouped by the key (a plain column;
 /// the first that works) or windows partitioned by it, or projections, filters and
-/// aliases over one, or an inner, left or right join of two such plans on their keys.
+/// aliases over one, or an inner, left or right join of two such plans on their keys,
+/// where a relation read as it is (a scan: each of its rows has its own key) can be one
+/// of the two.
 #[derive(Debug)]
 pub struct Keyed {
     /// The key's column in the result.
     pub output: usize,
-    /// The aggregates and windows whose input rows are taken by key (the groups): each
-    /// one's path from the top of the plan (the input taken at each node) and its key,
-    /// a column of its input.
+    /// The aggregates, windows and scans whose input rows are taken by key (the groups):
+    /// each one's path from the top of the plan (the input taken at each node) and its
+    /// key, a column of its input (of a scan: of the scan).
     groups: Vec<(Vec<usize>, Column)>,
+    /// How many of the groups are scans.
+    scans: usize,
 }
 
 /// How the changed keys are found: by merging the aggregate of the appended rows (its
@@ -102,7 +106,10 @@ impl Keyed {
     ) -> DfResult<Option<(Keyed, Change)>> {
         let mut mergeable = Mergeable::of(plan).filter(|_| merge);
         let aggregate = mergeable.as_ref().map(|m| m.path().to_vec());
-        for keyed in keyed(plan, &mut Vec::new()) {
+        // Scans alone are not worth keying: a view of rows one by one gains rows by
+        // appending (see `super::append`).
+        let keyeds = keyed(plan, &mut Vec::new()).into_iter();
+        for keyed in keyeds.filter(|k| k.scans < k.groups.len()) {
             if let Some(path) = &aggregate {
                 if let Some(input) = keyed.delta_input(plan, path, deltas)? {
                     if let Some(m) = mergeable.take() {
@@ -129,7 +136,7 @@ impl Keyed {
         let mut keys: Option<LogicalPlanBuilder> = None;
         let mut found = 0;
         for (path, key) in &self.groups {
-            let input = at(plan, path).inputs()[0];
+            let input = group_input(at(plan, path));
             let Some(variants) = swapped(input, deltas)? else {
                 return Ok(None);
             };
@@ -190,7 +197,7 @@ impl Keyed {
             return Ok(false);
         }
         for (path, _) in &self.groups {
-            if joins_appended(at(plan, path).inputs()[0], changed)? {
+            if joins_appended(group_input(at(plan, path)), changed)? {
                 return Ok(true);
             }
         }
@@ -205,14 +212,17 @@ impl Keyed {
     ) -> DfResult<LogicalPlan> {
         let mut plan = plan.clone();
         for (path, key) in &self.groups {
-            plan = replaced_at(&plan, path, &mut |aggregate| {
+            plan = replaced_at(&plan, path, &mut |group| {
                 let input = with_keys(
-                    aggregate.inputs()[0].clone(),
+                    group_input(group).clone(),
                     key.clone(),
                     keys,
                     JoinType::LeftSemi,
                 )?;
-                with_input(aggregate, 0, input, false)
+                match group {
+                    LogicalPlan::TableScan(_) => Ok(input),
+                    aggregate => with_input(aggregate, 0, input, false),
+                }
             })?;
         }
         Ok(plan)
@@ -315,6 +325,7 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
                         output,
                         groups: deeper(&inner, a.input.schema(), key)
                             .unwrap_or_else(|| vec![(path.clone(), key.clone())]),
+                        scans: 0,
                     }),
                     _ => None,
                 })
@@ -343,6 +354,7 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
                     output,
                     groups: deeper(&inner, input, &key)
                         .unwrap_or_else(|| vec![(path.clone(), key.clone())]),
+                    scans: 0,
                 })
                 .collect()
         }
@@ -388,13 +400,39 @@ fn keyed(plan: &LogicalPlan, path: &mut Vec<usize>) -> Vec<Keyed> {
                     };
                     if on_keys {
                         let groups = left.groups.iter().chain(&right.groups).cloned().collect();
-                        out.push(Keyed { output, groups });
+                        let scans = left.scans + right.scans;
+                        out.push(Keyed {
+                            output,
+                            groups,
+                            scans,
+                        });
                     }
                 }
             }
             out
         }
+        // Each row of a relation read as it is comes from itself.
+        LogicalPlan::TableScan(scan) if scan.fetch.is_none() => {
+            (0..scan.projected_schema.fields().len())
+                .map(|output| Keyed {
+                    output,
+                    groups: vec![(
+                        path.clone(),
+                        Column::from(scan.projected_schema.qualified_field(output)),
+                    )],
+                    scans: 1,
+                })
+                .collect()
+        }
         _ => vec![],
+    }
+}
+
+/// The rows a group takes by key: an aggregate's or a window's input, or a scan itself.
+fn group_input(group: &LogicalPlan) -> &LogicalPlan {
+    match group {
+        LogicalPlan::TableScan(_) => group,
+        other => other.inputs()[0],
     }
 }
 
@@ -414,7 +452,7 @@ fn deeper(inner: &[Keyed], input: &DFSchema, key: &Column) -> Option<Vec<(Vec<us
     let index = input.index_of_column(key).ok()?;
     inner
         .iter()
-        .find(|k| k.output == index)
+        .find(|k| k.output == index && k.scans == 0)
         .map(|k| k.groups.clone())
 }
 
@@ -968,6 +1006,31 @@ pub(super) mod tests {
             "SELECT k, v, count(*) OVER (PARTITION BY k) AS a, count(*) OVER () AS b FROM t",
             "SELECT k, sum(v) FROM t GROUP BY ROLLUP (k)",
             "SELECT k, v FROM t",
+        ] {
+            assert_eq!(key_of(sql).await, None, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relation_read_as_it_is_is_keyed_beside_an_aggregate() {
+        // A relation's rows, each its own, joined with an aggregate on its key.
+        let beside = [
+            "SELECT a.k, a.n, u.v FROM (SELECT k, count(*) AS n FROM t GROUP BY k) a JOIN u ON u.k = a.k",
+            "SELECT t.k, t.v, b.s FROM t JOIN (SELECT k, sum(v) AS s FROM u GROUP BY k) b ON t.k = b.k",
+            "SELECT b.k, b.s, t.v FROM t RIGHT JOIN (SELECT k, sum(v) AS s FROM u GROUP BY k) b ON t.k = b.k",
+        ];
+        for sql in beside {
+            assert_eq!(key_of(sql).await, Some(0), "{sql}");
+            assert_eq!(
+                keys_reached(sql).await,
+                Some(vec!["b".to_string(), "c".to_string()]),
+                "{sql}"
+            );
+        }
+        // Relations alone are not keyed (a view of rows one by one appends instead).
+        for sql in [
+            "SELECT k, v FROM t WHERE v > 1",
+            "SELECT t.k, u.v FROM t JOIN u ON t.k = u.k",
         ] {
             assert_eq!(key_of(sql).await, None, "{sql}");
         }
