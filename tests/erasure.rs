@@ -305,6 +305,17 @@ async fn forget_subject_erases_a_person_from_everything_the_engine_stores() {
     ] {
         assert_eq!(count(&c, &sql).await, 0, "{sql}");
     }
+    // The identity maps (views keyed by record_key) were written whole: an overlay hiding
+    // the person's rows would leave them in the stored files.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT name, coalesce(CAST(incremental_keys AS TEXT), 'whole') FROM tessera.materialized_views
+              WHERE name IN ('identity_map', 'identity_map_deterministic') ORDER BY name"
+        )
+        .await,
+        [["identity_map", "whole"], ["identity_map_deterministic", "whole"]]
+    );
     // Names are no identifiers (others may share them): asked as parameters, which the
     // audit log does not keep.
     for sql in [

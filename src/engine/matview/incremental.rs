@@ -606,6 +606,12 @@ pub(super) fn scans_of(
     Ok(n)
 }
 
+/// Why a view cannot be refreshed incrementally, for the debug log; `Ok(None)`.
+fn whole(view: &str, why: &str) -> Result<Option<Refreshed>> {
+    debug!(view, "materialized view: recomputed whole: {why}");
+    Ok(None)
+}
+
 impl Engine {
     /// Refresh the view by recomputing only the keys the appended rows reach, if the view
     /// and the change allow it (see the module's documentation); `None` otherwise.
@@ -622,6 +628,7 @@ impl Engine {
     ) -> Result<Option<Refreshed>> {
         let versions = &pinned.versions;
         let data = runtime.table.data();
+        let view = runtime.table.name();
         if previous.plan.as_deref() != Some(fingerprint)
             || !previous.populated
             || !runtime.table.is_populated()
@@ -630,7 +637,10 @@ impl Engine {
             || !inputs::all_versioned(versions)
             || previous.overlay != runtime.table.overlay_seq()
         {
-            return Ok(None);
+            return whole(
+                view,
+                "its definition, state or inputs are not those recorded",
+            );
         }
         let mut deltas = HashMap::new();
         // The inputs whose rows were deleted or updated; whether the appended rows may be
@@ -654,7 +664,7 @@ impl Engine {
                     _ => None,
                 };
                 let Some(reading) = reading else {
-                    return Ok(None);
+                    return whole(view, &format!("a file of {name} changed or went"));
                 };
                 deltas.insert(name.clone(), Arc::new(reading) as Arc<dyn TableProvider>);
                 continue;
@@ -662,16 +672,16 @@ impl Engine {
             // A materialised view refreshed through its overlay since (`v12` or `v12+2`
             // to `v12+3`): its changed rows are the rows its keys had before, kept in the
             // overlay's change files, and the rows they have now (nothing merges).
-            if let (Some(view), Some((a, after)), Some((b, Some(upto)))) = (
+            if let (Some(input), Some((a, after)), Some((b, Some(upto)))) = (
                 inputs.materialized_view(name),
                 overlaid(before),
                 overlaid(version),
             ) {
                 if a != b || after.is_some_and(|s| s >= upto) {
-                    return Ok(None);
+                    return whole(view, &format!("{name} was written whole"));
                 }
-                let Some((schema, before, now)) = view.changes(after, upto)? else {
-                    return Ok(None);
+                let Some((schema, before, now)) = input.changes(after, upto)? else {
+                    return whole(view, &format!("the changes of {name} are gone"));
                 };
                 merge = false;
                 let gone = Arc::new(MemTable::try_new(schema.clone(), vec![before])?);
@@ -688,7 +698,7 @@ impl Engine {
             let (Some(since), Some(_), Some(table)) =
                 (plain(before), plain(version), inputs.delta_table(name))
             else {
-                return Ok(None);
+                return whole(view, &format!("{name} has no version to follow"));
             };
             let until = pinned.snapshot(name);
             let change = table
@@ -713,7 +723,7 @@ impl Engine {
                     removed.insert(name.clone(), changes.clone());
                     changes
                 }
-                _ => return Ok(None),
+                _ => return whole(view, &format!("{name} was rewritten in too many files")),
             };
             deltas.insert(name.clone(), delta);
         }
@@ -723,7 +733,9 @@ impl Engine {
                 let run = (optimized, fingerprint, previous, pinned);
                 return self.append_to_view(runtime, run, &deltas).await;
             }
-            return Ok(None);
+            let ways = keyed(optimized, &mut Vec::new()).len();
+            let why = format!("no key by which its inputs' changes can be followed ({ways} keys)");
+            return whole(view, &why);
         };
         // The rows removed from an input are found through each of its scans with the
         // other inputs read as they are now: a join below a group reading such inputs on
@@ -731,7 +743,7 @@ impl Engine {
         // miss a removed row's removed partners. Appended inputs hold every row a
         // removed one joined with.
         if keyed.joins_changed(optimized, &removed)? {
-            return Ok(None);
+            return whole(view, "a join reads changed inputs on both sides");
         }
         // The key's stored values must be its computed ones: a type stored coarser
         // (nanoseconds as microseconds) would keep a changed key's old rows.
@@ -743,7 +755,7 @@ impl Engine {
         let text =
             |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
         if stored_type != computed_type && !(text(stored_type) && text(computed_type)) {
-            return Ok(None);
+            return whole(view, "its key is stored in another type");
         }
         let name = runtime.table.name();
         let started = std::time::Instant::now();

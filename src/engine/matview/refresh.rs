@@ -463,8 +463,10 @@ impl Engine {
             }
         }
         // A view with a declared key: recomputed whole, but only the keys whose rows
-        // changed are written.
-        if let Some(key) = def.key.as_ref() {
+        // changed are written. Not after an erasure: the erased person's rows must leave
+        // the stored files, not only be hidden by the overlay.
+        let erased = previous.inputs.get(ERASURES) != pinned.versions.get(ERASURES);
+        if let Some(key) = def.key.as_ref().filter(|_| !erased) {
             let run = (&optimized, fingerprint.as_str(), &previous, &pinned);
             if let Some(done) = self.refresh_by_difference(runtime, run, key).await? {
                 return Ok(done);
