@@ -100,7 +100,6 @@ impl MaterializedViewTable {
         self.stored.current()
     }
 
-    /// The number of the overlay that applies to its stored result, if one does.
     /// The view as it is now, as a table that keeps reading these rows whatever later
     /// refreshes write, with its Delta version; `None` when it has an overlay or stores
     /// columns it does not show (then only the view itself reads it right).
@@ -116,6 +115,7 @@ impl MaterializedViewTable {
         Some((current, version))
     }
 
+    /// The number of the overlay that applies to its stored result, if one does.
     pub fn overlay_seq(&self) -> Option<u64> {
         self.stored.current().layer.map(|l| l.seq())
     }
