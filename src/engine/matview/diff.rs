@@ -35,16 +35,13 @@ use twox_hash::XxHash3_128;
 
 use super::incremental::{ordered, FOLD_FRACTION};
 use super::inputs::Pinned;
-use super::overlay;
+use super::overlay::{self, RECOMPUTED_FILE};
 use super::refresh::Refreshed;
 use super::{RefreshState, Runtime};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::Engine;
 use crate::identity::graph::PrehashedHasher;
 use crate::storage::cast_batch;
-
-/// The new result's file, in the view's directory while a refresh runs.
-const RESULT_FILE: &str = "_tessera_recomputed.arrow";
 
 /// Per key (its hash): the wrapping sum of its rows' hashes and how many rows it has,
 /// those stored subtracted from those computed.
@@ -156,7 +153,7 @@ impl Engine {
         let view: Arc<dyn TableProvider> = Arc::new(state.clone());
 
         // The new result, to its file, and the fingerprints of its keys.
-        let file = ResultFile(self.data_dir.join(&runtime.location).join(RESULT_FILE));
+        let file = ResultFile(self.data_dir.join(&runtime.location).join(RECOMPUTED_FILE));
         let mut prints = Fingerprints::default();
         let result = self.ctx.execute_logical_plan(optimized.clone()).await?;
         let rows = write_result(result.execute_stream().await?, &file.0, &stored, |b| {
@@ -172,8 +169,14 @@ impl Engine {
         let changed: HashSet<u128> = prints.into_keys().collect();
         debug!(view = %name, keys = changed.len(), elapsed = ?started.elapsed(), "materialized view: difference found");
 
-        let mut keys = 0;
-        if !changed.is_empty() {
+        let fits = state.layer.as_ref().is_none_or(|l| l.key() == key);
+        let mut keys = changed.len();
+        if changed.is_empty() {
+        } else if !fits || changed.len() as u64 > rows / FOLD_FRACTION {
+            // Too many changes for the overlay (or one keyed by another column): the new
+            // result replaces the stored one.
+            self.write_recomputed(runtime, &file.0).await?;
+        } else {
             // The changed keys' rows now, and before.
             let mut recomputed = Vec::new();
             let path = file.0.clone();
@@ -201,9 +204,8 @@ impl Engine {
                 .map(|b| b.project(&[key]))
                 .collect::<std::result::Result<_, _>>()
                 .map_err(DataFusionError::from)?;
-            let fits = state.layer.as_ref().is_none_or(|l| l.key() == key);
             let merged = overlay::merged(
-                state.layer.as_deref().filter(|_| fits),
+                state.layer.as_deref(),
                 state.tag,
                 key,
                 &stored,
@@ -211,22 +213,14 @@ impl Engine {
                 &recomputed,
             )?;
             keys = merged.changed_count();
-            if fits && merged.key_count() as u64 <= rows / FOLD_FRACTION {
+            if merged.key_count() as u64 <= rows / FOLD_FRACTION {
                 runtime.table.overlay().replace(merged, before).await?;
             } else {
-                // Too many changes for the overlay: the new result replaces the stored
-                // one, read back from its file.
-                let path = file.0.display().to_string();
-                let whole = self
-                    .ctx
-                    .read_arrow(&path, ArrowReadOptions::default())
-                    .await?;
-                self.vacuum_old_results(runtime).await;
-                data.overwrite_stream(whole.execute_stream().await?).await?;
-                runtime.table.overlay().clear()?;
+                // With the keys it held already, the overlay would grow too large.
+                self.write_recomputed(runtime, &file.0).await?;
             }
-            debug!(view = %name, keys, elapsed = ?started.elapsed(), "materialized view: changed keys written");
         }
+        debug!(view = %name, keys, elapsed = ?started.elapsed(), "materialized view: changed keys written");
         Ok(Some(Refreshed::Written {
             rows,
             version: data.version().await,
@@ -236,6 +230,25 @@ impl Engine {
             overlay: runtime.table.overlay_seq(),
             plan: fingerprint.to_string(),
         }))
+    }
+}
+
+impl Engine {
+    /// Replace the view's stored result by the recomputed one in its file at `path`, and
+    /// let the overlay go.
+    async fn write_recomputed(&self, runtime: &Runtime, path: &Path) -> Result<()> {
+        let path = path.display().to_string();
+        let whole = self
+            .ctx
+            .read_arrow(&path, ArrowReadOptions::default())
+            .await?;
+        self.vacuum_old_results(runtime).await;
+        runtime
+            .table
+            .data()
+            .overwrite_stream(whole.execute_stream().await?)
+            .await?;
+        runtime.table.overlay().clear()
     }
 }
 

@@ -653,6 +653,9 @@ impl Engine {
             if before == version {
                 continue;
             }
+            if inputs.is_hidden(name) {
+                return whole(view, &format!("{name} changed, read by a table function"));
+            }
             // A file source to which files were only added.
             if let Some(files) = pinned.files.get(name) {
                 let added = previous

@@ -45,6 +45,11 @@ pub struct Inputs {
     scans: Vec<(String, Arc<dyn TableProvider>)>,
     /// Functions the plan calls that may answer differently from one run to the next.
     unstable_functions: Vec<String>,
+    /// Relations read inside a table function (`resolve_identities`' edges): the plan
+    /// does not scan them itself, so their changes cannot be followed through it.
+    hidden: Vec<String>,
+    /// Whether the walk is inside such a function's relations.
+    in_function: bool,
 }
 
 impl Inputs {
@@ -65,14 +70,16 @@ impl Inputs {
                             match crate::identity::function::relations_read(provider.as_ref()) {
                                 // resolve_identities: what matters is what it reads.
                                 Some(relations) => {
+                                    let outer = std::mem::replace(&mut self.in_function, true);
                                     for (name, provider) in relations {
                                         match provider.get_logical_plan() {
                                             Some(view) => self.walk(&view)?,
-                                            None => self.scans.push((name, provider)),
+                                            None => self.scan(name, provider),
                                         }
                                     }
+                                    self.in_function = outer;
                                 }
-                                None => self.scans.push((scan.table_name.to_string(), provider)),
+                                None => self.scan(scan.table_name.to_string(), provider),
                             }
                         } else {
                             self.unstable_functions
@@ -93,6 +100,19 @@ impl Inputs {
             })
         })?;
         Ok(())
+    }
+
+    fn scan(&mut self, name: String, provider: Arc<dyn TableProvider>) {
+        if self.in_function {
+            self.hidden.push(name.clone());
+        }
+        self.scans.push((name, provider));
+    }
+
+    /// Whether relation `name` is read inside a table function (whose result the
+    /// incremental paths cannot follow from its changed rows).
+    pub fn is_hidden(&self, name: &str) -> bool {
+        self.hidden.iter().any(|h| h == name)
     }
 
     /// The materialised views read, by name, each once.

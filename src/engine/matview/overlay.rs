@@ -404,10 +404,16 @@ impl Overlay {
     }
 }
 
-/// Delete the overlay file `path` and the change files beside it.
+/// A refresh's copy of a recomputed result, beside the overlay while it runs (see
+/// `super::diff`); one a crash left behind goes with the overlay's files.
+pub(super) const RECOMPUTED_FILE: &str = "_tessera_recomputed.arrow";
+
+/// Delete the overlay file `path`, the change files beside it and a recomputed result
+/// left there.
 fn remove_files(path: &Path) -> Result<()> {
     let mut paths = vec![path.to_path_buf(), temporary(path)];
     if let Some(dir) = path.parent() {
+        paths.push(dir.join(RECOMPUTED_FILE));
         match std::fs::read_dir(dir) {
             Ok(entries) => paths.extend(
                 entries
