@@ -44,6 +44,19 @@ async fn refreshes_to(c: &Client, name: &str, query: &str, keys: &str) {
     );
 }
 
+/// Fill `table` (a text key and a number) in ten files (inserts), each with two keys'
+/// five rows: `c0a` and `c0b` in the first, and so on.
+async fn in_ten_files(c: &Client, table: &str) {
+    for file in 0..10 {
+        let rows: Vec<String> = (0..10)
+            .map(|r| format!("('c{file}{}', {r})", if r % 2 == 0 { 'a' } else { 'b' }))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO {table} VALUES {}", rows.join(", ")))
+            .await
+            .expect("insert");
+    }
+}
+
 const SPEND: &str = "SELECT customer, sum(amount) AS total, count(*) AS orders \
                      FROM orders GROUP BY customer HAVING sum(amount) > 3";
 /// Two aggregates joined on their key: one reading each table.
@@ -747,15 +760,7 @@ async fn deletes_and_updates_in_a_few_files_recompute_their_keys() {
     c.batch_execute("CREATE TABLE events (customer TEXT, amount BIGINT)")
         .await
         .expect("table");
-    // Ten files, each with two customers' five rows.
-    for file in 0..10 {
-        let rows: Vec<String> = (0..10)
-            .map(|r| format!("('c{file}{}', {r})", if r % 2 == 0 { 'a' } else { 'b' }))
-            .collect();
-        c.batch_execute(&format!("INSERT INTO events VALUES {}", rows.join(", ")))
-            .await
-            .expect("insert");
-    }
+    in_ten_files(&c, "events").await;
     c.batch_execute(&format!(
         "CREATE MATERIALIZED VIEW event_totals AS {EVENT_TOTALS};
          CREATE MATERIALIZED VIEW event_pairs AS {EVENT_PAIRS};"
@@ -1146,17 +1151,8 @@ async fn deletes_in_several_inputs_recompute_their_keys_unless_joined_below_a_gr
     c.batch_execute("CREATE TABLE ta (k TEXT, v BIGINT); CREATE TABLE tb (k TEXT, v BIGINT)")
         .await
         .expect("tables");
-    // Ten files in each, each with two keys' five rows.
-    for table in ["ta", "tb"] {
-        for file in 0..10 {
-            let rows: Vec<String> = (0..10)
-                .map(|r| format!("('c{file}{}', {r})", if r % 2 == 0 { 'a' } else { 'b' }))
-                .collect();
-            c.batch_execute(&format!("INSERT INTO {table} VALUES {}", rows.join(", ")))
-                .await
-                .expect("insert");
-        }
-    }
+    in_ten_files(&c, "ta").await;
+    in_ten_files(&c, "tb").await;
     c.batch_execute(&format!(
         "CREATE MATERIALIZED VIEW unioned AS {UNIONED};
          CREATE MATERIALIZED VIEW joined AS {JOINED};"

@@ -35,7 +35,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model_vs_duckdb import (ROOT, TESSERA, Tessera, log, run_tessera_model)  # noqa: E402
+from model_vs_duckdb import (ROOT, TESSERA, Tessera, clear_catalog, free_port, log,  # noqa: E402
+                             run_tessera_model)
 
 # The views `profiles` reads (through plain views), in the order the model fills them.
 CHAIN = ["identifiers", "identity_map", "consent_state", "web_sessions", "web_activity",
@@ -116,21 +117,10 @@ def main():
     demo = os.path.join(data, "demo")
     os.makedirs(empty_sql, exist_ok=True)
     os.makedirs(data, exist_ok=True)
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def fresh_catalog():
-        import shutil
-        for e in os.listdir(data):
-            if e != "demo":
-                p = os.path.join(data, e)
-                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
-
+    port = free_port()
     if os.path.isdir(demo):
         remove_appended(demo)
-    fresh_catalog()
+    clear_catalog(data)
     log(f"tessera ({TESSERA}) on port {port}: the demo at {args.customers:,} customers, then {args.sql_dir}/*.sql ...")
     t = Tessera(data, args.customers, args.seed, port, empty_sql)
     try:

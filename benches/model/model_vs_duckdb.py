@@ -400,6 +400,21 @@ def report(r):
         print(f"  {name:42} {a!s:>14} {b!s:>14}  {status}")
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clear_catalog(data):
+    """Delete everything in the tessera data dir `data` but the demo data (demo/)."""
+    for e in os.listdir(data):
+        if e != "demo":
+            p = os.path.join(data, e)
+            shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", type=int, default=1_000_000)
@@ -421,18 +436,10 @@ def main():
     demo = os.path.join(data, "demo")
     for d in (data, empty_sql, exp):
         os.makedirs(d, exist_ok=True)
-    port = args.port
-    if not port:
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    port = args.port or free_port()
 
     def fresh_catalog():
-        for e in os.listdir(data):
-            if e != "demo":
-                p = os.path.join(data, e)
-                shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+        clear_catalog(data)
 
     stamp = os.path.join(demo, "generated.json")
     wanted = json.dumps({"customers": args.customers, "seed": args.seed}, separators=(",", ":"))
