@@ -15,6 +15,7 @@
 //! to the block's private fork of the table instead, which `COMMIT` lands ([`txn`]).
 
 mod compact;
+pub mod direct;
 mod files;
 mod input;
 mod limits;
