@@ -311,7 +311,6 @@ impl Graph {
     /// identifier's records lie in one component, so this is exactly the result of
     /// running pass 3 alone over the whole graph.
     pub fn link(&mut self) -> Linked {
-        let n = self.node_count();
         let limit: Vec<Option<u32>> = self
             .types
             .names
@@ -340,13 +339,7 @@ impl Graph {
             .collect();
         let (merges, refusals) = if flagged.iter().any(|f| *f) {
             let flagged: Vec<bool> = roots.iter().map(|r| flagged[*r as usize]).collect();
-            let out = self.link_with_limits(&mut uf, &flagged, &limit);
-            for o in 0..n as u32 {
-                if flagged[o as usize] {
-                    roots[o as usize] = uf.find(o);
-                }
-            }
-            out
+            self.link_with_limits(&mut uf, &mut roots, &flagged, &limit)
         } else {
             (Vec::new(), Vec::new())
         };
@@ -404,12 +397,18 @@ impl Graph {
         flagged
     }
 
-    /// Pass 3: reset the flagged nodes' components and link them again, one identifier at a
-    /// time in priority order (ties broken by hash, so the input order does not
-    /// matter), refusing links that would break a limit.
+    /// Pass 3: link the flagged nodes' components again from scratch, one identifier at
+    /// a time in priority order (ties broken by hash, so the input order does not
+    /// matter), refusing links that would break a limit; set their `roots`, and the
+    /// oldest previous id of each new root in `uf`.
+    ///
+    /// The flagged nodes are numbered anew, one component after another, so that this
+    /// pass's union-find and value sets are small dense arrays rather than entries
+    /// scattered over every record.
     fn link_with_limits(
         &self,
         uf: &mut UnionFind,
+        roots: &mut [u32],
         flagged: &[bool],
         limit: &[Option<u32>],
     ) -> (Vec<Merge>, Vec<Refusal>) {
@@ -420,97 +419,126 @@ impl Graph {
             .iter()
             .map(|t| self.rules.rule(t).priority)
             .collect();
-        let nodes: Vec<u32> = (0..n as u32).filter(|o| flagged[*o as usize]).collect();
-        for &o in &nodes {
-            uf.reset(o, self.prev[o as usize]);
+        let t0 = std::time::Instant::now();
+        let mut nodes: Vec<u32> = (0..n as u32).filter(|o| flagged[*o as usize]).collect();
+        nodes.sort_unstable_by_key(|o| (roots[*o as usize], *o));
+        let mut local = vec![u32::MAX; n];
+        for (l, &o) in nodes.iter().enumerate() {
+            local[o as usize] = l as u32;
         }
+        let local = local;
+        let mut luf = UnionFind {
+            parent: (0..nodes.len() as u32).collect(),
+            size: vec![1; nodes.len()],
+            prev: nodes.iter().map(|o| self.prev[*o as usize]).collect(),
+        };
         // One pass over the identifiers of flagged components (an unblocked identifier's
         // records are all in one component, so its first says): the links to make, in
         // order, and each flagged node's own values of limited types.
-        // The scan is split across threads; each finds its range's links and values.
-        type Found = (Vec<(Reverse<i64>, u64, u32)>, Vec<(u32, u32, u32)>);
-        let scan = |range: std::ops::Range<usize>| {
-            let (mut order, mut owned): Found = (Vec::new(), Vec::new());
+        // The scan is split across threads; each finds its range's links (with their
+        // records' local numbers, in the order they link) and values.
+        // A link: priority, hash, identifier, and its records in `lists[thread]`.
+        type Link = (Reverse<i64>, u64, u32, u32, u32, u32);
+        type Found = (Vec<Link>, Vec<u32>, Vec<(u32, u32, u32)>);
+        let scan = |thread: usize, range: std::ops::Range<usize>| {
+            let (mut order, mut list, mut owned): Found = (Vec::new(), Vec::new(), Vec::new());
+            let mut recs: Vec<(u128, u32)> = Vec::new();
             for i in range {
                 let members = self.members_of(i);
                 if self.ident_blocked[i] || !members.first().is_some_and(|m| flagged[*m as usize]) {
                     continue;
                 }
                 let t = self.ident_type[i];
-                if self.degree(i) >= 2 {
-                    order.push((Reverse(priority[t as usize]), self.ident_hash[i], i as u32));
+                if members.len() >= 2 {
+                    let start = list.len() as u32;
+                    // The order of the links decides which give way to a limit: make
+                    // it independent of the input order. Two records are linked or not
+                    // whatever their order, so only longer lists are sorted (by record
+                    // hash).
+                    if members.len() > 2 {
+                        recs.clear();
+                        recs.extend(
+                            members
+                                .iter()
+                                .map(|r| (self.occ_hash[*r as usize], local[*r as usize])),
+                        );
+                        recs.sort_unstable();
+                        list.extend(recs.iter().map(|(_, l)| *l));
+                    } else {
+                        list.extend(members.iter().map(|r| local[*r as usize]));
+                    }
+                    let len = members.len() as u32;
+                    let key = (Reverse(priority[t as usize]), self.ident_hash[i]);
+                    order.push((key.0, key.1, i as u32, thread as u32, start, len));
                 }
                 if limit[t as usize].is_some() {
-                    owned.extend(members.iter().map(|&m| (m, t, i as u32)));
+                    owned.extend(members.iter().map(|&m| (local[m as usize], t, i as u32)));
                 }
             }
-            (order, owned)
+            (order, list, owned)
         };
         let n_idents = self.identifier_count();
         let per_thread = n_idents.div_ceil(self.threads.max(1)).max(1);
         let found: Vec<Found> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..n_idents)
                 .step_by(per_thread)
-                .map(|start| scope.spawn(move || scan(start..(start + per_thread).min(n_idents))))
+                .enumerate()
+                .map(|(thread, start)| {
+                    scope.spawn(move || scan(thread, start..(start + per_thread).min(n_idents)))
+                })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
+            handles.into_iter().map(joined).collect()
         });
+        tracing::debug!(elapsed = ?t0.elapsed(), nodes = nodes.len(), "resolve_identities: pass 3 scanned");
         let mut order = Vec::new();
-        let mut sets = ValueSets::default();
-        for (links, owned) in found {
+        let mut lists = Vec::new();
+        let mut sets = ValueSets {
+            sets: vec![Vec::new(); nodes.len()],
+        };
+        for (links, list, owned) in found {
             order.extend(links);
-            for (m, t, i) in owned {
-                sets.sets.entry(m).or_default().push((t, i));
+            lists.push(list);
+            for (l, t, i) in owned {
+                sets.sets[l as usize].push((t, i));
             }
         }
         order.sort_unstable();
-        for own in sets.sets.values_mut() {
+        for own in &mut sets.sets {
             own.sort_unstable();
         }
-        // A record seen in several places: join its occurrences first, whatever the limits.
-        for &o in &nodes {
+        // A record seen in several places: join its occurrences first, whatever the limits
+        // (they are in one component, so its canonical occurrence is flagged too).
+        for (l, &o) in nodes.iter().enumerate() {
             let c = self.canon[o as usize];
             if c != o {
-                let (rc, ro) = (uf.find(c), uf.find(o));
-                let merged = union_sorted(sets.get(rc), sets.get(ro));
-                let root = uf.union(rc, ro);
-                sets.set(root, merged, rc, ro);
+                let (rc, ro) = (luf.find(local[c as usize]), luf.find(l as u32));
+                if rc != ro {
+                    let merged = union_sorted(sets.get(rc), sets.get(ro));
+                    let root = luf.union(rc, ro);
+                    sets.set(root, merged, rc, ro);
+                }
             }
         }
+        tracing::debug!(elapsed = ?t0.elapsed(), links = order.len(), "resolve_identities: pass 3 sorted");
 
         let mut merges = Vec::new();
         let mut refusals: HashMap<u32, Refusal> = HashMap::new();
-        let mut recs: Vec<(u128, u32)> = Vec::new();
-        let mut roots: Vec<u32> = Vec::new();
-        for (_, _, ident) in order {
-            let members = self.members_of(ident as usize);
-            // The order of the links decides which give way to a limit: make it
-            // independent of the input order. Two records are linked or not whatever
-            // their order, so only longer lists are sorted (by record hash, read at
-            // random).
-            recs.clear();
-            if members.len() > 2 {
-                recs.extend(members.iter().map(|r| (self.occ_hash[*r as usize], *r)));
-                recs.sort_unstable();
-            } else {
-                recs.extend(members.iter().map(|r| (0, *r)));
-            }
-            roots.clear();
-            for (_, r) in &recs {
-                let root = uf.find(*r);
-                if !roots.contains(&root) {
-                    roots.push(root);
+        let mut heads: Vec<u32> = Vec::new();
+        for (_, _, ident, thread, start, len) in order {
+            let members = &lists[thread as usize][start as usize..(start + len) as usize];
+            heads.clear();
+            for r in members {
+                let root = luf.find(*r);
+                if !heads.contains(&root) {
+                    heads.push(root);
                 }
             }
-            let Some((&first, rest)) = roots.split_first() else {
+            let Some((&first, rest)) = heads.split_first() else {
                 continue;
             };
             let mut acc = first;
             for &other in rest {
-                let other = uf.find(other);
+                let other = luf.find(other);
                 if other == acc {
                     continue;
                 }
@@ -528,7 +556,7 @@ impl Graph {
                     r.links += 1;
                     continue;
                 }
-                let (pa, pb) = (uf.prev[acc as usize], uf.prev[other as usize]);
+                let (pa, pb) = (luf.prev[acc as usize], luf.prev[other as usize]);
                 if pa != NO_ID && pb != NO_ID && pa != pb {
                     merges.push(Merge {
                         merged: pa.max(pb),
@@ -536,15 +564,27 @@ impl Graph {
                         ident,
                     });
                 }
-                let root = uf.union(acc, other);
+                let root = luf.union(acc, other);
                 sets.set(root, merged, acc, other);
                 acc = root;
+            }
+        }
+        for (l, &o) in nodes.iter().enumerate() {
+            let r = luf.find(l as u32);
+            roots[o as usize] = nodes[r as usize];
+            if r as usize == l {
+                uf.prev[o as usize] = luf.prev[l];
             }
         }
         let mut refusals: Vec<Refusal> = refusals.into_values().collect();
         refusals.sort_by_key(|r| r.ident);
         (merges, refusals)
     }
+}
+
+/// A scoped thread's result (its panic carried on).
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// Sorted, deduplicated `(type, identifier)` pairs.
@@ -604,21 +644,21 @@ fn over_limit(
     None
 }
 
-/// The limited-type values held by each component: sorted `(type, identifier)` pairs.
-#[derive(Default)]
+/// The limited-type values held by each component of pass 3, by its local root: sorted
+/// `(type, identifier)` pairs.
 struct ValueSets {
-    sets: PrehashedMap<u32, Vec<(u32, u32)>>,
+    sets: Vec<Vec<(u32, u32)>>,
 }
 
 impl ValueSets {
     fn get(&self, root: u32) -> &[(u32, u32)] {
-        self.sets.get(&root).map_or(&[], Vec::as_slice)
+        &self.sets[root as usize]
     }
 
     fn set(&mut self, root: u32, merged: Vec<(u32, u32)>, a: u32, b: u32) {
-        self.sets.remove(&a);
-        self.sets.remove(&b);
-        self.sets.insert(root, merged);
+        self.sets[a as usize] = Vec::new();
+        self.sets[b as usize] = Vec::new();
+        self.sets[root as usize] = merged;
     }
 }
 
@@ -643,12 +683,6 @@ impl UnionFind {
             size,
             prev: oldest,
         }
-    }
-
-    fn reset(&mut self, x: u32, prev: u64) {
-        self.parent[x as usize] = x;
-        self.size[x as usize] = 1;
-        self.prev[x as usize] = prev;
     }
 
     pub fn find(&mut self, mut x: u32) -> u32 {

@@ -623,6 +623,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     type Row = (&'static str, &'static str, &'static str, &'static str);
+    type Row4<'a> = (&'a str, &'a str, &'a str, &'a str);
 
     /// Profiles as sets of `source:key`, from the graph of `chunks` (one input
     /// partition each).
@@ -741,6 +742,133 @@ mod tests {
             2,
             "repeated rows count once"
         );
+    }
+
+    #[test]
+    fn threads_do_not_change_limits_on_a_large_graph() {
+        // Over 2^16 records, so the passes run on several threads: families of four
+        // records sharing an email, every other family with two customer ids, and
+        // families chained to the next by a device id.
+        let rows: Vec<(String, String, String, String)> = (0..72_000)
+            .flat_map(|i: usize| {
+                let (family, key) = (i / 4, format!("r{i}"));
+                let mut r = vec![
+                    (
+                        "crm".into(),
+                        key.clone(),
+                        "email".into(),
+                        format!("f{family}@x.com"),
+                    ),
+                    (
+                        "crm".into(),
+                        key.clone(),
+                        "customer_id".into(),
+                        format!("C{}", family * 2 + (family % 2) * (i % 2)),
+                    ),
+                ];
+                if family % 3 == 0 && i % 4 == 3 {
+                    r.push((
+                        "crm".into(),
+                        key,
+                        "device_id".into(),
+                        format!("d{}", family + 1),
+                    ));
+                } else if family % 3 == 1 && i.is_multiple_of(4) {
+                    r.push(("crm".into(), key, "device_id".into(), format!("d{family}")));
+                }
+                r
+            })
+            .collect();
+        let refs: Vec<Row4> = rows
+            .iter()
+            .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+            .collect();
+        let run = |threads: usize| {
+            let mut chunks = Vec::new();
+            for part in refs.chunks(refs.len() / 3 + 1) {
+                let mut c = Chunk::default();
+                c.ingest(&edges(part)).expect("ingest");
+                chunks.push(c);
+            }
+            let mut g =
+                build(Rules::default(), chunks, &Records::default(), threads).expect("build");
+            let linked = g.link();
+            let mut groups: std::collections::BTreeMap<u32, BTreeSet<String>> = Default::default();
+            for o in 0..g.node_count() as u32 {
+                if g.is_record(o) {
+                    groups
+                        .entry(linked.roots[o as usize])
+                        .or_default()
+                        .insert(g.occ_key.get(o).to_string());
+                }
+            }
+            let refused: BTreeSet<String> = linked
+                .refusals
+                .iter()
+                .map(|r| g.values.get(r.ident).to_string())
+                .collect();
+            (groups.into_values().collect::<BTreeSet<_>>(), refused)
+        };
+        let (one, refused) = run(1);
+        // A family with two customer ids splits in two (its email refused); a device id
+        // would join two families, so two customer ids: refused too.
+        assert_eq!(one.len(), 9_000 + 2 * 9_000);
+        assert_eq!(refused.len(), 9_000 + 6_000);
+        assert!(refused.contains("f1@x.com") && !refused.contains("f0@x.com"));
+        assert!(refused.contains("d1") && !refused.contains("d0"));
+        assert_eq!(run(2), (one, refused));
+    }
+
+    #[test]
+    fn every_value_reaches_its_identifier_with_its_records() {
+        // Values of every length up to a few hundred bytes, many to a partition, read
+        // in several batches.
+        let long = "L".repeat(300);
+        let rows: Vec<(String, String, String, String)> = (0..6000)
+            .flat_map(|i| {
+                let key = format!("r{i}");
+                [
+                    (
+                        "crm".into(),
+                        key.clone(),
+                        "email".into(),
+                        format!("u{}@x.com", i % 1500),
+                    ),
+                    (
+                        "crm".into(),
+                        key.clone(),
+                        "device_id".into(),
+                        format!("{long}{}", i % 7),
+                    ),
+                    (
+                        "crm".into(),
+                        key,
+                        "note".into(),
+                        format!("n{}", "é".repeat(i % 90)),
+                    ),
+                ]
+            })
+            .collect();
+        let refs: Vec<Row4> = rows
+            .iter()
+            .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
+            .collect();
+        let mut chunk = Chunk::default();
+        for part in refs.chunks(1000) {
+            chunk.ingest(&edges(part)).expect("ingest");
+        }
+        let g = build(Rules::default(), vec![chunk], &Records::default(), 2).expect("build");
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        for i in 0..g.identifier_count() {
+            let records = (g.starts[i + 1] - g.starts[i]) as usize;
+            assert!(seen
+                .insert(g.values.get(i as u32).to_string(), records)
+                .is_none());
+        }
+        assert_eq!(seen.len(), 1500 + 7 + 90);
+        assert_eq!(seen["u0@x.com"], 4);
+        assert_eq!(seen[&format!("{long}3")], 6000 / 7);
+        assert_eq!(seen[&format!("n{}", "é".repeat(89))], 6000 / 90);
     }
 
     #[test]
