@@ -815,7 +815,7 @@ mod tests {
         assert_eq!(one.len(), 9_000 + 2 * 9_000);
         assert_eq!(refused.len(), 9_000 + 6_000);
         assert!(refused.contains("f1@x.com") && !refused.contains("f0@x.com"));
-        assert!(refused.contains("d1") && !refused.contains("d0"));
+        assert!(refused.contains("d1") && refused.contains("d4"));
         assert_eq!(run(2), (one, refused));
     }
 

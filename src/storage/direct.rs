@@ -10,7 +10,7 @@
 //! bytes through the page cache instead. Either way [`DirectFile::finish`] fsyncs.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The alignment `O_DIRECT` asks of buffers, offsets and lengths (a page covers every
@@ -56,6 +56,11 @@ impl DirectFile {
         })
     }
 
+    /// Whether the file is (still) written around the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
     /// Write out the buffered bytes, trim the last block's padding and fsync the file.
     pub fn finish(mut self) -> io::Result<()> {
         let len = self.written + self.filled as u64;
@@ -64,6 +69,7 @@ impl DirectFile {
                 // O_DIRECT writes whole aligned blocks: pad the last one, then cut the
                 // file back to its length.
                 let padded = self.filled.div_ceil(ALIGN) * ALIGN;
+                debug_assert!(padded <= BLOCK);
                 self.buf[self.start + self.filled..self.start + padded].fill(0);
                 self.write_block(padded)?;
             } else {
@@ -77,14 +83,15 @@ impl DirectFile {
     fn write_block(&mut self, len: usize) -> io::Result<()> {
         let block = &self.buf[self.start..self.start + len];
         match self.file.write_all(block) {
-            // Some file systems accept O_DIRECT at open and refuse it at the first
-            // write: nothing is written yet, so start again through the page cache.
-            Err(e)
-                if self.direct && self.written == 0 && e.kind() == io::ErrorKind::InvalidInput =>
-            {
-                self.file = open(&self.path, false)?;
+            // Some file systems accept O_DIRECT at open and refuse it at a write (or
+            // want a coarser alignment than ours for the padded last block): go on
+            // through the page cache from the last whole block written.
+            Err(e) if self.direct && e.kind() == io::ErrorKind::InvalidInput => {
+                let mut file = OpenOptions::new().write(true).open(&self.path)?;
+                file.seek(SeekFrom::Start(self.written))?;
+                file.write_all(block)?;
+                self.file = file;
                 self.direct = false;
-                self.file.write_all(block)?;
             }
             other => other?,
         }
@@ -113,13 +120,14 @@ fn open(path: &Path, direct: bool) -> io::Result<File> {
 
 impl Write for DirectFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // A full block goes out before more is taken, so an error consumes nothing.
+        if self.filled == BLOCK {
+            self.write_block(BLOCK)?;
+        }
         let n = data.len().min(BLOCK - self.filled);
         let at = self.start + self.filled;
         self.buf[at..at + n].copy_from_slice(&data[..n]);
         self.filled += n;
-        if self.filled == BLOCK {
-            self.write_block(BLOCK)?;
-        }
         Ok(n)
     }
 
@@ -163,6 +171,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_repository_file_system_is_written_around_the_page_cache() {
+        // The repository lives on a disk file system (ext4 on the project machine),
+        // which takes O_DIRECT: a file past a whole block must still be direct, or an
+        // alignment mistake would have fallen back to the page cache unnoticed.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir");
+        let path = dir.path().join("direct");
+        let mut f = DirectFile::create(&path).expect("create");
+        f.write_all(&vec![7u8; BLOCK + 100]).expect("write");
+        f.write_all(b"tail").expect("write");
+        assert!(f.is_direct(), "O_DIRECT fell back to buffered writes");
+        f.finish().expect("finish");
+        assert_eq!(
+            std::fs::metadata(&path).expect("stat").len(),
+            BLOCK as u64 + 104
+        );
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_file_system_without_o_direct_gets_the_same_bytes() {
         // /dev/shm is tmpfs: depending on the kernel it refuses O_DIRECT at open, at the
