@@ -5,8 +5,9 @@
 //! compare-and-swap of its own parent slot, always the larger index under the smaller,
 //! so parents only ever decrease and no cycle can form; a failed swap means the root was
 //! linked meanwhile, and the union starts again from the new roots. Finds halve paths
-//! with a swap that may fail harmlessly. Which node ends up a root depends on the
-//! threads' timing; nothing downstream depends on that choice (see `resolve`).
+//! with a swap that may fail harmlessly. Since parents only decrease, each component's
+//! root is its smallest node, whatever the threads' timing (nothing downstream depends
+//! on which node it is; see `resolve`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
