@@ -6,8 +6,8 @@
 //! so parents only ever decrease and no cycle can form; a failed swap means the root was
 //! linked meanwhile, and the union starts again from the new roots. Finds halve paths
 //! with a swap that may fail harmlessly. Since parents only decrease, each component's
-//! root is its smallest node, whatever the threads' timing (nothing downstream depends
-//! on which node it is; see `resolve`).
+//! root is its smallest node, whatever the threads' timing (`resolve` relies on it: a
+//! component's first record in output order is its root).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

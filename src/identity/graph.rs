@@ -11,6 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{Array, AsArray, LargeStringArray, StringArray, StringViewArray};
 use datafusion::arrow::compute::cast;
@@ -65,6 +66,57 @@ pub fn pair_hash(buf: &mut Vec<u8>, a: &str, b: &str) -> u128 {
     buf.push(SEPARATOR);
     buf.extend_from_slice(b.as_bytes());
     XxHash3_128::oneshot(buf)
+}
+
+/// [`pair_hash`] of two texts of at most 12 bytes given by their string views
+/// ([`Strings::short`]), when joined they take 9 to 16 bytes (most records' source and
+/// key): XXH3-128 computed on the joined bytes held in registers. Written to a buffer
+/// and read back at once, they stalled the read: a load spanning several smaller
+/// stores waits until those reach the cache, behind every store before them (a fifth
+/// of the time reading 30M edge rows).
+pub fn short_pair_hash(a: u128, b: u128) -> Option<u128> {
+    let (la, lb) = (a as u32 as usize, b as u32 as usize);
+    let len = la + 1 + lb;
+    if la > 12 || lb > 12 || !(9..=16).contains(&len) {
+        return None;
+    }
+    // A view holds its length in its low 4 bytes and an inline text in the next 12.
+    let text = |view: u128, len: usize| (view >> 32) & ((1u128 << (8 * len)) - 1);
+    let joined =
+        text(a, la) | (u128::from(SEPARATOR) << (8 * la)) | (text(b, lb) << (8 * (la + 1)));
+    Some(xxh3_128_9_to_16(joined, len))
+}
+
+/// XXH3-128 (seed 0, default secret) of the `len` (9 to 16) little-endian bytes of
+/// `input`, as the XXH3 specification computes inputs of that length.
+fn xxh3_128_9_to_16(input: u128, len: usize) -> u128 {
+    const PRIME32_2: u64 = 0x85EB_CA77;
+    const PRIME64_1: u64 = 0x9E37_79B1_85EB_CA87;
+    const PRIME64_2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    // Bytes 32..64 of the default secret.
+    const SECRET: [u64; 4] = [
+        u64::from_le_bytes([0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78]),
+        u64::from_le_bytes([0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff, 0x72, 0x21]),
+        u64::from_le_bytes([0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e]),
+        u64::from_le_bytes([0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c]),
+    ];
+    fn avalanche(mut x: u64) -> u64 {
+        x ^= x >> 37;
+        x = x.wrapping_mul(0x1656_6791_9E37_79F9);
+        x ^ (x >> 32)
+    }
+    let first = input as u64;
+    let last = (input >> (8 * (len - 8))) as u64;
+    let flip_low = (SECRET[0] ^ SECRET[1]) ^ first ^ last;
+    let flip_high = (SECRET[2] ^ SECRET[3]) ^ last;
+    let m = u128::from(flip_low).wrapping_mul(u128::from(PRIME64_1));
+    let low = (m as u64).wrapping_add(((len - 1) as u64) << 54);
+    let high = ((m >> 64) as u64)
+        .wrapping_add((flip_high >> 32) << 32)
+        .wrapping_add((flip_high & 0xffff_ffff).wrapping_mul(PRIME32_2));
+    let low = low ^ high.swap_bytes();
+    let q = ((u128::from(high) << 64) | u128::from(low)).wrapping_mul(u128::from(PRIME64_2));
+    (u128::from(avalanche((q >> 64) as u64)) << 64) | u128::from(avalanche(q as u64))
 }
 
 /// The seed an identifier type's values are hashed with: the hash of its canonical name.
@@ -306,6 +358,9 @@ impl Graph {
     /// 3. link those again from scratch, one identifier at a time in priority order,
     ///    refusing links over a limit and recording merges of previous ids.
     ///
+    /// Every component's root is its smallest node (a record's first occurrence, as a
+    /// later occurrence is joined to it), in pass 1 and in pass 3 alike.
+    ///
     /// A component within every limit comes out of pass 3 unchanged (its value sets
     /// only grow towards the final one, so no link would be refused), and every
     /// identifier's records lie in one component, so this is exactly the result of
@@ -325,27 +380,34 @@ impl Graph {
             |i| !self.ident_blocked[i] && self.degree(i) >= 2,
             self.threads,
         );
-        let mut uf = UnionFind::from_roots(&roots, &self.prev);
+        let mut oldest = oldest_by_root(&roots, &self.prev);
         tracing::debug!(elapsed = ?started.elapsed(), "resolve_identities: components");
-        let flagged = self.flag(&roots, &uf, &limit);
+        let flagged_roots = self.flag(&roots, &oldest, &limit);
+        // Per node, whether its component is flagged, as bits: the lookups at random
+        // below stay in a core's cache (1.25 MB at 10M nodes; a byte each missed it).
+        let mut flagged = Bits::new(roots.len());
+        for (o, &r) in roots.iter().enumerate() {
+            if flagged_roots.get(r as usize) {
+                flagged.set(o);
+            }
+        }
         tracing::debug!(
             elapsed = ?started.elapsed(),
-            flagged = flagged.iter().filter(|f| **f).count(),
+            nodes = flagged.count(),
             "resolve_identities: flagged"
         );
         let blocked: Vec<(u32, u32)> = (0..self.identifier_count())
             .filter(|i| self.ident_blocked[*i] && self.degree(*i) >= 2)
             .map(|i| (i as u32, self.degree(i)))
             .collect();
-        let (merges, refusals) = if flagged.iter().any(|f| *f) {
-            let flagged: Vec<bool> = roots.iter().map(|r| flagged[*r as usize]).collect();
-            self.link_with_limits(&mut uf, &mut roots, &flagged, &limit)
+        let (merges, refusals) = if flagged.count() > 0 {
+            self.link_with_limits(&mut oldest, &mut roots, &flagged, &limit)
         } else {
             (Vec::new(), Vec::new())
         };
         tracing::debug!(elapsed = ?started.elapsed(), "resolve_identities: limits applied");
         Linked {
-            prev: uf.prev,
+            prev: oldest,
             roots,
             merges,
             refusals,
@@ -358,43 +420,89 @@ impl Graph {
     }
 
     /// Pass 2: by root, whether the component breaks a limit or joins previous ids.
-    fn flag(&self, roots: &[u32], uf: &UnionFind, limit: &[Option<u32>]) -> Vec<bool> {
-        let mut flagged = vec![false; roots.len()];
-        for (o, &root) in roots.iter().enumerate() {
-            let p = self.prev[o];
-            if p != NO_ID && p != uf.prev[root as usize] {
-                flagged[root as usize] = true;
-            }
+    /// The identifiers are gathered by type on every thread (a share of them each), then
+    /// the limited types shared out among the threads, each counting its own.
+    fn flag(&self, roots: &[u32], oldest: &[u64], limit: &[Option<u32>]) -> Bits {
+        let flagged: Vec<AtomicU64> = (0..roots.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let flag = |r: usize| {
+            flagged[r / 64].fetch_or(1 << (r % 64), Ordering::Relaxed);
+        };
+        let threads = self.threads.max(1);
+        let n_idents = self.identifier_count();
+        let share = |k: usize, len: usize| k * len / threads..(k + 1) * len / threads;
+        // Per thread, per limited type, the first record of each unblocked identifier
+        // of its share: identifiers are distinct values, and all the records of one
+        // (unblocked) identifier are in one component.
+        let gathered: Vec<Vec<Vec<u32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|k| {
+                    scope.spawn(move || {
+                        let mut by_type: Vec<Vec<u32>> = vec![Vec::new(); limit.len()];
+                        for i in share(k, n_idents) {
+                            let t = self.ident_type[i] as usize;
+                            if limit[t].is_some() && !self.ident_blocked[i] {
+                                by_type[t].push(self.members[self.starts[i] as usize]);
+                            }
+                        }
+                        by_type
+                    })
+                })
+                .collect();
+            handles.into_iter().map(joined).collect()
+        });
+        // The types, largest first, each to the thread with the fewest identifiers yet.
+        let size = |t: usize| gathered.iter().map(|g| g[t].len()).sum::<usize>();
+        let mut types: Vec<usize> = (0..limit.len()).filter(|t| size(*t) > 0).collect();
+        types.sort_by_key(|t| std::cmp::Reverse(size(*t)));
+        let mut load = vec![0usize; threads];
+        let mut mine: Vec<Vec<usize>> = vec![Vec::new(); threads];
+        for t in types {
+            let least = (0..threads).min_by_key(|k| load[*k]).unwrap_or(0);
+            load[least] += size(t);
+            mine[least].push(t);
         }
-        // Distinct values per type and component: identifiers are distinct values and
-        // all the records of one (unblocked) identifier are in one component.
-        let mut by_type: Vec<Vec<u32>> = vec![Vec::new(); limit.len()];
-        for i in 0..self.identifier_count() {
-            let t = self.ident_type[i] as usize;
-            if !self.ident_blocked[i] && limit[t].is_some() {
-                by_type[t].push(self.members[self.starts[i] as usize]);
-            }
-        }
-        // Per root, the type being counted (plus one) in the high half and its count in
-        // the low half: a count left from an earlier type restarts, so none is reset.
-        let mut counts = vec![0u64; roots.len()];
-        for (t, firsts) in by_type.iter().enumerate() {
-            let Some(max) = limit[t] else { continue };
-            let stamp = (t as u64 + 1) << 32;
-            for &m in firsts {
-                let r = roots[m as usize] as usize;
-                let c = if counts[r] >> 32 == stamp >> 32 {
-                    counts[r] + 1
-                } else {
-                    stamp | 1
-                };
-                counts[r] = c;
-                if c as u32 > max {
-                    flagged[r] = true;
+        let has_prev = self.prev.iter().any(|p| *p != NO_ID);
+        let count = |k: usize| {
+            if k == 0 && has_prev {
+                for (o, &root) in roots.iter().enumerate() {
+                    let p = self.prev[o];
+                    if p != NO_ID && p != oldest[root as usize] {
+                        flag(root as usize);
+                    }
                 }
             }
-        }
-        flagged
+            // Per root, the type being counted (plus one) in the high half and its
+            // count in the low half: a count left from an earlier type restarts, so
+            // none is reset.
+            let mut counts = vec![0u64; if mine[k].is_empty() { 0 } else { roots.len() }];
+            for &t in &mine[k] {
+                let Some(max) = limit[t] else { continue };
+                let stamp = (t as u64 + 1) << 32;
+                for &m in gathered.iter().flat_map(|g| &g[t]) {
+                    let r = roots[m as usize] as usize;
+                    let c = if counts[r] >> 32 == stamp >> 32 {
+                        counts[r] + 1
+                    } else {
+                        stamp | 1
+                    };
+                    counts[r] = c;
+                    if c as u32 > max {
+                        flag(r);
+                    }
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            let count = &count;
+            let handles: Vec<_> = (1..threads)
+                .map(|k| scope.spawn(move || count(k)))
+                .collect();
+            count(0);
+            handles.into_iter().for_each(joined);
+        });
+        Bits(flagged.into_iter().map(AtomicU64::into_inner).collect())
     }
 
     /// Pass 3: link the flagged nodes' components again from scratch, one identifier at
@@ -407,9 +515,9 @@ impl Graph {
     /// scattered over every record.
     fn link_with_limits(
         &self,
-        uf: &mut UnionFind,
+        oldest: &mut [u64],
         roots: &mut [u32],
-        flagged: &[bool],
+        flagged: &Bits,
         limit: &[Option<u32>],
     ) -> (Vec<Merge>, Vec<Refusal>) {
         let n = self.node_count();
@@ -420,7 +528,7 @@ impl Graph {
             .map(|t| self.rules.rule(t).priority)
             .collect();
         let t0 = std::time::Instant::now();
-        let mut nodes: Vec<u32> = (0..n as u32).filter(|o| flagged[*o as usize]).collect();
+        let mut nodes: Vec<u32> = flagged.ones().map(|o| o as u32).collect();
         nodes.sort_unstable_by_key(|o| (roots[*o as usize], *o));
         let mut local = vec![u32::MAX; n];
         for (l, &o) in nodes.iter().enumerate() {
@@ -445,7 +553,9 @@ impl Graph {
             let mut recs: Vec<(u128, u32)> = Vec::new();
             for i in range {
                 let members = self.members_of(i);
-                if self.ident_blocked[i] || !members.first().is_some_and(|m| flagged[*m as usize]) {
+                if self.ident_blocked[i]
+                    || !members.first().is_some_and(|m| flagged.get(*m as usize))
+                {
                     continue;
                 }
                 let t = self.ident_type[i];
@@ -569,12 +679,17 @@ impl Graph {
                 acc = root;
             }
         }
+        // Each new component's root is its smallest node, as in pass 1: nodes are
+        // numbered in order within a pass-1 component, so that is the smallest local
+        // number, met first.
+        let mut smallest = vec![u32::MAX; nodes.len()];
         for (l, &o) in nodes.iter().enumerate() {
-            let r = luf.find(l as u32);
-            roots[o as usize] = nodes[r as usize];
-            if r as usize == l {
-                uf.prev[o as usize] = luf.prev[l];
+            let r = luf.find(l as u32) as usize;
+            if smallest[r] == u32::MAX {
+                smallest[r] = l as u32;
+                oldest[o as usize] = luf.prev[r];
             }
+            roots[o as usize] = nodes[smallest[r] as usize];
         }
         let mut refusals: Vec<Refusal> = refusals.into_values().collect();
         refusals.sort_by_key(|r| r.ident);
@@ -583,7 +698,7 @@ impl Graph {
 }
 
 /// A scoped thread's result (its panic carried on).
-fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+pub(super) fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
@@ -662,30 +777,62 @@ impl ValueSets {
     }
 }
 
-/// Union-find over records; each root carries the oldest previous id of its members.
-pub struct UnionFind {
+/// By root, the oldest previous id of its component's nodes ([`NO_ID`] if none).
+fn oldest_by_root(roots: &[u32], prev: &[u64]) -> Vec<u64> {
+    let mut oldest = vec![NO_ID; roots.len()];
+    // A space's first run has no previous ids: nothing to look up at random.
+    for (o, &p) in prev.iter().enumerate().filter(|(_, p)| **p != NO_ID) {
+        let r = roots[o] as usize;
+        oldest[r] = oldest[r].min(p);
+    }
+    oldest
+}
+
+/// A set of numbers below a bound, a bit each.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The members, in order.
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(k, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    k * 64 + b
+                })
+            })
+        })
+    }
+}
+
+/// Pass 3's union-find over the flagged nodes; each root carries the oldest previous
+/// id of its members.
+struct UnionFind {
     parent: Vec<u32>,
     size: Vec<u32>,
     pub prev: Vec<u64>,
 }
 
 impl UnionFind {
-    /// The union-find of finished components: each node under its root, which carries
-    /// the component's size and the oldest previous id of its nodes.
-    fn from_roots(roots: &[u32], prev: &[u64]) -> Self {
-        let (mut size, mut oldest) = (vec![0u32; roots.len()], vec![NO_ID; roots.len()]);
-        for (o, &r) in roots.iter().enumerate() {
-            size[r as usize] += 1;
-            oldest[r as usize] = oldest[r as usize].min(prev[o]);
-        }
-        UnionFind {
-            parent: roots.to_vec(),
-            size,
-            prev: oldest,
-        }
-    }
-
-    pub fn find(&mut self, mut x: u32) -> u32 {
+    fn find(&mut self, mut x: u32) -> u32 {
         while self.parent[x as usize] != x {
             let grand = self.parent[self.parent[x as usize] as usize];
             self.parent[x as usize] = grand;
@@ -732,7 +879,8 @@ pub struct Refusal {
 
 /// The outcome of [`Graph::link`].
 pub struct Linked {
-    /// Each node's root: nodes with the same root are one profile.
+    /// Each node's root, the smallest node of its profile: nodes with the same root are
+    /// one profile.
     pub roots: Vec<u32>,
     /// By root, the oldest previous id of the profile's records.
     pub prev: Vec<u64>,
@@ -809,6 +957,47 @@ mod tests {
             .collect();
         out.sort();
         (out, linked, g)
+    }
+
+    /// The hash of a short source and key computed from their views equals the one
+    /// of their bytes, for every pair of lengths, in UTF-8 of one to four bytes a
+    /// character; it declines joined lengths outside 9..=16.
+    #[test]
+    fn short_pair_hash_is_pair_hash() {
+        let mut state = 11u64;
+        let mut next = |below: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % below
+        };
+        let alphabet = ['a', 'Z', '0', '-', '\u{1f}', 'é', '€', '😀', '\0'];
+        let mut text = |bytes: usize| {
+            let mut t = String::new();
+            while t.len() < bytes {
+                let c = alphabet[next(alphabet.len() as u64) as usize];
+                if t.len() + c.len_utf8() <= bytes {
+                    t.push(c);
+                }
+            }
+            t
+        };
+        let mut buf = Vec::new();
+        for la in 0..=13 {
+            for lb in 0..=13 {
+                for _ in 0..50 {
+                    let (a, b) = (text(la), text(lb));
+                    let views = StringViewArray::from(vec![a.as_str(), b.as_str()]);
+                    let (va, vb) = (views.views()[0], views.views()[1]);
+                    let got = short_pair_hash(va, vb);
+                    if la <= 12 && lb <= 12 && (9..=16).contains(&(la + 1 + lb)) {
+                        assert_eq!(got, Some(pair_hash(&mut buf, &a, &b)), "{a:?} {b:?}");
+                    } else {
+                        assert_eq!(got, None, "{a:?} {b:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

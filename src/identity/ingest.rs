@@ -16,13 +16,15 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{exec_err, Result};
 
 use super::graph::{
-    as_text, ident_hash, pair_hash, strings, type_seed, Arena, Graph, Names, PrehashedMap, NO_ID,
+    as_text, ident_hash, joined, pair_hash, short_pair_hash, strings, type_seed, Arena, Graph,
+    Names, PrehashedMap, NO_ID,
 };
-use super::rules::Rules;
+use super::rules::{is_default_blocked, Kind, Rules};
 use super::state::Records;
 
 /// Radix partitions: 2^8, so one partition of 30M identifier rows holds ~120k (a hash
-/// table of a few MB); few enough that scattering rows into them stays cache-friendly.
+/// table of a few MB); few enough that scattering rows into them stays cache-friendly
+/// (2^6 read 0.1 s faster at 10M records but deduplicated 0.25 s slower).
 const PART_BITS: u32 = 8;
 const PARTS: usize = 1 << PART_BITS;
 
@@ -37,9 +39,13 @@ struct IdentRow {
     occ: u32,
     /// The length of the row's value.
     len: u16,
-    /// The chunk's index of the row's canonical identifier type.
+    /// The chunk's index of the row's canonical identifier type, and [`BLOCKED`] if the
+    /// default rules block the value (judged as it is read, while it is in the cache).
     ty: u16,
 }
+
+/// The bit of [`IdentRow::ty`] that marks a blocked value.
+const BLOCKED: u16 = 1 << 15;
 
 /// Identifier rows of one radix partition, in input order, their values end to end.
 #[derive(Default)]
@@ -56,8 +62,8 @@ pub struct Chunk {
     /// Types and sources of at most 12 bytes by their view ([`Strings::short`]).
     short_types: Vec<(u128, u32)>,
     short_sources: Vec<(u128, u32)>,
-    /// Per type, the seed its values are hashed with.
-    type_seeds: Vec<u64>,
+    /// Per type, the seed its values are hashed with and the default checks they get.
+    type_seeds: Vec<(u64, Kind)>,
     last_source: Option<(String, u32)>,
     last_record: Option<u128>,
     occ_hash: Vec<u128>,
@@ -130,7 +136,11 @@ impl Chunk {
             let hash = if repeat {
                 self.last_record.unwrap_or_default()
             } else {
-                pair_hash(&mut self.buf, s, k)
+                match (source.short(row), key.short(row)) {
+                    (Some(a), Some(b)) => short_pair_hash(a, b),
+                    _ => None,
+                }
+                .unwrap_or_else(|| pair_hash(&mut self.buf, s, k))
             };
             if self.last_record != Some(hash) {
                 self.last_record = Some(hash);
@@ -155,7 +165,13 @@ impl Chunk {
                 None => self.id_type(t)?,
             };
             let t = t as u16;
-            let hash = ident_hash(self.type_seed(t), v);
+            let (seed, kind) = self.type_seed(t);
+            let hash = ident_hash(seed, v);
+            let blocked = if is_default_blocked(kind, v) {
+                BLOCKED
+            } else {
+                0
+            };
             let Ok(len) = u16::try_from(v.len()) else {
                 let (bytes, ty) = (v.len(), &self.types.names[t as usize]);
                 return exec_err!(
@@ -168,7 +184,7 @@ impl Chunk {
                 hash: [(hash >> 64) as u64, hash as u64],
                 occ: (self.occ_hash.len() - 1) as u32,
                 len,
-                ty: t,
+                ty: t | blocked,
             });
         }
         Ok(())
@@ -197,11 +213,11 @@ impl Chunk {
         Ok(t)
     }
 
-    /// The hash seed of the chunk's type `t` (see [`type_seed`]).
-    fn type_seed(&mut self, t: u16) -> u64 {
+    /// The hash seed of the chunk's type `t` (see [`type_seed`]), and its kind.
+    fn type_seed(&mut self, t: u16) -> (u64, Kind) {
         while self.type_seeds.len() < self.types.names.len() {
             let name = &self.types.names[self.type_seeds.len()];
-            self.type_seeds.push(type_seed(name));
+            self.type_seeds.push((type_seed(name), Kind::of(name)));
         }
         self.type_seeds[t as usize]
     }
@@ -210,8 +226,8 @@ impl Chunk {
 /// The index of `raw`'s canonical type in `types`.
 fn id_type_index(types: &mut Names, raw: &str) -> Result<u32> {
     let t = types.intern(raw, |r| r.trim().to_lowercase());
-    if t > u32::from(u16::MAX) {
-        return exec_err!("resolve_identities: more than 65,535 distinct id_type values");
+    if t >= u32::from(BLOCKED) {
+        return exec_err!("resolve_identities: more than 32,768 distinct id_type values");
     }
     Ok(t)
 }
@@ -310,31 +326,77 @@ pub fn build(
     if n_occ >= u32::MAX as usize {
         return exec_err!("resolve_identities: more than 4 billion records in one run");
     }
-    let mut occ_hash = Vec::with_capacity(n_occ);
-    let mut occ_source = Vec::with_capacity(n_occ);
-    let mut occ_key = Arena::default();
-    for c in &mut chunks {
-        let source_map: Vec<u32> = c
-            .sources
-            .names
+    // Each chunk's records grouped by radix partition (a thread per chunk), the previous
+    // ids likewise, while the sources and keys are concatenated on this thread.
+    let mut sources_keys: Vec<(Vec<u32>, Arena, Vec<u32>)> = chunks
+        .iter_mut()
+        .map(|c| {
+            let source_map = c
+                .sources
+                .names
+                .iter()
+                .map(|n| sources.intern(n, str::to_string))
+                .collect();
+            (
+                std::mem::take(&mut c.occ_source),
+                std::mem::take(&mut c.occ_key),
+                source_map,
+            )
+        })
+        .collect();
+    let (rec_parts, prev_parts, canon, prev, occ_source, occ_key) = std::thread::scope(|scope| {
+        let radixes: Vec<_> = chunks
             .iter()
-            .map(|n| sources.intern(n, str::to_string))
+            .zip(&occ_base)
+            .map(|(c, &base)| {
+                scope.spawn(move || radix_by(c.occ_hash.len(), base, |i| c.occ_hash[i]))
+            })
             .collect();
-        occ_hash.append(&mut c.occ_hash);
-        occ_source.extend(c.occ_source.drain(..).map(|s| source_map[s as usize]));
-        occ_key.append(std::mem::take(&mut c.occ_key));
+        let previous_parts = scope.spawn(|| radix_prev(previous));
+        let atomics = scope.spawn(move || {
+            let canon: Vec<AtomicU32> = (0..n_occ as u32).map(AtomicU32::new).collect();
+            let prev: Vec<AtomicU64> = (0..n_occ).map(|_| AtomicU64::new(NO_ID)).collect();
+            (canon, prev)
+        });
+        let mut occ_source = Vec::new();
+        let mut occ_key = Arena::default();
+        for (source, key, source_map) in &mut sources_keys {
+            for s in source.iter_mut() {
+                *s = source_map[*s as usize];
+            }
+            if occ_source.is_empty() {
+                occ_source = std::mem::take(source);
+            } else {
+                occ_source.append(source);
+            }
+            occ_key.append(std::mem::take(key));
+        }
+        let (canon, prev) = joined(atomics);
+        let rec_parts: Vec<Radix> = radixes.into_iter().map(joined).collect();
+        (
+            rec_parts,
+            joined(previous_parts),
+            canon,
+            prev,
+            occ_source,
+            occ_key,
+        )
+    });
+    // Chunks reserve room for their expected rows, so the first one's usually holds
+    // the others' without moving.
+    let mut occ_hash: Vec<u128> = Vec::new();
+    for c in &mut chunks {
+        if occ_hash.is_empty() {
+            occ_hash = std::mem::take(&mut c.occ_hash);
+        } else {
+            occ_hash.extend_from_slice(&c.occ_hash);
+            c.occ_hash = Vec::new();
+        }
     }
-
-    // Records: radix-partition (hash, occurrence) and the previous ids, then find each
-    // occurrence's canonical one and each canonical record's previous id.
-    let rec_parts = radix(&occ_hash);
-    let prev_parts = radix_prev(previous);
-    let canon: Vec<AtomicU32> = (0..n_occ as u32).map(AtomicU32::new).collect();
-    let prev: Vec<AtomicU64> = (0..n_occ).map(|_| AtomicU64::new(NO_ID)).collect();
     per_partition(threads, |first: &mut PrehashedMap<u128, u32>, p| {
         first.clear();
-        first.reserve(rec_parts.starts[p + 1] - rec_parts.starts[p]);
-        for (occ, hash) in rec_parts.part(p) {
+        first.reserve(rec_parts.iter().map(|r| r.len(p)).sum());
+        for (occ, hash) in rec_parts.iter().flat_map(|r| r.part(p)) {
             let c = *first.entry(hash).or_insert(occ);
             if c != occ {
                 canon[occ as usize].store(c, Ordering::Relaxed);
@@ -421,6 +483,7 @@ struct SubRow {
     /// The chunk and the start of the value in its text.
     chunk: u32,
     len: u16,
+    blocked: bool,
     start: usize,
 }
 
@@ -433,6 +496,8 @@ struct DedupScratch {
     sub_starts: Vec<usize>,
     /// (local identifier, occurrence) per row, for the member lists.
     pairs: Vec<(u32, u32)>,
+    /// Per new identifier, where its value is: chunk, start and length.
+    texts: Vec<(u32, usize, u16)>,
     counts: Vec<u32>,
     fill: Vec<u32>,
 }
@@ -458,6 +523,7 @@ fn dedup_identifiers(
         order,
         sub_starts,
         pairs,
+        texts,
         counts,
         fill,
     } = scratch;
@@ -482,9 +548,10 @@ fn dedup_identifiers(
             order[*slot] = SubRow {
                 hash: row.hash,
                 occ: occ_base[c] + row.occ,
-                ty: type_map[c][row.ty as usize],
+                ty: type_map[c][(row.ty & !BLOCKED) as usize],
                 chunk: c as u32,
                 len: row.len,
+                blocked: row.ty & BLOCKED != 0,
                 start,
             };
             *slot += 1;
@@ -493,6 +560,7 @@ fn dedup_identifiers(
     }
     pairs.clear();
     pairs.reserve(total);
+    texts.clear();
     for s in 0..SUBS {
         let group = &order[sub_starts[s]..sub_starts[s + 1]];
         local_of.clear();
@@ -502,17 +570,24 @@ fn dedup_identifiers(
             let hash = (u128::from(row.hash[0]) << 64) | u128::from(row.hash[1]);
             let local = *local_of.entry(hash).or_insert(next);
             if local == next {
-                // Whole `&str`s were pushed, so every value is valid UTF-8 (not
-                // checked again here: judged and kept as bytes).
-                let value =
-                    &chunks[row.chunk as usize].text[row.start..row.start + usize::from(row.len)];
                 out.hash.push(hash as u64);
                 out.ty.push(row.ty);
-                out.blocked
-                    .push(rules.is_blocked_bytes(&types.names[row.ty as usize], value));
-                out.values.push_bytes(value);
+                out.blocked.push(row.blocked);
+                texts.push((row.chunk, row.start, row.len));
             }
             pairs.push((local, row.occ));
+        }
+    }
+    // The values, copied in a loop of their own: reading them at random costs a cache
+    // miss each, which the processor overlaps here but not in the loop above.
+    for (i, &(chunk, start, len)) in texts.iter().enumerate() {
+        // Whole `&str`s were pushed, so every value is valid UTF-8 (not checked again
+        // here: kept as bytes).
+        let value = &chunks[chunk as usize].text[start..start + usize::from(len)];
+        out.values.push_bytes(value);
+        if rules.has_patterns() && !out.blocked[i] {
+            let (t, v) = (&types.names[out.ty[i] as usize], out.values.get(i as u32));
+            out.blocked[i] = rules.matches_pattern(t, v);
         }
     }
     drop(chunks);
@@ -556,8 +631,8 @@ fn dedup_identifiers(
     out
 }
 
-/// Items `0..n` grouped by the radix partition of their hash, in order, each with its
-/// hash (so a partition's hashes are read in one pass, not looked up at random).
+/// Items grouped by the radix partition of their hash, in order, each with its hash
+/// (so a partition's hashes are read in one pass, not looked up at random).
 struct Radix {
     starts: Vec<usize>,
     items: Vec<u32>,
@@ -573,9 +648,14 @@ impl Radix {
             .copied()
             .zip(self.hashes[range].iter().copied())
     }
+
+    fn len(&self, p: usize) -> usize {
+        self.starts[p + 1] - self.starts[p]
+    }
 }
 
-fn radix_by(n: usize, hash: impl Fn(usize) -> u128) -> Radix {
+/// Items `base..base + n`, item `base + i` with `hash(i)`.
+fn radix_by(n: usize, base: u32, hash: impl Fn(usize) -> u128) -> Radix {
     let mut starts = vec![0usize; PARTS + 1];
     for i in 0..n {
         starts[part_of(hash(i)) + 1] += 1;
@@ -588,7 +668,7 @@ fn radix_by(n: usize, hash: impl Fn(usize) -> u128) -> Radix {
     for i in 0..n {
         let h = hash(i);
         let f = &mut fill[part_of(h)];
-        items[*f] = i as u32;
+        items[*f] = base + i as u32;
         hashes[*f] = h;
         *f += 1;
     }
@@ -599,12 +679,8 @@ fn radix_by(n: usize, hash: impl Fn(usize) -> u128) -> Radix {
     }
 }
 
-fn radix(hashes: &[u128]) -> Radix {
-    radix_by(hashes.len(), |i| hashes[i])
-}
-
 fn radix_prev(previous: &Records) -> Radix {
-    radix_by(previous.len(), |i| previous.hash(i))
+    radix_by(previous.len(), 0, |i| previous.hash(i))
 }
 
 /// The graph of some edge batches read as one input partition (small inputs, tests).

@@ -49,11 +49,14 @@ pub fn finish(
     // The claimant of each previous id, by sequence number: every previous id is below
     // the space's next one, so an array (4 bytes per id ever given) serves as the map.
     let mut claims: Vec<u32> = vec![u32::MAX; if claiming { meta.next_seq as usize } else { 0 }];
-    let mut visited = vec![false; if claiming { n } else { 0 }];
-    for &root in root_of.iter().filter(|_| claiming) {
-        if std::mem::replace(&mut visited[root as usize], true) {
-            continue;
-        }
+    // Every component's root is its smallest node, a record (see `Graph::link`), so a
+    // record is the first of its component in output order exactly when it is the root.
+    let firsts = || {
+        (0..seen.len())
+            .filter(|i| seen[*i] == root_of[*i])
+            .map(|i| seen[i])
+    };
+    for root in firsts().filter(|_| claiming) {
         let claim = linked.prev[root as usize];
         if claim == NO_ID {
             continue;
@@ -116,25 +119,21 @@ pub fn finish(
     let mut next_seq = meta.next_seq;
     let mut profiles = 0u64;
     let mut seq_of_root: Vec<u64> = vec![NO_ID; n];
-    let mut seqs = Vec::with_capacity(seen.len());
-    for &root in &root_of {
-        let mut seq = seq_of_root[root as usize];
-        if seq == NO_ID {
-            let claim = linked.prev[root as usize];
-            seq = if !conflicted.is_empty() && conflicted.contains(&root) {
-                assigned.get(&root).copied()
-            } else {
-                (claim != NO_ID).then_some(claim)
-            }
-            .unwrap_or_else(|| {
-                next_seq += 1;
-                next_seq - 1
-            });
-            seq_of_root[root as usize] = seq;
-            profiles += 1;
+    for root in firsts() {
+        let claim = linked.prev[root as usize];
+        let seq = if !conflicted.is_empty() && conflicted.contains(&root) {
+            assigned.get(&root).copied()
+        } else {
+            (claim != NO_ID).then_some(claim)
         }
-        seqs.push(seq);
+        .unwrap_or_else(|| {
+            next_seq += 1;
+            next_seq - 1
+        });
+        seq_of_root[root as usize] = seq;
+        profiles += 1;
     }
+    let seqs = gather(&root_of, &seq_of_root, graph.threads);
     drop(seq_of_root);
     let hash = |r: &u32| graph.occ_hash[*r as usize];
     let records = Records::new(
@@ -203,6 +202,22 @@ pub fn finish(
             refusals,
         },
     ))
+}
+
+/// `table[i]` for every `i` of `at`, on `threads` threads (a gather at random).
+fn gather(at: &[u32], table: &[u64], threads: usize) -> Vec<u64> {
+    let mut out = vec![0u64; at.len()];
+    let per_thread = at.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        for (out, at) in out.chunks_mut(per_thread).zip(at.chunks(per_thread)) {
+            scope.spawn(move || {
+                for (slot, i) in out.iter_mut().zip(at) {
+                    *slot = table[*i as usize];
+                }
+            });
+        }
+    });
+    out
 }
 
 /// The rows of a run, made from its graph once every record's id is known, so the

@@ -187,23 +187,11 @@ impl Rules {
 
     /// Whether `value` of `id_type` (lower-cased) must never link records.
     pub fn is_blocked(&self, id_type: &str, value: &str) -> bool {
-        is_builtin_blocked(id_type, value.trim().as_bytes(), value.as_bytes())
-            || self.matches_pattern(id_type, value)
+        is_default_blocked(Kind::of(id_type), value) || self.matches_pattern(id_type, value)
     }
 
-    /// [`Rules::is_blocked`] for a value given as the bytes of a `&str` (the form
-    /// deduplication keeps values in): ASCII text is judged as bytes, as it is millions
-    /// of times per run; other text, and custom patterns, are judged as text.
-    pub fn is_blocked_bytes(&self, id_type: &str, value: &[u8]) -> bool {
-        let as_text = || std::str::from_utf8(value).unwrap_or_default();
-        if !value.is_ascii() {
-            return self.is_blocked(id_type, as_text());
-        }
-        is_builtin_blocked(id_type, trim_ascii_white(value), value)
-            || (self.has_patterns() && self.matches_pattern(id_type, as_text()))
-    }
-
-    fn matches_pattern(&self, id_type: &str, value: &str) -> bool {
+    /// Whether a custom pattern for `id_type` (or for every type) blocks `value`.
+    pub fn matches_pattern(&self, id_type: &str, value: &str) -> bool {
         !self.patterns.is_empty()
             && [id_type, "*"].iter().any(|t| {
                 self.patterns
@@ -227,12 +215,40 @@ fn trim_ascii_white(v: &[u8]) -> &[u8] {
     &v[start..end]
 }
 
-/// The defaults: placeholders, fake phones and fake emails. `trimmed` is `raw` without
-/// its leading and trailing white space.
-fn is_builtin_blocked(id_type: &str, trimmed: &[u8], raw: &[u8]) -> bool {
+/// Which of the default checks a type's values get besides the placeholders.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Phone,
+    Email,
+    Other,
+}
+
+impl Kind {
+    /// The kind of a canonical (lower-cased) identifier type.
+    pub fn of(id_type: &str) -> Kind {
+        match id_type {
+            "phone" => Kind::Phone,
+            "email" => Kind::Email,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// Whether the defaults block `value`: placeholders, fake phones and fake emails. Called
+/// for every edge row as it is read, so ASCII text (nearly all) is judged as bytes.
+pub fn is_default_blocked(kind: Kind, value: &str) -> bool {
+    let raw = value.as_bytes();
+    let trimmed = if value.is_ascii() {
+        trim_ascii_white(raw)
+    } else {
+        value.trim().as_bytes()
+    };
     is_placeholder(trimmed)
-        || (id_type == "phone" && is_fake_phone(raw))
-        || (id_type == "email" && is_fake_email(trimmed))
+        || match kind {
+            Kind::Phone => is_fake_phone(raw),
+            Kind::Email => is_fake_email(trimmed),
+            Kind::Other => false,
+        }
 }
 
 /// Values systems write when they have no value (`v` trimmed).
@@ -390,13 +406,15 @@ mod tests {
         assert_eq!(r.rule("loyalty").max_per_profile, None);
         assert!(r.is_blocked("anything", "internal-7"));
         assert!(!r.is_blocked("anything", "external-7"));
-        assert!(r.is_blocked_bytes("anything", b"internal-7"));
-        assert!(!r.is_blocked_bytes("anything", b"external-7"));
+        assert!(r.matches_pattern("anything", "internal-7"));
+        assert!(!r.matches_pattern("anything", "external-7"));
         same_judgement_as_text_and_as_bytes(&r);
         same_judgement_as_text_and_as_bytes(&Rules::default());
     }
 
-    /// `is_blocked_bytes` (ASCII judged as bytes) agrees with `is_blocked` (text).
+    /// Reading judges values by the defaults (ASCII trimmed as bytes) and deduplication
+    /// by the patterns: together they agree with `is_blocked`, and the byte trim with
+    /// `str::trim`.
     fn same_judgement_as_text_and_as_bytes(r: &Rules) {
         let values = [
             "",
@@ -432,10 +450,13 @@ mod tests {
         for t in ["email", "phone", "customer_id", "anything"] {
             for v in values {
                 assert_eq!(
-                    r.is_blocked_bytes(t, v.as_bytes()),
+                    is_default_blocked(Kind::of(t), v) || r.matches_pattern(t, v),
                     r.is_blocked(t, v),
                     "{t} {v:?}"
                 );
+                if v.is_ascii() {
+                    assert_eq!(trim_ascii_white(v.as_bytes()), v.trim().as_bytes(), "{v:?}");
+                }
             }
         }
     }
