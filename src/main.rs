@@ -174,13 +174,12 @@ fn main() -> std::process::ExitCode {
 /// Arrow's batch buffers are allocated and freed constantly, so the kernel faulted in and
 /// zeroed the same memory again and again: reading 30M edge rows for
 /// `resolve_identities` and counting its output spent about 2 s of its 11-13 s in page
-/// faults. With 10 s, freed memory is reused instead, also from one phase of a long
-/// statement to the next: a 10M-record `resolve_identities` faults in 3.4 GB rather
-/// than 4.7 GB with 1 s, and runs 0.3-0.4 s faster; the memory goes back to the kernel
-/// 10 s after a statement freed it. mimalloc reads its options from the environment
-/// before `main`, and setting them from code needs `unsafe` (forbidden here), so the
-/// process runs itself again with the option set, unless the operator set it. If that
-/// fails, it carries on with mimalloc's default.
+/// faults. With a second, freed memory is reused instead. (10 s kept more memory
+/// resident: a 10M-record `resolve_identities` peaked at 4.3 GB rather than 3.4 GB, and
+/// ran no faster.) mimalloc reads its options
+/// from the environment before `main`, and setting them from code needs `unsafe`
+/// (forbidden here), so the process runs itself again with the option set, unless the
+/// operator set it. If that fails, it carries on with mimalloc's default.
 #[cfg(unix)]
 fn set_allocator_purge_delay() {
     use std::os::unix::process::CommandExt;
@@ -191,11 +190,11 @@ fn set_allocator_purge_delay() {
     let error = match std::env::current_exe() {
         Ok(exe) => std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))
-            .env(PURGE_DELAY, "10000")
+            .env(PURGE_DELAY, "1000")
             .exec(),
         Err(e) => e,
     };
-    warn!("cannot start again with {PURGE_DELAY}=10000 (freed memory goes back to the kernel after 10 ms): {error}");
+    warn!("cannot start again with {PURGE_DELAY}=1000 (freed memory goes back to the kernel after 10 ms): {error}");
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {

@@ -144,6 +144,12 @@ impl Arena {
         self.bytes.reserve(bytes);
     }
 
+    /// The strings ending at `ends` in `bytes`, which must be whole UTF-8 strings (as
+    /// [`Arena::get`] reads them).
+    pub fn from_parts(bytes: Vec<u8>, ends: Vec<usize>) -> Self {
+        Arena { bytes, ends }
+    }
+
     pub fn push(&mut self, s: &str) -> u32 {
         self.push_bytes(s.as_bytes())
     }

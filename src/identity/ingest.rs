@@ -480,11 +480,9 @@ struct SubRow {
     /// The global occurrence and type.
     occ: u32,
     ty: u32,
-    /// The chunk and the start of the value in its text.
-    chunk: u32,
+    /// The length of the value.
     len: u16,
     blocked: bool,
-    start: usize,
 }
 
 /// [`dedup_identifiers`]' buffers, reused from one radix partition to the next.
@@ -496,8 +494,10 @@ struct DedupScratch {
     sub_starts: Vec<usize>,
     /// (local identifier, occurrence) per row, for the member lists.
     pairs: Vec<(u32, u32)>,
-    /// Per new identifier, where its value is: chunk, start and length.
-    texts: Vec<(u32, usize, u16)>,
+    /// Per row in input order, its place in `order`.
+    slot_of_row: Vec<u32>,
+    /// Per place in `order`, the identifier the row made, if it was its first.
+    first_of: Vec<u32>,
     counts: Vec<u32>,
     fill: Vec<u32>,
 }
@@ -516,14 +516,13 @@ fn dedup_identifiers(
     out.hash.reserve(total);
     out.ty.reserve(total);
     out.blocked.reserve(total);
-    let text: usize = chunks.iter().map(|c| c.text.len()).sum();
-    out.values.reserve(total, text);
     let DedupScratch {
         local_of,
         order,
         sub_starts,
         pairs,
-        texts,
+        slot_of_row,
+        first_of,
         counts,
         fill,
     } = scratch;
@@ -541,31 +540,32 @@ fn dedup_identifiers(
     order.clear();
     order.resize(total, SubRow::default());
     let mut next: [usize; SUBS] = std::array::from_fn(|s| sub_starts[s]);
+    slot_of_row.clear();
     for (c, rows) in chunks.iter().enumerate() {
-        let mut start = 0usize;
         for row in &rows.rows {
             let slot = &mut next[sub_of(row.hash)];
+            slot_of_row.push(*slot as u32);
             order[*slot] = SubRow {
                 hash: row.hash,
                 occ: occ_base[c] + row.occ,
                 ty: type_map[c][(row.ty & !BLOCKED) as usize],
-                chunk: c as u32,
                 len: row.len,
                 blocked: row.ty & BLOCKED != 0,
-                start,
             };
             *slot += 1;
-            start += usize::from(row.len);
         }
     }
     pairs.clear();
     pairs.reserve(total);
-    texts.clear();
+    first_of.clear();
+    first_of.resize(total, u32::MAX);
+    // Each identifier's value ends where the values before it, in identifier order, end.
+    let mut ends: Vec<usize> = Vec::new();
     for s in 0..SUBS {
-        let group = &order[sub_starts[s]..sub_starts[s + 1]];
+        let group = sub_starts[s]..sub_starts[s + 1];
         local_of.clear();
         local_of.reserve(group.len());
-        for row in group {
+        for (j, row) in order[group.clone()].iter().enumerate() {
             let next = out.hash.len() as u32;
             let hash = (u128::from(row.hash[0]) << 64) | u128::from(row.hash[1]);
             let local = *local_of.entry(hash).or_insert(next);
@@ -573,24 +573,40 @@ fn dedup_identifiers(
                 out.hash.push(hash as u64);
                 out.ty.push(row.ty);
                 out.blocked.push(row.blocked);
-                texts.push((row.chunk, row.start, row.len));
+                ends.push(ends.last().copied().unwrap_or(0) + usize::from(row.len));
+                first_of[group.start + j] = next;
             }
             pairs.push((local, row.occ));
         }
     }
-    // The values, copied in a loop of their own: reading them at random costs a cache
-    // miss each, which the processor overlaps here but not in the loop above.
-    for (i, &(chunk, start, len)) in texts.iter().enumerate() {
-        // Whole `&str`s were pushed, so every value is valid UTF-8 (not checked again
-        // here: kept as bytes).
-        let value = &chunks[chunk as usize].text[start..start + usize::from(len)];
-        out.values.push_bytes(value);
-        if rules.has_patterns() && !out.blocked[i] {
-            let (t, v) = (&types.names[out.ty[i] as usize], out.values.get(i as u32));
-            out.blocked[i] = rules.matches_pattern(t, v);
+    // The values, copied in input order: the rows' text is read in one pass, and the
+    // values (a MB or so) are written at random, rather than the text read at random.
+    let mut values = vec![0u8; ends.last().copied().unwrap_or(0)];
+    let mut k = 0;
+    for rows in &chunks {
+        let mut start = 0usize;
+        for row in &rows.rows {
+            let len = usize::from(row.len);
+            let first = first_of[slot_of_row[k] as usize];
+            if first != u32::MAX {
+                let end = ends[first as usize];
+                values[end - len..end].copy_from_slice(&rows.text[start..start + len]);
+            }
+            start += len;
+            k += 1;
         }
     }
     drop(chunks);
+    // Whole `&str`s were pushed, so every value is valid UTF-8.
+    out.values = Arena::from_parts(values, ends);
+    if rules.has_patterns() {
+        for i in 0..out.hash.len() {
+            if !out.blocked[i] {
+                let (t, v) = (&types.names[out.ty[i] as usize], out.values.get(i as u32));
+                out.blocked[i] = rules.matches_pattern(t, v);
+            }
+        }
+    }
     // Counting sort by identifier; rows of one record are adjacent in input order, so
     // a record repeating an identifier is dropped by comparing with the last member.
     let n = out.hash.len();

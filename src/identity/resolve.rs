@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{exec_err, Result};
 use tracing::info;
 
-use super::graph::{pair_hash, Graph, NO_ID};
+use super::graph::{joined, pair_hash, Graph, NO_ID};
 use super::state::{encode_id, encode_id_bytes, MergeRow, Meta, Records, RefusalRow, SpaceState};
 
 /// The output schema of `resolve_identities`.
@@ -35,7 +35,7 @@ pub fn finish(
     previous_merges: Vec<MergeRow>,
     now_micros: i64,
 ) -> Result<(Output, SpaceState)> {
-    let linked = graph.link();
+    let mut linked = graph.link();
     let n = graph.node_count();
     let seen: Vec<u32> = (0..n as u32).filter(|r| graph.is_record(*r)).collect();
     let root_of: Vec<u32> = seen.iter().map(|r| linked.roots[*r as usize]).collect();
@@ -115,11 +115,12 @@ pub fn finish(
         );
     }
 
-    // A component takes its id where its first record is met.
+    // A component takes its id where its first record is met. Its root's oldest
+    // previous id, read here only, makes way for the id.
     let mut next_seq = meta.next_seq;
     let mut profiles = 0u64;
-    let mut seq_of_root: Vec<u64> = vec![NO_ID; n];
-    for root in firsts() {
+    let roots: Vec<u32> = firsts().collect();
+    for root in roots {
         let claim = linked.prev[root as usize];
         let seq = if !conflicted.is_empty() && conflicted.contains(&root) {
             assigned.get(&root).copied()
@@ -130,17 +131,18 @@ pub fn finish(
             next_seq += 1;
             next_seq - 1
         });
-        seq_of_root[root as usize] = seq;
+        linked.prev[root as usize] = seq;
         profiles += 1;
     }
-    let seqs = gather(&root_of, &seq_of_root, graph.threads);
-    drop(seq_of_root);
+    let seq_of_root = &linked.prev;
     let hash = |r: &u32| graph.occ_hash[*r as usize];
-    let records = Records::new(
-        seen.iter().map(|r| (hash(r) >> 64) as u64).collect(),
-        seen.iter().map(|r| hash(r) as u64).collect(),
-        seqs,
-    );
+    let (hash_hi, hash_lo, seqs) = std::thread::scope(|scope| {
+        let hi = scope.spawn(|| seen.iter().map(|r| (hash(r) >> 64) as u64).collect());
+        let lo = scope.spawn(|| seen.iter().map(|r| hash(r) as u64).collect());
+        let seqs = gather(&root_of, seq_of_root, graph.threads);
+        (joined(hi), joined(lo), seqs)
+    });
+    let records = Records::new(hash_hi, hash_lo, seqs);
 
     let mut merges = previous_merges;
     let type_name =
