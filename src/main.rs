@@ -176,10 +176,10 @@ fn main() -> std::process::ExitCode {
 /// `resolve_identities` and counting its output spent about 2 s of its 11-13 s in page
 /// faults. With a second, freed memory is reused instead. (10 s kept more memory
 /// resident: a 10M-record `resolve_identities` peaked at 4.3 GB rather than 3.4 GB, and
-/// ran no faster.) mimalloc reads its options
-/// from the environment before `main`, and setting them from code needs `unsafe`
-/// (forbidden here), so the process runs itself again with the option set, unless the
-/// operator set it. If that fails, it carries on with mimalloc's default.
+/// ran no faster.) mimalloc reads its options from the environment before `main`, and
+/// setting them from code needs `unsafe` (forbidden here), so the process runs itself
+/// again with the option set, unless the operator set it. If that fails, it carries on
+/// with mimalloc's default.
 #[cfg(unix)]
 fn set_allocator_purge_delay() {
     use std::os::unix::process::CommandExt;

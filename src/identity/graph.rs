@@ -164,7 +164,8 @@ impl Arena {
     /// Append all of `other`'s strings, keeping their order.
     pub fn append(&mut self, other: Arena) {
         let base = self.bytes.len();
-        if self.bytes.is_empty() {
+        // An arena of empty strings has no bytes but still has its strings.
+        if self.ends.is_empty() {
             *self = other;
             return;
         }
@@ -412,6 +413,13 @@ impl Graph {
             (Vec::new(), Vec::new())
         };
         tracing::debug!(elapsed = ?started.elapsed(), "resolve_identities: limits applied");
+        debug_assert!(
+            roots
+                .iter()
+                .enumerate()
+                .all(|(o, &r)| r as usize <= o && self.canon[r as usize] == r),
+            "a root is its component's smallest node, a record"
+        );
         Linked {
             prev: oldest,
             roots,
@@ -513,8 +521,9 @@ impl Graph {
 
     /// Pass 3: link the flagged nodes' components again from scratch, one identifier at
     /// a time in priority order (ties broken by hash, so the input order does not
-    /// matter), refusing links that would break a limit; set their `roots`, and the
-    /// oldest previous id of each new root in `uf`.
+    /// matter), refusing links that would break a limit; set their `roots` (each new
+    /// component's smallest node), and the oldest previous id of each new root in
+    /// `oldest`.
     ///
     /// The flagged nodes are numbered anew, one component after another, so that this
     /// pass's union-find and value sets are small dense arrays rather than entries
@@ -963,6 +972,24 @@ mod tests {
             .collect();
         out.sort();
         (out, linked, g)
+    }
+
+    /// Appending keeps every string, empty ones included (an arena of empty strings
+    /// has no bytes but is not empty).
+    #[test]
+    fn appending_arenas_keeps_empty_strings() {
+        let mut a = Arena::default();
+        a.push("");
+        a.push("");
+        let mut b = Arena::default();
+        b.push("x");
+        b.push("");
+        a.append(b);
+        let got: Vec<&str> = (0..4).map(|i| a.get(i)).collect();
+        assert_eq!(got, ["", "", "x", ""]);
+        let mut c = Arena::default();
+        c.append(a);
+        assert_eq!(c.get(2), "x");
     }
 
     /// The hash of a short source and key computed from their views equals the one

@@ -344,12 +344,24 @@ pub fn build(
             )
         })
         .collect();
+    let next = AtomicUsize::new(0);
     let (rec_parts, prev_parts, canon, prev, occ_source, occ_key) = std::thread::scope(|scope| {
-        let radixes: Vec<_> = chunks
-            .iter()
-            .zip(&occ_base)
-            .map(|(c, &base)| {
-                scope.spawn(move || radix_by(c.occ_hash.len(), base, |i| c.occ_hash[i]))
+        let (chunks, occ_base, next) = (&chunks, &occ_base, &next);
+        let radixes: Vec<_> = (0..threads.clamp(1, chunks.len().max(1)))
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(c) = chunks.get(k) else {
+                            break mine;
+                        };
+                        mine.push((
+                            k,
+                            radix_by(c.occ_hash.len(), occ_base[k], |i| c.occ_hash[i]),
+                        ));
+                    }
+                })
             })
             .collect();
         let previous_parts = scope.spawn(|| radix_prev(previous));
@@ -372,7 +384,9 @@ pub fn build(
             occ_key.append(std::mem::take(key));
         }
         let (canon, prev) = joined(atomics);
-        let rec_parts: Vec<Radix> = radixes.into_iter().map(joined).collect();
+        let mut rec_parts: Vec<(usize, Radix)> = radixes.into_iter().flat_map(joined).collect();
+        rec_parts.sort_unstable_by_key(|(k, _)| *k);
+        let rec_parts: Vec<Radix> = rec_parts.into_iter().map(|(_, r)| r).collect();
         (
             rec_parts,
             joined(previous_parts),
@@ -382,12 +396,13 @@ pub fn build(
             occ_key,
         )
     });
-    // Chunks reserve room for their expected rows, so the first one's usually holds
-    // the others' without moving.
+    // The first chunk's vector, which reserved room for its expected rows, usually
+    // holds every chunk's records (fewer) without moving.
     let mut occ_hash: Vec<u128> = Vec::new();
     for c in &mut chunks {
         if occ_hash.is_empty() {
             occ_hash = std::mem::take(&mut c.occ_hash);
+            occ_hash.reserve(n_occ - occ_hash.len());
         } else {
             occ_hash.extend_from_slice(&c.occ_hash);
             c.occ_hash = Vec::new();
@@ -911,6 +926,58 @@ mod tests {
         assert_eq!(run(2), (one, refused));
     }
 
+    /// `batch` with its text columns as string views (as Parquet is read).
+    fn as_views(batch: &RecordBatch) -> RecordBatch {
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8View).expect("cast"))
+            .collect();
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8View, f.is_nullable()))
+            .collect();
+        RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).expect("batch")
+    }
+
+    /// A record's hash (kept in the state from run to run) is the same whether its
+    /// source and key come as text or as string views, short or long.
+    #[test]
+    fn record_hashes_are_the_same_from_text_and_from_views() {
+        let rows: [Row; 6] = [
+            ("crm", "1", "email", "a@x.com"),
+            ("shop", "ORD12", "email", "a@x.com"),
+            ("a", "bbbbbbbbbbbb", "email", "a@x.com"),
+            ("support", "TICKET-00001", "email", "a@x.com"),
+            ("web", "w-99", "email", "a@x.com"),
+            ("é", "ü€", "email", "a@x.com"),
+        ];
+        let hashes = |batch: RecordBatch| {
+            let mut c = Chunk::default();
+            c.ingest(&batch).expect("ingest");
+            c.occ_hash
+        };
+        let text = hashes(edges(&rows));
+        assert_eq!(text.len(), rows.len());
+        assert_eq!(hashes(as_views(&edges(&rows))), text);
+    }
+
+    #[test]
+    fn more_than_32768_types_is_an_error() {
+        let types: Vec<String> = (0..=32768).map(|i| format!("t{i}")).collect();
+        let rows: Vec<Row4> = types
+            .iter()
+            .map(|t| ("crm", "1", t.as_str(), "v"))
+            .collect();
+        let mut c = Chunk::default();
+        let e = c.ingest(&edges(&rows)).expect_err("too many types");
+        assert!(e.to_string().contains("more than 32,768"), "{e}");
+    }
+
     #[test]
     fn every_value_reaches_its_identifier_with_its_records() {
         // Values of every length up to a few hundred bytes, many to a partition, read
@@ -945,11 +1012,20 @@ mod tests {
             .iter()
             .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), d.as_str()))
             .collect();
-        let mut chunk = Chunk::default();
-        for part in refs.chunks(1000) {
-            chunk.ingest(&edges(part)).expect("ingest");
-        }
-        let g = build(Rules::default(), vec![chunk], &Records::default(), 2).expect("build");
+        // Three chunks of six batches, text and string views in turn.
+        let chunks = refs
+            .chunks(6000)
+            .map(|rows| {
+                let mut chunk = Chunk::default();
+                for (k, part) in rows.chunks(1000).enumerate() {
+                    let batch = edges(part);
+                    let batch = if k % 2 == 0 { batch } else { as_views(&batch) };
+                    chunk.ingest(&batch).expect("ingest");
+                }
+                chunk
+            })
+            .collect();
+        let g = build(Rules::default(), chunks, &Records::default(), 2).expect("build");
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
         for i in 0..g.identifier_count() {
             let records = (g.starts[i + 1] - g.starts[i]) as usize;

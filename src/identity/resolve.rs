@@ -102,7 +102,13 @@ pub fn finish(
             .map(|((seq, root), c)| (seq, std::cmp::Reverse(c), smallest[&root], root))
             .collect();
         candidates.sort_unstable();
-        let mut used = HashSet::new();
+        // The ids claimed without conflict stay where they are: a losing part falls
+        // back to another of its ids only if no other profile keeps that one.
+        let mut used: HashSet<u64> = firsts()
+            .filter(|root| !conflicted.contains(root))
+            .map(|root| linked.prev[root as usize])
+            .filter(|claim| *claim != NO_ID)
+            .collect();
         for (seq, _, _, root) in candidates {
             if !used.contains(&seq) && !assigned.contains_key(&root) {
                 used.insert(seq);
@@ -116,7 +122,7 @@ pub fn finish(
     }
 
     // A component takes its id where its first record is met. Its root's oldest
-    // previous id, read here only, makes way for the id.
+    // previous id, not read after this loop, makes way for the id.
     let mut next_seq = meta.next_seq;
     let mut profiles = 0u64;
     let roots: Vec<u32> = firsts().collect();
@@ -142,6 +148,10 @@ pub fn finish(
         let seqs = gather(&root_of, seq_of_root, graph.threads);
         (joined(hi), joined(lo), seqs)
     });
+    // Every record's root was given an id above (see `firsts`).
+    if seqs.contains(&NO_ID) {
+        return exec_err!("resolve_identities: internal error: a profile was given no id");
+    }
     let records = Records::new(hash_hi, hash_lo, seqs);
 
     let mut merges = previous_merges;
@@ -451,6 +461,42 @@ mod tests {
         assert_eq!(second["crm:3"], id);
         assert_eq!(second["crm:4"], id);
         assert_ne!(second["crm:1"], id);
+    }
+
+    /// A losing part of a split falls back to another of its previous ids only if no
+    /// other profile keeps that one.
+    #[test]
+    fn a_split_never_gives_an_id_kept_elsewhere() {
+        let (first, s1) = run(
+            None,
+            &[
+                ("crm", "1", "email", "a@x.com"),
+                ("crm", "2", "email", "a@x.com"),
+                ("crm", "3", "email", "a@x.com"),
+                ("crm", "4", "email", "b@x.com"),
+                ("crm", "5", "email", "b@x.com"),
+            ],
+        );
+        assert_eq!(first["crm:1"], first["crm:3"]);
+        assert_eq!(first["crm:4"], first["crm:5"]);
+        // crm:1 leaves its profile for crm:4's; crm:2 and 3 keep theirs, crm:5 alone
+        // keeps b@x.com. The part {1, 4} holds both old ids, claims the older one and
+        // loses it to the larger part {2, 3}; the newer one is crm:5's.
+        let (second, _) = run(
+            Some(&s1),
+            &[
+                ("crm", "1", "phone", "+4915100000001"),
+                ("crm", "4", "phone", "+4915100000001"),
+                ("crm", "2", "email", "c@x.com"),
+                ("crm", "3", "email", "c@x.com"),
+                ("crm", "5", "email", "b@x.com"),
+            ],
+        );
+        assert_eq!(second["crm:2"], first["crm:1"]);
+        assert_eq!(second["crm:5"], first["crm:4"]);
+        assert_eq!(second["crm:1"], second["crm:4"]);
+        assert_ne!(second["crm:1"], second["crm:2"]);
+        assert_ne!(second["crm:1"], second["crm:5"]);
     }
 
     #[test]
