@@ -165,7 +165,7 @@ impl Chunk {
                 None => self.id_type(t)?,
             };
             let t = t as u16;
-            let (seed, kind) = self.type_seed(t);
+            let (seed, kind) = self.type_info(t);
             let hash = ident_hash(seed, v);
             let blocked = if is_default_blocked(kind, v) {
                 BLOCKED
@@ -214,7 +214,7 @@ impl Chunk {
     }
 
     /// The hash seed of the chunk's type `t` (see [`type_seed`]), and its kind.
-    fn type_seed(&mut self, t: u16) -> (u64, Kind) {
+    fn type_info(&mut self, t: u16) -> (u64, Kind) {
         while self.type_seeds.len() < self.types.names.len() {
             let name = &self.types.names[self.type_seeds.len()];
             self.type_seeds.push((type_seed(name), Kind::of(name)));
@@ -326,8 +326,9 @@ pub fn build(
     if n_occ >= u32::MAX as usize {
         return exec_err!("resolve_identities: more than 4 billion records in one run");
     }
-    // Each chunk's records grouped by radix partition (a thread per chunk), the previous
-    // ids likewise, while the sources and keys are concatenated on this thread.
+    // Each chunk's records grouped by radix partition (the chunks shared out among
+    // `threads` threads), the previous ids likewise, while the sources and keys are
+    // concatenated on this thread.
     let mut sources_keys: Vec<(Vec<u32>, Arena, Vec<u32>)> = chunks
         .iter_mut()
         .map(|c| {
