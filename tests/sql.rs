@@ -355,6 +355,71 @@ async fn a_source_directory_reads_the_files_added_to_it() {
     assert_eq!(rows(&c, "SELECT count(*) FROM drops").await, [["2"]]);
 }
 
+/// A source's row count reaches the planner through the node that names it in errors
+/// (the join order and `resolve_identities`' buffers are sized by it), and through a
+/// window aggregate's view compaction.
+#[tokio::test]
+async fn parquet_source_statistics_reach_the_planner() {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    let s = Server::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("people.parquet");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("email", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(StringArray::from(vec!["a@x.com", "b@y.com", "c@z.com"])),
+        ],
+    )
+    .expect("batch");
+    let file = std::fs::File::create(&path).expect("create");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+
+    let c = s.client().await;
+    c.batch_execute(&format!(
+        "CREATE EXTERNAL TABLE people STORED AS PARQUET LOCATION '{}'",
+        path.display()
+    ))
+    .await
+    .expect("external");
+    c.batch_execute("SET datafusion.explain.show_statistics = true")
+        .await
+        .expect("set");
+    let plan = |sql: &'static str| {
+        let c = &c;
+        async move {
+            rows(c, sql)
+                .await
+                .into_iter()
+                .map(|r| r.join(" "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let scan = plan("EXPLAIN SELECT * FROM people").await;
+    let line = scan
+        .lines()
+        .find(|l| l.contains("SourceExec"))
+        .unwrap_or_else(|| panic!("no SourceExec in {scan}"));
+    assert!(line.contains("Rows=Exact(3)"), "{line}");
+    let window = plan("EXPLAIN SELECT email, row_number() OVER (ORDER BY id) FROM people").await;
+    let line = window
+        .lines()
+        .find(|l| l.contains("CompactViewsExec"))
+        .unwrap_or_else(|| panic!("no CompactViewsExec in {window}"));
+    assert!(line.contains("Rows=Exact(3)"), "{line}");
+}
+
 #[tokio::test]
 async fn external_csv_source_and_bad_rows() {
     let s = Server::start();
