@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::common::{rows, sqlstate, Server};
+use crate::common::{explain, rows, sqlstate, Server};
 
 const EDGES: &str =
     "CREATE TABLE edges (source TEXT, record_key TEXT, id_type TEXT, id_value TEXT);
@@ -262,4 +262,80 @@ async fn bad_calls_name_what_is_wrong() {
         rows(&c, "SELECT count(*) FROM tessera.identity_spaces").await,
         vec![vec!["0"]]
     );
+}
+
+/// The rows come clustered by `unified_id` (hash partitioned and ordered by it, and the
+/// planner is told): counting, grouping and ordering by it neither repartition nor sort,
+/// a partitioned join by it repartitions only the other side, and a prepared statement
+/// executed twice runs twice.
+#[tokio::test]
+async fn rows_come_clustered_by_unified_id() {
+    let s = Server::start();
+    let c = s.client().await;
+    c.batch_execute("SET datafusion.execution.target_partitions = 2")
+        .await
+        .expect("set");
+    c.batch_execute(EDGES).await.expect("edges");
+    let ids = id_map(&c, "SELECT * FROM resolve_identities('edges')").await;
+    let mut sizes: HashMap<&String, usize> = HashMap::new();
+    for id in ids.values() {
+        *sizes.entry(id).or_default() += 1;
+    }
+
+    let count = "SELECT count(*), count(DISTINCT unified_id) FROM resolve_identities('edges')";
+    let p = explain(&c, count).await;
+    assert!(!p.contains("RepartitionExec"), "{p}");
+    assert_eq!(
+        rows(&c, count).await,
+        [[ids.len().to_string(), sizes.len().to_string()]]
+    );
+
+    let grouped = "SELECT unified_id, count(*) FROM resolve_identities('edges') GROUP BY unified_id ORDER BY unified_id";
+    let p = explain(&c, grouped).await;
+    assert!(
+        !p.contains("RepartitionExec") && !p.contains("SortExec"),
+        "{p}"
+    );
+    let mut expected: Vec<Vec<String>> = sizes
+        .iter()
+        .map(|(id, n)| vec![id.to_string(), n.to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(rows(&c, grouped).await, expected);
+
+    // A partitioned join: only the table's side is repartitioned, by DataFusion's hash,
+    // and meets the function's rows in the same partitions.
+    c.batch_execute(
+        "CREATE TABLE idmap AS SELECT * FROM resolve_identities('edges');
+         SET datafusion.optimizer.hash_join_single_partition_threshold = 0;
+         SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0",
+    )
+    .await
+    .expect("idmap");
+    // (A stored table's text reads as Utf8View: cast to the function's Utf8, so the
+    // join's keys are the same type on both sides.)
+    let join = "SELECT count(*) FROM resolve_identities('edges') r \
+        JOIN (SELECT arrow_cast(unified_id, 'Utf8') AS unified_id FROM idmap) m \
+        ON r.unified_id = m.unified_id";
+    let p = explain(&c, join).await;
+    assert!(p.contains("mode=Partitioned"), "{p}");
+    assert_eq!(
+        p.matches("RepartitionExec: partitioning=Hash").count(),
+        1,
+        "{p}"
+    );
+    let pairs: usize = sizes.values().map(|n| n * n).sum();
+    assert_eq!(rows(&c, join).await, [[pairs.to_string()]]);
+
+    let st = c
+        .prepare("SELECT unified_id FROM resolve_identities('edges') ORDER BY unified_id")
+        .await
+        .expect("prepare");
+    let first = c.query(&st, &[]).await.expect("first");
+    let second = c.query(&st, &[]).await.expect("second");
+    let texts = |rs: &[tokio_postgres::Row]| rs.iter().map(|r| r.get(0)).collect::<Vec<String>>();
+    let mut expected: Vec<String> = ids.values().cloned().collect();
+    expected.sort();
+    assert_eq!(texts(&first), expected);
+    assert_eq!(texts(&second), expected);
 }

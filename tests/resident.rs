@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::common::{rows, Server};
+use crate::common::{explain, rows, Server};
 
 const SETUP: &str = "
 CREATE TABLE people (id TEXT, kind TEXT, email TEXT, score INT);
@@ -47,15 +47,6 @@ const QUERIES: &[&str] = &[
 
 fn on_base_table(sql: &str) -> String {
     sql.replace("lookup", "people").replace("by_kind", "people")
-}
-
-async fn explain(c: &Client, sql: &str) -> String {
-    rows(c, &format!("EXPLAIN {sql}"))
-        .await
-        .into_iter()
-        .map(|r| r.join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Scan the view until its scans read memory (its first scan starts loading it).

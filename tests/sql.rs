@@ -1,6 +1,6 @@
 //! SQL over the wire: DDL, DML with command tags in both protocols, views, errors.
 
-use crate::common::{rows, sqlstate, Server};
+use crate::common::{explain, rows, sqlstate, Server};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -395,24 +395,17 @@ async fn parquet_source_statistics_reach_the_planner() {
     c.batch_execute("SET datafusion.explain.show_statistics = true")
         .await
         .expect("set");
-    let plan = |sql: &'static str| {
-        let c = &c;
-        async move {
-            rows(c, sql)
-                .await
-                .into_iter()
-                .map(|r| r.join(" "))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
-    let scan = plan("EXPLAIN SELECT * FROM people").await;
+    let scan = explain(&c, "SELECT * FROM people").await;
     let line = scan
         .lines()
         .find(|l| l.contains("SourceExec"))
         .unwrap_or_else(|| panic!("no SourceExec in {scan}"));
     assert!(line.contains("Rows=Exact(3)"), "{line}");
-    let window = plan("EXPLAIN SELECT email, row_number() OVER (ORDER BY id) FROM people").await;
+    let window = explain(
+        &c,
+        "SELECT email, row_number() OVER (ORDER BY id) FROM people",
+    )
+    .await;
     let line = window
         .lines()
         .find(|l| l.contains("CompactViewsExec"))

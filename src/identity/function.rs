@@ -11,6 +11,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -19,7 +21,10 @@ use datafusion::common::{plan_datafusion_err, DataFusionError, Result, ScalarVal
 use datafusion::execution::context::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexOrdering, PhysicalExpr, PhysicalSortExpr,
+};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -344,18 +349,50 @@ impl TableProvider for IdentityTable {
             self.job.clone(),
             inputs,
             projection.cloned(),
+            state.config().target_partitions(),
         )?))
     }
 }
 
 /// Runs a [`Job`] over its input plans (edges, then rules if any), returning the
 /// columns of its result the query reads (`projection`; `None`: all).
+///
+/// A query reading only `unified_id` from `resolve_identities` gets it clustered
+/// ([`resolve::Layout::Clustered`]): one partition per target partition, hash
+/// partitioned and ordered by `unified_id`, and the planner is told so. Other queries
+/// and jobs get one partition, in input order.
 #[derive(Debug)]
 pub struct IdentityExec {
     job: Job,
     inputs: Vec<Arc<dyn ExecutionPlan>>,
     projection: Option<Vec<usize>>,
+    target_partitions: usize,
+    layout: resolve::Layout,
     properties: Arc<PlanProperties>,
+    runs: Arc<std::sync::Mutex<Runs>>,
+}
+
+/// A job's result: its batches per partition.
+type Partitions = Arc<Vec<Vec<RecordBatch>>>;
+type SharedRun = futures::future::Shared<
+    futures::future::BoxFuture<'static, std::result::Result<Partitions, Arc<DataFusionError>>>,
+>;
+
+/// The run the partitions of one execution share. A partition asked for a second time
+/// belongs to a new execution, which runs the job again.
+#[derive(Debug, Default)]
+struct Runs {
+    current: Option<SharedRunDebug>,
+    taken: Vec<bool>,
+}
+
+/// [`SharedRun`], shown as a name in plan debugging output.
+struct SharedRunDebug(SharedRun);
+
+impl fmt::Debug for SharedRunDebug {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("SharedRun")
+    }
 }
 
 impl IdentityExec {
@@ -363,23 +400,134 @@ impl IdentityExec {
         job: Job,
         inputs: Vec<Arc<dyn ExecutionPlan>>,
         projection: Option<Vec<usize>>,
+        target_partitions: usize,
     ) -> Result<Self> {
         let schema = match &projection {
             Some(p) => Arc::new(job.schema().project(p)?),
             None => job.schema(),
         };
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        ));
+        // resolve_identities read for `unified_id` alone.
+        let ids_only = matches!(job, Job::Resolve { .. })
+            && projection.as_deref() == Some(&[resolve::UNIFIED_ID]);
+        let (layout, properties) = if ids_only {
+            let parts = target_partitions.max(1);
+            let id: Arc<dyn PhysicalExpr> = Arc::new(Column::new("unified_id", 0));
+            let ordering = LexOrdering::new([PhysicalSortExpr::new(
+                id.clone(),
+                SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                },
+            )]);
+            (
+                resolve::Layout::Clustered(parts),
+                PlanProperties::new(
+                    EquivalenceProperties::new_with_orderings(schema, ordering),
+                    Partitioning::Hash(vec![id], parts),
+                    EmissionType::Final,
+                    Boundedness::Bounded,
+                ),
+            )
+        } else {
+            (
+                resolve::Layout::Input,
+                PlanProperties::new(
+                    EquivalenceProperties::new(schema),
+                    Partitioning::UnknownPartitioning(1),
+                    EmissionType::Final,
+                    Boundedness::Bounded,
+                ),
+            )
+        };
         Ok(IdentityExec {
             job,
             inputs,
             projection,
-            properties,
+            target_partitions,
+            layout,
+            properties: Arc::new(properties),
+            runs: Arc::default(),
         })
+    }
+
+    /// The job's whole result, per partition.
+    async fn run(
+        job: Job,
+        inputs: Vec<Arc<dyn ExecutionPlan>>,
+        projection: Option<Vec<usize>>,
+        layout: resolve::Layout,
+        context: Arc<TaskContext>,
+    ) -> Result<Vec<Vec<RecordBatch>>> {
+        let batches = match job {
+            Job::Resolve {
+                store,
+                edges,
+                rules,
+            } => {
+                // Only the columns read are built (a count reads none).
+                let columns = projection.clone().unwrap_or_else(|| vec![0, 1, 2]);
+                return store
+                    .run(
+                        &edges.name,
+                        rules.map(|r| r.name),
+                        inputs,
+                        context,
+                        &columns,
+                        layout,
+                    )
+                    .await;
+            }
+            Job::Explain {
+                store,
+                space,
+                unified_id,
+                ..
+            } => explain::run(&store, &space, &unified_id, inputs, context).await,
+            Job::Train {
+                pairs,
+                fixed,
+                all_pairs,
+                ..
+            } => {
+                let p = collect(inputs[0].clone(), context.clone()).await?;
+                let r = collect(inputs[1].clone(), context.clone()).await?;
+                let all_pairs = match all_pairs {
+                    None => None,
+                    Some(AllPairs::Count(n)) => Some(n),
+                    Some(AllPairs::Records(_)) => {
+                        let mut rows = 0f64;
+                        let mut stream = execute_stream(inputs[2].clone(), context)?;
+                        while let Some(b) = stream.next().await {
+                            rows += b?.num_rows() as f64;
+                        }
+                        Some(rows * (rows - 1.0) / 2.0)
+                    }
+                };
+                let model = tokio::task::spawn_blocking(move || {
+                    training::train(&pairs.name, &p, &r, &fixed, all_pairs)
+                })
+                .await
+                .map_err(|e| DataFusionError::Execution(format!("train_match_model: {e}")))??;
+                Ok(vec![model])
+            }
+            Job::Score { model, .. } => {
+                let m = collect(inputs[1].clone(), context.clone()).await?;
+                let model = fellegi_sunter::Model::from_batches(&model.name, &m)?;
+                let mut out = Vec::new();
+                let mut stream = execute_stream(inputs[0].clone(), context)?;
+                while let Some(batch) = stream.next().await {
+                    out.push(fellegi_sunter::score(&model, &batch?)?);
+                }
+                Ok(out)
+            }
+        }?;
+        Ok(vec![match &projection {
+            Some(p) => batches
+                .iter()
+                .map(|b| Ok(b.project(p)?))
+                .collect::<Result<Vec<_>>>()?,
+            None => batches,
+        }])
     }
 }
 
@@ -445,6 +593,7 @@ impl ExecutionPlan for IdentityExec {
             self.job.clone(),
             children,
             self.projection.clone(),
+            self.target_partitions,
         )?))
     }
 
@@ -453,89 +602,43 @@ impl ExecutionPlan for IdentityExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
+        let parts = self.properties.partitioning.partition_count();
+        if partition >= parts {
             return Err(DataFusionError::Internal(format!(
-                "IdentityExec has one partition, asked for {partition}"
+                "IdentityExec has {parts} partition(s), asked for {partition}"
             )));
         }
-        let job = self.job.clone();
-        let inputs = self.inputs.clone();
-        let projection = self.projection.clone();
-        let fut = async move {
-            let batches = match job {
-                Job::Resolve {
-                    store,
-                    edges,
-                    rules,
-                } => {
-                    // Only the columns read are built (a count reads none).
-                    let columns = projection.clone().unwrap_or_else(|| vec![0, 1, 2]);
-                    return store
-                        .run(
-                            &edges.name,
-                            rules.map(|r| r.name),
-                            inputs,
-                            context,
-                            &columns,
-                        )
-                        .await;
-                }
-                Job::Explain {
-                    store,
-                    space,
-                    unified_id,
-                    ..
-                } => explain::run(&store, &space, &unified_id, inputs, context).await,
-                Job::Train {
-                    pairs,
-                    fixed,
-                    all_pairs,
-                    ..
-                } => {
-                    let p = collect(inputs[0].clone(), context.clone()).await?;
-                    let r = collect(inputs[1].clone(), context.clone()).await?;
-                    let all_pairs = match all_pairs {
-                        None => None,
-                        Some(AllPairs::Count(n)) => Some(n),
-                        Some(AllPairs::Records(_)) => {
-                            let mut rows = 0f64;
-                            let mut stream = execute_stream(inputs[2].clone(), context)?;
-                            while let Some(b) = stream.next().await {
-                                rows += b?.num_rows() as f64;
-                            }
-                            Some(rows * (rows - 1.0) / 2.0)
-                        }
-                    };
-                    let model = tokio::task::spawn_blocking(move || {
-                        training::train(&pairs.name, &p, &r, &fixed, all_pairs)
-                    })
-                    .await
-                    .map_err(|e| DataFusionError::Execution(format!("train_match_model: {e}")))??;
-                    Ok(vec![model])
-                }
-                Job::Score { model, .. } => {
-                    let m = collect(inputs[1].clone(), context.clone()).await?;
-                    let model = fellegi_sunter::Model::from_batches(&model.name, &m)?;
-                    let mut out = Vec::new();
-                    let mut stream = execute_stream(inputs[0].clone(), context)?;
-                    while let Some(batch) = stream.next().await {
-                        out.push(fellegi_sunter::score(&model, &batch?)?);
-                    }
-                    Ok(out)
-                }
-            }?;
-            match &projection {
-                Some(p) => batches
-                    .iter()
-                    .map(|b| Ok(b.project(p)?))
-                    .collect::<Result<Vec<_>>>(),
-                None => Ok(batches),
+        let run = {
+            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+            if runs.current.is_none() || runs.taken[partition] {
+                let run = IdentityExec::run(
+                    self.job.clone(),
+                    self.inputs.clone(),
+                    self.projection.clone(),
+                    self.layout,
+                    context,
+                )
+                .map(|r| r.map(Arc::new).map_err(Arc::new));
+                runs.current = Some(SharedRunDebug(run.boxed().shared()));
+                runs.taken = vec![false; parts];
             }
+            runs.taken[partition] = true;
+            let run = runs.current.as_ref().map(|r| r.0.clone());
+            if runs.taken.iter().all(|t| *t) {
+                // Every partition has its share: the streams hold the run from here.
+                runs.current = None;
+            }
+            run.ok_or_else(|| DataFusionError::Internal("IdentityExec: no run".into()))?
         };
-        let stream = futures::stream::once(fut)
-            .map(|r| match r {
-                Ok(batches) => futures::stream::iter(batches.into_iter().map(Ok)).left_stream(),
-                Err(e) => futures::stream::iter(vec![Err(e)]).right_stream(),
+        let stream = futures::stream::once(run)
+            .map(move |r| match r {
+                Ok(parts) => futures::stream::iter(parts[partition].clone().into_iter().map(Ok))
+                    .left_stream(),
+                // The error itself if no other partition holds it; else shared.
+                Err(e) => futures::stream::iter(vec![Err(
+                    Arc::try_unwrap(e).unwrap_or_else(DataFusionError::Shared)
+                )])
+                .right_stream(),
             })
             .flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(

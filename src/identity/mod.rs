@@ -195,7 +195,8 @@ impl IdentityStore {
 
     /// One run of `resolve_identities` over the edges plan (`inputs[0]`) and the rules
     /// plan (`inputs[1]`, if any), returning `columns` of its result (indexes into
-    /// [`resolve::output_schema`]). The new state is durable before rows are returned.
+    /// [`resolve::output_schema`]) in the partitions of `layout`. The new state is
+    /// durable before rows are returned.
     pub async fn run(
         self: &Arc<Self>,
         edges: &str,
@@ -203,7 +204,8 @@ impl IdentityStore {
         inputs: Vec<Arc<dyn ExecutionPlan>>,
         context: Arc<TaskContext>,
         columns: &[usize],
-    ) -> Result<Vec<RecordBatch>> {
+        layout: resolve::Layout,
+    ) -> Result<Vec<Vec<RecordBatch>>> {
         let columns = columns.to_vec();
         let started = Instant::now();
         let space = edges.to_string();
@@ -255,7 +257,7 @@ impl IdentityStore {
                     debug!(elapsed = ?t.elapsed(), "resolve_identities: saved");
                     saved
                 });
-                let batches = output.batches(threads, &columns);
+                let batches = output.partitions(threads, &columns, layout);
                 debug!(elapsed = ?t.elapsed(), "resolve_identities: rows built");
                 (
                     saving

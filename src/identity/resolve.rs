@@ -8,11 +8,15 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::hash_utils::create_hashes;
 use datafusion::common::{exec_err, Result};
+use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
 use tracing::info;
 
 use super::graph::{joined, pair_hash, Graph, NO_ID};
-use super::state::{encode_id, encode_id_bytes, MergeRow, Meta, Records, RefusalRow, SpaceState};
+use super::state::{
+    encode_id, encode_id_bytes, id_hex, id_number, MergeRow, Meta, Records, RefusalRow, SpaceState,
+};
 
 /// The output schema of `resolve_identities`.
 pub fn output_schema() -> SchemaRef {
@@ -22,6 +26,9 @@ pub fn output_schema() -> SchemaRef {
         Field::new("unified_id", DataType::Utf8, false),
     ]))
 }
+
+/// The index of `unified_id` in [`output_schema`].
+pub const UNIFIED_ID: usize = 2;
 
 /// Output rows per batch.
 const BATCH_ROWS: usize = 8192;
@@ -243,10 +250,42 @@ pub struct Output {
     salt: u64,
 }
 
+/// How [`Output::partitions`] lays the rows out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One partition, the records in input order.
+    Input,
+    /// `unified_id` alone (a query reading no other column), in this many partitions: a
+    /// profile's rows in the partition DataFusion's hash repartitioning on `unified_id`
+    /// sends them to, each partition in `unified_id` order. Grouping, counting, ordering
+    /// or joining by `unified_id` then needs no repartitioning and no sort. A row is its
+    /// profile's id, repeated once per record: no record is looked up.
+    Clustered(usize),
+}
+
 impl Output {
-    /// The rows in batches of [`BATCH_ROWS`] (one empty batch if there are none), built
-    /// on `threads` threads, with `columns` of [`output_schema`] only, in that order.
-    pub fn batches(&self, threads: usize, columns: &[usize]) -> Result<Vec<RecordBatch>> {
+    /// The rows, per partition in batches of at most [`BATCH_ROWS`] (one empty batch for
+    /// a partition without rows), built on `threads` threads, with `columns` of
+    /// [`output_schema`] only, in that order.
+    pub fn partitions(
+        &self,
+        threads: usize,
+        columns: &[usize],
+        layout: Layout,
+    ) -> Result<Vec<Vec<RecordBatch>>> {
+        match layout {
+            Layout::Input => Ok(vec![self.batches(threads, columns)?]),
+            Layout::Clustered(parts) if columns == [UNIFIED_ID] => {
+                clustered_ids(&self.seqs, self.salt, parts.max(1), threads)
+            }
+            Layout::Clustered(_) => {
+                exec_err!("resolve_identities: internal error: only unified_id is clustered")
+            }
+        }
+    }
+
+    /// The rows in input order.
+    fn batches(&self, threads: usize, columns: &[usize]) -> Result<Vec<RecordBatch>> {
         let schema = Arc::new(output_schema().project(columns)?);
         let n = self.seen.len();
         if n == 0 {
@@ -270,7 +309,7 @@ impl Output {
                 .collect();
             let mut batches = Vec::with_capacity(n_batches);
             for h in handles {
-                batches.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+                batches.extend(joined(h)?);
             }
             Ok(batches)
         })
@@ -309,6 +348,115 @@ impl Output {
     }
 }
 
+/// The `unified_id` column of records whose ids are `seqs`, laid out as
+/// [`Layout::Clustered`] says, in `parts` partitions.
+fn clustered_ids(
+    seqs: &[u64],
+    salt: u64,
+    parts: usize,
+    threads: usize,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    // Records per id. Ids are dense: all are below the space's next one.
+    let top = seqs.iter().max().map_or(0, |m| *m as usize + 1);
+    let mut records = vec![0u32; top];
+    for &seq in seqs {
+        records[seq as usize] += 1;
+    }
+    // Each profile's id number (its text's order) and records, and its partition by
+    // DataFusion's hash of the text, on every core.
+    let profiles: Vec<(u64, u32)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(seq, n)| (id_number(seq as u64, salt), *n))
+        .collect();
+    drop(records);
+    let per_thread = profiles.len().div_ceil(threads.max(1)).max(1);
+    let part_of: Vec<u32> = std::thread::scope(|scope| {
+        let handles: Vec<_> = profiles
+            .chunks(per_thread)
+            .map(|mine| scope.spawn(move || partitions_of(mine, parts)))
+            .collect();
+        let mut all = Vec::with_capacity(profiles.len());
+        for h in handles {
+            all.extend(joined(h)?);
+        }
+        Ok::<_, datafusion::error::DataFusionError>(all)
+    })?;
+    let mut by_part: Vec<Vec<(u64, u32)>> = vec![Vec::new(); parts];
+    for (profile, p) in profiles.iter().zip(&part_of) {
+        by_part[*p as usize].push(*profile);
+    }
+    drop((profiles, part_of));
+    // Each partition in id order (the numbers are distinct and sort as the texts do),
+    // then its rows: each profile's id once per record.
+    let schema = Arc::new(output_schema().project(&[UNIFIED_ID])?);
+    let per_thread = parts.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = by_part
+            .chunks_mut(per_thread)
+            .map(|mine| {
+                let schema = &schema;
+                scope.spawn(move || {
+                    mine.iter_mut()
+                        .map(|profiles| {
+                            profiles.sort_unstable_by_key(|(x, _)| *x);
+                            id_batches(profiles, schema)
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(parts);
+        for h in handles {
+            all.extend(joined(h)?);
+        }
+        Ok(all)
+    })
+}
+
+/// Batches of [`BATCH_ROWS`] rows repeating each profile's id (by its number) once per
+/// record, in order; one empty batch if there are none.
+fn id_batches(profiles: &[(u64, u32)], schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    let mut out = TextColumn::new(BATCH_ROWS, BATCH_ROWS * 16);
+    for (x, n) in profiles {
+        let id = id_hex(*x);
+        for _ in 0..*n {
+            out.push(&id);
+            if out.len() == BATCH_ROWS {
+                let full =
+                    std::mem::replace(&mut out, TextColumn::new(BATCH_ROWS, BATCH_ROWS * 16));
+                batches.push(RecordBatch::try_new(schema.clone(), vec![full.finish()?])?);
+            }
+        }
+    }
+    if out.len() > 0 || batches.is_empty() {
+        batches.push(RecordBatch::try_new(schema.clone(), vec![out.finish()?])?);
+    }
+    Ok(batches)
+}
+
+/// The partition among `parts` of each profile (by its id's number), as DataFusion's
+/// hash repartitioning computes it from the id's text.
+fn partitions_of(profiles: &[(u64, u32)], parts: usize) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(profiles.len());
+    let mut hashes = Vec::new();
+    for block in profiles.chunks(BATCH_ROWS) {
+        let mut text = TextColumn::new(block.len(), block.len() * 16);
+        block.iter().for_each(|(x, _)| text.push(&id_hex(*x)));
+        hashes.clear();
+        hashes.resize(block.len(), 0);
+        create_hashes(
+            [text.finish()?],
+            REPARTITION_RANDOM_STATE.random_state(),
+            &mut hashes,
+        )?;
+        out.extend(hashes.iter().map(|h| (h % parts as u64) as u32));
+    }
+    Ok(out)
+}
+
 /// A text column written as its offsets and bytes (validated once, in [`Self::finish`]).
 struct TextColumn {
     offsets: Vec<i32>,
@@ -323,6 +471,11 @@ impl TextColumn {
             offsets,
             bytes: Vec::with_capacity(bytes),
         }
+    }
+
+    /// The values pushed.
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
     }
 
     fn push(&mut self, value: &[u8]) {
@@ -360,7 +513,10 @@ mod tests {
         let g = graph_of(Rules::default(), &[edges(rows)], &previous).expect("ok");
         let merges = prev.map(|p| p.merges.clone()).unwrap_or_default();
         let (output, state) = finish(g, meta, merges, 1).expect("ok");
-        let batches = output.batches(2, &[0, 1, 2]).expect("ok");
+        let batches = output
+            .partitions(2, &[0, 1, 2], Layout::Input)
+            .expect("ok")
+            .concat();
         let mut out = HashMap::new();
         for b in batches {
             for i in 0..b.num_rows() {
@@ -369,6 +525,82 @@ mod tests {
             }
         }
         (out, state)
+    }
+
+    /// Clustered ids: each row where DataFusion's own hash repartitioning on
+    /// `unified_id` sends it, each partition in id order, and every record's id once.
+    #[test]
+    fn clustered_ids_are_where_datafusion_puts_them_in_id_order() {
+        use datafusion::physical_plan::expressions::col;
+        use datafusion::physical_plan::metrics::Time;
+        use datafusion::physical_plan::repartition::BatchPartitioner;
+        use datafusion::physical_plan::Partitioning;
+
+        // 400 records, three to a profile, the profiles' records apart in the input.
+        let rows: Vec<[String; 4]> = (0..400)
+            .map(|i| {
+                let key = format!("k{i}");
+                let email = format!("p{}@x.com", i % 134);
+                ["crm".into(), key, "email".into(), email]
+            })
+            .collect();
+        let refs: Vec<_> = rows
+            .iter()
+            .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str(), r[3].as_str()))
+            .collect();
+        let g = graph_of(Rules::default(), &[edges(&refs)], &Records::default()).expect("ok");
+        let meta = Meta {
+            salt: 7,
+            ..Default::default()
+        };
+        let (output, state) = finish(g, meta, Vec::new(), 1).expect("ok");
+        assert_eq!(state.meta.profiles, 134);
+        let ids = |batches: &[RecordBatch]| -> Vec<String> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    let c = b.column(0).as_string::<i32>();
+                    (0..b.num_rows()).map(move |i| c.value(i).to_string())
+                })
+                .collect()
+        };
+        let mut expected = ids(&output
+            .partitions(2, &[UNIFIED_ID], Layout::Input)
+            .expect("ok")
+            .concat());
+        expected.sort();
+        assert_eq!(expected.len(), 400);
+        for parts in [1, 2, 3] {
+            let clustered = output
+                .partitions(2, &[UNIFIED_ID], Layout::Clustered(parts))
+                .expect("ok");
+            assert_eq!(clustered.len(), parts);
+            let mut all = Vec::new();
+            for (p, batches) in clustered.iter().enumerate() {
+                let schema = batches[0].schema();
+                let hash =
+                    Partitioning::Hash(vec![col("unified_id", &schema).expect("col")], parts);
+                let mut partitioner =
+                    BatchPartitioner::try_new(hash, Time::new(), 0, 1).expect("partitioner");
+                for b in batches {
+                    partitioner
+                        .partition(b.clone(), |to, part| {
+                            assert!(to == p || part.num_rows() == 0, "rows of {p} sent to {to}");
+                            Ok(())
+                        })
+                        .expect("partition");
+                }
+                let mine = ids(batches);
+                assert!(mine.is_sorted(), "partition {p} in id order");
+                all.extend(mine);
+            }
+            all.sort();
+            assert_eq!(all, expected);
+        }
+        // Another column with the clustered layout is refused, not given in input order.
+        assert!(output
+            .partitions(2, &[0, UNIFIED_ID], Layout::Clustered(2))
+            .is_err());
     }
 
     #[test]

@@ -158,10 +158,19 @@ pub fn encode_id(seq: u64, salt: u64) -> String {
 
 /// [`encode_id`] without allocating: 16 lowercase hex digits.
 pub fn encode_id_bytes(seq: u64, salt: u64) -> [u8; 16] {
+    id_hex(id_number(seq, salt))
+}
+
+/// The number an id's text spells in hex: ids sort as text as their numbers do.
+pub fn id_number(seq: u64, salt: u64) -> u64 {
     let mut x = seq ^ salt;
     x = (x ^ (x >> 30)).wrapping_mul(MIX1);
     x = (x ^ (x >> 27)).wrapping_mul(MIX2);
-    x ^= x >> 31;
+    x ^ (x >> 31)
+}
+
+/// An id's text from its number (see [`id_number`]): 16 lowercase hex digits.
+pub fn id_hex(x: u64) -> [u8; 16] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     std::array::from_fn(|i| HEX[((x >> (60 - 4 * i)) & 0xf) as usize])
 }

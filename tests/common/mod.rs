@@ -213,3 +213,13 @@ pub async fn rows(c: &Client, sql: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// The plan of `sql` (`EXPLAIN`), its lines joined.
+pub async fn explain(c: &Client, sql: &str) -> String {
+    rows(c, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
