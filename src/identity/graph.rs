@@ -145,12 +145,6 @@ impl Arena {
         self.bytes.reserve(bytes);
     }
 
-    /// The strings ending at `ends` in `bytes`, which must be whole UTF-8 strings (as
-    /// [`Arena::get`] reads them).
-    pub fn from_parts(bytes: Vec<u8>, ends: Vec<usize>) -> Self {
-        Arena { bytes, ends }
-    }
-
     pub fn push(&mut self, s: &str) -> u32 {
         self.push_bytes(s.as_bytes())
     }
@@ -187,27 +181,71 @@ impl Arena {
     }
 }
 
-/// Identifier values, left in the arenas they were deduplicated into (only a few are
-/// ever read: those named in merges and refusals): identifier `i` is string
-/// `i - bases[p]` of arena `p`, for the last `p` whose base is at most `i`.
+/// Identifier values, left in the text they were read into (only a few are ever read:
+/// those named in merges and refusals, and all of them if rules have patterns):
+/// identifier `i` is value `i - bases[p]` of part `p`, for the last `p` whose base is at
+/// most `i`.
 #[derive(Default)]
 pub struct Values {
     bases: Vec<u32>,
-    arenas: Vec<Arena>,
+    parts: Vec<TextRefs>,
 }
 
 impl Values {
     /// Add the values of identifiers `base..`, in order.
-    pub fn append(&mut self, base: u32, arena: Arena) {
-        if !arena.ends.is_empty() {
+    pub fn append(&mut self, base: u32, part: TextRefs) {
+        if !part.lens.is_empty() {
             self.bases.push(base);
-            self.arenas.push(arena);
+            self.parts.push(part);
         }
     }
 
     pub fn get(&self, i: u32) -> &str {
         let p = self.bases.partition_point(|b| *b <= i) - 1;
-        self.arenas[p].get(i - self.bases[p])
+        self.parts[p].get(i - self.bases[p])
+    }
+}
+
+/// Values in texts read end to end (a radix partition's, one per input partition):
+/// value `j` is `lens[j]` bytes from byte `at[j]` of the texts taken as one.
+#[derive(Default)]
+pub struct TextRefs {
+    texts: Vec<Vec<u8>>,
+    /// Where each text begins in the texts taken as one.
+    starts: Vec<u32>,
+    pub at: Vec<u32>,
+    pub lens: Vec<u16>,
+}
+
+impl TextRefs {
+    /// Texts holding whole UTF-8 values end to end, and no values yet; `None` if they
+    /// hold 4 GiB or more in all.
+    pub fn new(texts: Vec<Vec<u8>>) -> Option<Self> {
+        let mut starts = Vec::with_capacity(texts.len());
+        let mut total = 0u32;
+        for t in &texts {
+            starts.push(total);
+            total = total.checked_add(u32::try_from(t.len()).ok()?)?;
+        }
+        Some(TextRefs {
+            texts,
+            starts,
+            at: Vec::new(),
+            lens: Vec::new(),
+        })
+    }
+
+    /// Where each text begins in the texts taken as one.
+    pub fn starts(&self) -> &[u32] {
+        &self.starts
+    }
+
+    pub fn get(&self, j: u32) -> &str {
+        let (at, len) = (self.at[j as usize], usize::from(self.lens[j as usize]));
+        let t = self.starts.partition_point(|s| *s <= at) - 1;
+        let start = (at - self.starts[t]) as usize;
+        // Whole values were written, so every slice is valid UTF-8.
+        std::str::from_utf8(&self.texts[t][start..start + len]).unwrap_or_default()
     }
 }
 
@@ -454,7 +492,16 @@ impl Graph {
             let handles: Vec<_> = (0..threads)
                 .map(|k| {
                     scope.spawn(move || {
-                        let mut by_type: Vec<Vec<u32>> = vec![Vec::new(); limit.len()];
+                        // Counted first, so no vector is copied as it grows.
+                        let mut sizes = vec![0usize; limit.len()];
+                        for i in share(k, n_idents) {
+                            sizes[self.ident_type[i] as usize] += 1;
+                        }
+                        let mut by_type: Vec<Vec<u32>> = (0..limit.len())
+                            .map(|t| {
+                                Vec::with_capacity(if limit[t].is_some() { sizes[t] } else { 0 })
+                            })
+                            .collect();
                         for i in share(k, n_idents) {
                             let t = self.ident_type[i] as usize;
                             if limit[t].is_some() && !self.ident_blocked[i] {
@@ -491,7 +538,7 @@ impl Graph {
             // Per root, the type being counted (plus one) in the high half and its
             // count in the low half: a count left from an earlier type restarts, so
             // none is reset.
-            let mut counts = vec![0u64; if mine[k].is_empty() { 0 } else { roots.len() }];
+            let mut counts = filled(if mine[k].is_empty() { 0 } else { roots.len() }, 0u64);
             for &t in &mine[k] {
                 let Some(max) = limit[t] else { continue };
                 let stamp = (t as u64 + 1) << 32;
@@ -714,6 +761,18 @@ impl Graph {
 }
 
 /// A scoped thread's result (its panic carried on).
+/// `n` copies of `value`, written: not memory the OS hands out zeroed. Such memory maps
+/// one shared zero page until a page is first written; a table read at random before it
+/// is written then takes a copy-on-write fault per page, each flushing the TLB of every
+/// core running the process (an interrupt per page and core, costly in a VM: most of
+/// pass 2's time at 10M records). `black_box` keeps the compiler from turning the fill
+/// back into a zeroed allocation.
+pub(super) fn filled<T: Copy>(n: usize, value: T) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, std::hint::black_box(value));
+    v
+}
+
 pub(super) fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
@@ -809,7 +868,7 @@ struct Bits(Vec<u64>);
 
 impl Bits {
     fn new(n: usize) -> Self {
-        Bits(vec![0; n.div_ceil(64)])
+        Bits(filled(n.div_ceil(64), 0))
     }
 
     fn get(&self, i: usize) -> bool {
@@ -991,6 +1050,32 @@ mod tests {
         let mut c = Arena::default();
         c.append(a);
         assert_eq!(c.get(2), "x");
+    }
+
+    /// Values point into texts taken as one, empty texts and empty values included, and
+    /// parts of values append with their identifiers' bases.
+    #[test]
+    fn values_are_read_where_they_were_written() {
+        let mut part = TextRefs::new(vec![b"ab".to_vec(), Vec::new(), "cdé".as_bytes().to_vec()])
+            .expect("small");
+        assert_eq!(part.starts(), [0, 2, 2]);
+        for (at, len) in [(0, 2), (2, 0), (2, 4), (3, 3), (6, 0)] {
+            part.at.push(at);
+            part.lens.push(len);
+        }
+        let got: Vec<&str> = (0..5).map(|j| part.get(j)).collect();
+        assert_eq!(got, ["ab", "", "cdé", "dé", ""]);
+        let mut values = Values::default();
+        values.append(0, TextRefs::new(Vec::new()).expect("empty"));
+        values.append(0, part);
+        let mut more = TextRefs::new(vec![b"xyz".to_vec()]).expect("small");
+        more.at.push(1);
+        more.lens.push(2);
+        values.append(5, more);
+        assert_eq!(
+            [values.get(2), values.get(4), values.get(5)],
+            ["cdé", "", "yz"]
+        );
     }
 
     /// The hash of a short source and key computed from their views equals the one

@@ -17,7 +17,7 @@ use datafusion::common::{exec_err, Result};
 
 use super::graph::{
     as_text, ident_hash, joined, pair_hash, short_pair_hash, strings, type_seed, Arena, Graph,
-    Names, PrehashedMap, NO_ID,
+    Names, PrehashedMap, TextRefs, NO_ID,
 };
 use super::rules::{is_default_blocked, Kind, Rules};
 use super::state::Records;
@@ -255,7 +255,7 @@ struct IdentPart {
     hash: Vec<u64>,
     ty: Vec<u32>,
     blocked: Vec<bool>,
-    values: Arena,
+    values: TextRefs,
     /// Per identifier, the range of `members` holding its occurrences.
     starts: Vec<u32>,
     members: Vec<u32>,
@@ -439,7 +439,9 @@ pub fn build(
     let parts = per_partition(threads, |scratch, p| {
         let rows = std::mem::take(&mut *by_part[p].lock().unwrap_or_else(|e| e.into_inner()));
         dedup_identifiers(scratch, &rules, &types, &type_map, &occ_base, rows)
-    });
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
 
     // Concatenate the partitions: global identifier = partition base + local index.
     let n_idents: usize = parts.iter().map(|p| p.hash.len()).sum();
@@ -496,6 +498,8 @@ struct SubRow {
     /// The global occurrence and type.
     occ: u32,
     ty: u32,
+    /// Where the value begins in the partition's texts taken as one.
+    at: u32,
     /// The length of the value.
     len: u16,
     blocked: bool,
@@ -510,10 +514,6 @@ struct DedupScratch {
     sub_starts: Vec<usize>,
     /// (local identifier, occurrence) per row, for the member lists.
     pairs: Vec<(u32, u32)>,
-    /// Per row in input order, its place in `order`.
-    slot_of_row: Vec<u32>,
-    /// Per place in `order`, the identifier the row made, if it was its first.
-    first_of: Vec<u32>,
     counts: Vec<u32>,
     fill: Vec<u32>,
 }
@@ -525,9 +525,19 @@ fn dedup_identifiers(
     type_map: &[Vec<u32>],
     occ_base: &[u32],
     chunks: Vec<IdentRows>,
-) -> IdentPart {
+) -> Result<IdentPart> {
     let total: usize = chunks.iter().map(|c| c.rows.len()).sum();
     let mut out = IdentPart::default();
+    // The values stay in the text they were read into; identifiers point into it.
+    let (rows, texts): (Vec<_>, Vec<_>) = chunks.into_iter().map(|c| (c.rows, c.text)).unzip();
+    let Some(values) = TextRefs::new(texts) else {
+        return exec_err!(
+            "resolve_identities: 4 GiB or more of identifier values in one of 256 partitions"
+        );
+    };
+    out.values = values;
+    out.values.at.reserve(total);
+    out.values.lens.reserve(total);
     // Room for every row being distinct (address space only, until written).
     out.hash.reserve(total);
     out.ty.reserve(total);
@@ -537,16 +547,14 @@ fn dedup_identifiers(
         order,
         sub_starts,
         pairs,
-        slot_of_row,
-        first_of,
         counts,
         fill,
     } = scratch;
     // Group the rows by sub-partition, each group in input order (a counting sort).
     sub_starts.clear();
     sub_starts.resize(SUBS + 1, 0);
-    for rows in &chunks {
-        for row in &rows.rows {
+    for rows in &rows {
+        for row in rows {
             sub_starts[sub_of(row.hash) + 1] += 1;
         }
     }
@@ -556,32 +564,31 @@ fn dedup_identifiers(
     order.clear();
     order.resize(total, SubRow::default());
     let mut next: [usize; SUBS] = std::array::from_fn(|s| sub_starts[s]);
-    slot_of_row.clear();
-    for (c, rows) in chunks.iter().enumerate() {
-        for row in &rows.rows {
+    for (c, rows) in rows.iter().enumerate() {
+        // Values lie end to end in their text, in row order.
+        let mut at = out.values.starts()[c];
+        for row in rows {
             let slot = &mut next[sub_of(row.hash)];
-            slot_of_row.push(*slot as u32);
             order[*slot] = SubRow {
                 hash: row.hash,
                 occ: occ_base[c] + row.occ,
                 ty: type_map[c][(row.ty & !BLOCKED) as usize],
+                at,
                 len: row.len,
                 blocked: row.ty & BLOCKED != 0,
             };
             *slot += 1;
+            at += u32::from(row.len);
         }
     }
+    drop(rows);
     pairs.clear();
     pairs.reserve(total);
-    first_of.clear();
-    first_of.resize(total, u32::MAX);
-    // Each identifier's value ends where the values before it, in identifier order, end.
-    let mut ends: Vec<usize> = Vec::new();
     for s in 0..SUBS {
         let group = sub_starts[s]..sub_starts[s + 1];
         local_of.clear();
         local_of.reserve(group.len());
-        for (j, row) in order[group.clone()].iter().enumerate() {
+        for row in &order[group] {
             let next = out.hash.len() as u32;
             let hash = (u128::from(row.hash[0]) << 64) | u128::from(row.hash[1]);
             let local = *local_of.entry(hash).or_insert(next);
@@ -589,32 +596,12 @@ fn dedup_identifiers(
                 out.hash.push(hash as u64);
                 out.ty.push(row.ty);
                 out.blocked.push(row.blocked);
-                ends.push(ends.last().copied().unwrap_or(0) + usize::from(row.len));
-                first_of[group.start + j] = next;
+                out.values.at.push(row.at);
+                out.values.lens.push(row.len);
             }
             pairs.push((local, row.occ));
         }
     }
-    // The values, copied in input order: the rows' text is read in one pass, and the
-    // values (a MB or so) are written at random, rather than the text read at random.
-    let mut values = vec![0u8; ends.last().copied().unwrap_or(0)];
-    let mut k = 0;
-    for rows in &chunks {
-        let mut start = 0usize;
-        for row in &rows.rows {
-            let len = usize::from(row.len);
-            let first = first_of[slot_of_row[k] as usize];
-            if first != u32::MAX {
-                let end = ends[first as usize];
-                values[end - len..end].copy_from_slice(&rows.text[start..start + len]);
-            }
-            start += len;
-            k += 1;
-        }
-    }
-    drop(chunks);
-    // Whole `&str`s were pushed, so every value is valid UTF-8.
-    out.values = Arena::from_parts(values, ends);
     if rules.has_patterns() {
         for i in 0..out.hash.len() {
             if !out.blocked[i] {
@@ -660,7 +647,7 @@ fn dedup_identifiers(
     members.truncate(kept);
     out.starts = starts;
     out.members = members;
-    out
+    Ok(out)
 }
 
 /// Items grouped by the radix partition of their hash, in order, each with its hash

@@ -13,7 +13,7 @@ use datafusion::common::{exec_err, Result};
 use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
 use tracing::info;
 
-use super::graph::{joined, pair_hash, Graph, NO_ID};
+use super::graph::{filled, joined, pair_hash, Graph, NO_ID};
 use super::state::{
     encode_id, encode_id_bytes, id_hex, id_number, MergeRow, Meta, Records, RefusalRow, SpaceState,
 };
@@ -358,7 +358,7 @@ fn clustered_ids(
 ) -> Result<Vec<Vec<RecordBatch>>> {
     // Records per id. Ids are dense: all are below the space's next one.
     let top = seqs.iter().max().map_or(0, |m| *m as usize + 1);
-    let mut records = vec![0u32; top];
+    let mut records = filled(top, 0u32);
     for &seq in seqs {
         records[seq as usize] += 1;
     }

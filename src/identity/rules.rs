@@ -209,7 +209,6 @@ impl Rules {
 /// `str::trim` of ASCII text, on its bytes: it also removes the vertical tab, which
 /// `u8::is_ascii_whitespace` does not count.
 fn trim_ascii_white(v: &[u8]) -> &[u8] {
-    let white = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
     let start = v.iter().position(|b| !white(b)).unwrap_or(v.len());
     let end = v.iter().rposition(|b| !white(b)).map_or(start, |e| e + 1);
     &v[start..end]
@@ -238,17 +237,36 @@ impl Kind {
 /// for every edge row as it is read, so ASCII text (nearly all) is judged as bytes.
 pub fn is_default_blocked(kind: Kind, value: &str) -> bool {
     let raw = value.as_bytes();
-    let trimmed = if value.is_ascii() {
+    // Most values begin and end with an ASCII character that is not white space: then
+    // nothing is trimmed (a character of several bytes begins and ends above 0x7f).
+    let plain = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !white(b));
+    let trimmed = if plain(raw.first()) && plain(raw.last()) {
+        raw
+    } else if value.is_ascii() {
         trim_ascii_white(raw)
     } else {
         value.trim().as_bytes()
     };
-    is_placeholder(trimmed)
+    (may_be_placeholder(trimmed) && is_placeholder(trimmed))
         || match kind {
             Kind::Phone => is_fake_phone(raw),
             Kind::Email => is_fake_email(trimmed),
             Kind::Other => false,
         }
+}
+
+/// ASCII white space as `str::trim` sees it (which includes the vertical tab).
+fn white(b: &u8) -> bool {
+    b.is_ascii_whitespace() || *b == 0x0b
+}
+
+/// A quick test most values fail: whether `v` (trimmed) is empty, or short and begins
+/// as one of [`is_placeholder`]'s values does (in either case).
+fn may_be_placeholder(v: &[u8]) -> bool {
+    match v.first() {
+        None => true,
+        Some(b) => v.len() <= 12 && b"nuat-0?g".contains(&b.to_ascii_lowercase()),
+    }
 }
 
 /// Values systems write when they have no value (`v` trimmed).
@@ -412,6 +430,42 @@ mod tests {
         same_judgement_as_text_and_as_bytes(&Rules::default());
     }
 
+    /// The quick test lets every placeholder through, in any case.
+    #[test]
+    fn the_quick_test_passes_every_placeholder() {
+        let all: Vec<String> = (0u8..=255)
+            .flat_map(|a| (0u8..=255).map(move |b| [a, b]))
+            .filter_map(|v| String::from_utf8(v.to_vec()).ok())
+            .chain(
+                [
+                    "null",
+                    "none",
+                    "nil",
+                    "unknown",
+                    "anonymous",
+                    "undefined",
+                    "n/a",
+                    "na",
+                    "-",
+                    "--",
+                    "-1",
+                    "0",
+                    "?",
+                    "test",
+                    "guest",
+                ]
+                .iter()
+                .flat_map(|p| [p.to_string(), p.to_uppercase(), format!(" {p}\t")]),
+            )
+            .collect();
+        for v in &all {
+            let t = v.trim().as_bytes();
+            if is_placeholder(t) || t.is_empty() {
+                assert!(may_be_placeholder(t), "{v:?}");
+            }
+        }
+    }
+
     /// Reading judges values by the defaults (ASCII trimmed as bytes) and deduplication
     /// by the patterns: together, and `is_blocked`, they judge as every value trimmed
     /// as text did; the byte trim agrees with `str::trim`.
@@ -446,6 +500,13 @@ mod tests {
             "-1",
             "n/a",
             "N/A\r\n",
+            "GUEST",
+            "?",
+            "x\u{a0}",
+            "\u{a0}x",
+            "\x0bx",
+            "x\x0c",
+            "é",
         ];
         for t in ["email", "phone", "customer_id", "anything"] {
             for v in values {
