@@ -269,29 +269,31 @@ fn may_be_placeholder(v: &[u8]) -> bool {
     }
 }
 
-/// Values systems write when they have no value (`v` trimmed).
+/// Values systems write when they have no value.
+const PLACEHOLDERS: [&str; 15] = [
+    "null",
+    "none",
+    "nil",
+    "unknown",
+    "anonymous",
+    "undefined",
+    "n/a",
+    "na",
+    "-",
+    "--",
+    "-1",
+    "0",
+    "?",
+    "test",
+    "guest",
+];
+
+/// Whether `v` (trimmed) is empty or a placeholder.
 fn is_placeholder(v: &[u8]) -> bool {
     if v.is_empty() || v.len() > 12 {
         return v.is_empty();
     }
     // Called for every edge row (tens of millions): compare without allocating.
-    const PLACEHOLDERS: [&str; 15] = [
-        "null",
-        "none",
-        "nil",
-        "unknown",
-        "anonymous",
-        "undefined",
-        "n/a",
-        "na",
-        "-",
-        "--",
-        "-1",
-        "0",
-        "?",
-        "test",
-        "guest",
-    ];
     PLACEHOLDERS
         .iter()
         .any(|p| p.as_bytes().eq_ignore_ascii_case(v))
@@ -437,25 +439,9 @@ mod tests {
             .flat_map(|a| (0u8..=255).map(move |b| [a, b]))
             .filter_map(|v| String::from_utf8(v.to_vec()).ok())
             .chain(
-                [
-                    "null",
-                    "none",
-                    "nil",
-                    "unknown",
-                    "anonymous",
-                    "undefined",
-                    "n/a",
-                    "na",
-                    "-",
-                    "--",
-                    "-1",
-                    "0",
-                    "?",
-                    "test",
-                    "guest",
-                ]
-                .iter()
-                .flat_map(|p| [p.to_string(), p.to_uppercase(), format!(" {p}\t")]),
+                PLACEHOLDERS
+                    .iter()
+                    .flat_map(|p| [p.to_string(), p.to_uppercase(), format!(" {p}\t")]),
             )
             .collect();
         for v in &all {
