@@ -378,11 +378,14 @@ type SharedRun = futures::future::Shared<
     futures::future::BoxFuture<'static, std::result::Result<Partitions, Arc<DataFusionError>>>,
 >;
 
-/// The run the partitions of one execution share. A partition asked for a second time
-/// belongs to a new execution, which runs the job again.
+/// The run the partitions of one execution share. A partition asked for a second time,
+/// or asked for in another task context, belongs to a new execution, which runs the job
+/// again.
 #[derive(Debug, Default)]
 struct Runs {
     current: Option<SharedRunDebug>,
+    /// The task context of the current run (weak: an identity, not an owner).
+    context: std::sync::Weak<TaskContext>,
     taken: Vec<bool>,
 }
 
@@ -610,7 +613,9 @@ impl ExecutionPlan for IdentityExec {
         }
         let run = {
             let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-            if runs.current.is_none() || runs.taken[partition] {
+            let same = std::sync::Weak::ptr_eq(&runs.context, &Arc::downgrade(&context));
+            if runs.current.is_none() || runs.taken[partition] || !same {
+                runs.context = Arc::downgrade(&context);
                 let run = IdentityExec::run(
                     self.job.clone(),
                     self.inputs.clone(),

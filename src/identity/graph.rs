@@ -760,7 +760,6 @@ impl Graph {
     }
 }
 
-/// A scoped thread's result (its panic carried on).
 /// `n` copies of `value`, written: not memory the OS hands out zeroed. Such memory maps
 /// one shared zero page until a page is first written; a table read at random before it
 /// is written then takes a copy-on-write fault per page, each flushing the TLB of every
@@ -773,6 +772,7 @@ pub(super) fn filled<T: Copy>(n: usize, value: T) -> Vec<T> {
     v
 }
 
+/// A scoped thread's result (its panic carried on).
 pub(super) fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
