@@ -291,27 +291,12 @@ impl Output {
         if n == 0 {
             return Ok(vec![RecordBatch::new_empty(schema)]);
         }
-        let schema = &schema;
-        let n_batches = n.div_ceil(BATCH_ROWS);
-        let per_thread = n_batches.div_ceil(threads.max(1));
         let rows = |b: usize| b * BATCH_ROWS..((b + 1) * BATCH_ROWS).min(n);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..n_batches)
-                .step_by(per_thread)
-                .map(|first| {
-                    let last = (first + per_thread).min(n_batches);
-                    scope.spawn(move || {
-                        (first..last)
-                            .map(|b| self.batch(rows(b), schema, columns))
-                            .collect::<Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let mut batches = Vec::with_capacity(n_batches);
-            for h in handles {
-                batches.extend(joined(h)?);
-            }
-            Ok(batches)
+        let mut batches: Vec<usize> = (0..n.div_ceil(BATCH_ROWS)).collect();
+        on_chunks(&mut batches, threads, |mine| {
+            mine.iter()
+                .map(|b| self.batch(rows(*b), &schema, columns))
+                .collect()
         })
     }
 
@@ -364,25 +349,14 @@ fn clustered_ids(
     }
     // Each profile's id number (its text's order) and records, and its partition by
     // DataFusion's hash of the text, on every core.
-    let profiles: Vec<(u64, u32)> = records
+    let mut profiles: Vec<(u64, u32)> = records
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
         .map(|(seq, n)| (id_number(seq as u64, salt), *n))
         .collect();
     drop(records);
-    let per_thread = profiles.len().div_ceil(threads.max(1)).max(1);
-    let part_of: Vec<u32> = std::thread::scope(|scope| {
-        let handles: Vec<_> = profiles
-            .chunks(per_thread)
-            .map(|mine| scope.spawn(move || partitions_of(mine, parts)))
-            .collect();
-        let mut all = Vec::with_capacity(profiles.len());
-        for h in handles {
-            all.extend(joined(h)?);
-        }
-        Ok::<_, datafusion::error::DataFusionError>(all)
-    })?;
+    let part_of = on_chunks(&mut profiles, threads, |mine| partitions_of(mine, parts))?;
     let mut by_part: Vec<Vec<(u64, u32)>> = vec![Vec::new(); parts];
     for (profile, p) in profiles.iter().zip(&part_of) {
         by_part[*p as usize].push(*profile);
@@ -391,23 +365,31 @@ fn clustered_ids(
     // Each partition in id order (the numbers are distinct and sort as the texts do),
     // then its rows: each profile's id once per record.
     let schema = Arc::new(output_schema().project(&[UNIFIED_ID])?);
-    let per_thread = parts.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = by_part
-            .chunks_mut(per_thread)
-            .map(|mine| {
-                let schema = &schema;
-                scope.spawn(move || {
-                    mine.iter_mut()
-                        .map(|profiles| {
-                            profiles.sort_unstable_by_key(|(x, _)| *x);
-                            id_batches(profiles, schema)
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
+    on_chunks(&mut by_part, threads, |mine| {
+        mine.iter_mut()
+            .map(|profiles| {
+                profiles.sort_unstable_by_key(|(x, _)| *x);
+                id_batches(profiles, &schema)
             })
+            .collect()
+    })
+}
+
+/// `work` over `items` cut into at most `threads` runs, each on its own thread; the
+/// results in order.
+fn on_chunks<I: Send, T: Send>(
+    items: &mut [I],
+    threads: usize,
+    work: impl Fn(&mut [I]) -> Result<Vec<T>> + Sync,
+) -> Result<Vec<T>> {
+    let per_thread = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = items
+            .chunks_mut(per_thread)
+            .map(|mine| scope.spawn(move || work(mine)))
             .collect();
-        let mut all = Vec::with_capacity(parts);
+        let mut all = Vec::new();
         for h in handles {
             all.extend(joined(h)?);
         }
